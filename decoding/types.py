@@ -1,0 +1,127 @@
+"""Plain data shared by every LLM backend: messages, generation parameters, results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from decoding.errors import InvalidRequestError
+
+__all__ = [
+    "ChatChunk",
+    "ChatResult",
+    "FinishReason",
+    "GenerationParams",
+    "Message",
+    "Usage",
+    "normalize_messages",
+]
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length"]
+_ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
+
+
+class Message(TypedDict):
+    """One chat turn, in the shape chat templates and OpenAI's API both use."""
+
+    role: Role
+    content: str
+
+
+def normalize_messages(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
+    """Check a conversation and return it as a fresh list of `Message` dicts.
+
+    >>> normalize_messages([{"role": "user", "content": "hi"}])
+    [{'role': 'user', 'content': 'hi'}]
+    """
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if role not in _ROLES:
+            raise InvalidRequestError(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise InvalidRequestError(f"messages[{i}].content must be a string, got {type(content).__name__}")
+        out.append({"role": role, "content": content})
+    if not out:
+        raise InvalidRequestError("messages must contain at least one message")
+    return out
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to sample. `temperature=0` means greedy decoding (the default: small models ramble when sampled).
+
+    `logits_processors` are transformers-style callables `(input_ids, scores) -> scores`, applied at
+    every step by the local backends (Deco-G guidance plugs in here); remote backends reject them.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logits_processors: tuple[Any, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise InvalidRequestError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise InvalidRequestError(f"temperature must be in [0, 2], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p}")
+        if isinstance(self.stop, str):  # a lone string is a common slip: treat it as one stop sequence
+            object.__setattr__(self, "stop", (self.stop,))
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise InvalidRequestError("stop sequences must be non-empty strings")
+        if len(self.stop) > 4:
+            raise InvalidRequestError(f"at most 4 stop sequences are allowed, got {len(self.stop)}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """A streamed piece of an answer. The last chunk carries `finish_reason` and `usage`."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+def collect(chunks: Sequence[ChatChunk] | Iterable[ChatChunk], model: str = "") -> ChatResult:
+    """Join a stream into one result (how streaming backends implement `chat`)."""
+    parts: list[str] = []
+    finish: FinishReason = "stop"
+    usage = Usage()
+    for chunk in chunks:
+        parts.append(chunk.text)
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return ChatResult(text="".join(parts), finish_reason=finish, usage=usage, model=model)

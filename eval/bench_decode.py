@@ -1,0 +1,140 @@
+"""`prunekit bench decode`: tokens/s of the embedded model's backends, measured side by side.
+
+Figures (flat keys `<backend>.<figure>`):
+- `<default>.single_tok_s`: one request at a time; `<default>.batch8_tok_s`: 8 concurrent requests;
+- `<default>.hook_single_tok_s`: single stream with a no-op logits processor (the per-step hook that
+  Deco-G uses), and `hook_slowdown` = 1 - hook / plain;
+- `<default>.ttft_500_s`: time to first token for a ~500-token prompt;
+- `hf_generate.single_tok_s` / `hf_generate.batch8_tok_s`: plain transformers `generate`;
+- `<default>.speedup_single` over `hf_generate`; `<default>.greedy_agreement` with transformers;
+- `process.rss_mb`: resident memory of this process with the models loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from decoding import ChatModel, GenerationParams
+
+__all__ = ["NoOpProcessor", "bench_decode", "rss_mb"]
+
+STORY = "Write a long story about {subject}. Make it detailed."
+SUBJECTS = [
+    "a cat",
+    "a lighthouse keeper",
+    "a city on Mars",
+    "an old clock",
+    "a river",
+    "a chess player",
+    "a baker",
+    "a storm",
+]
+AGREEMENT_QUESTIONS = [
+    "What is the capital of France?",
+    "What is 2+2?",
+    "Name three colors.",
+    "Who wrote Hamlet?",
+    "What is the boiling point of water?",
+    "Give me a synonym for happy.",
+    "How many legs does a spider have?",
+    "What is photosynthesis?",
+]
+
+
+class NoOpProcessor:
+    """A logits processor that changes nothing: measures the cost of the per-step hook itself."""
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return scores
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _story(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": STORY.format(subject=SUBJECTS[i % len(SUBJECTS)])}]
+
+
+def _tokens_per_s(run: Callable[[], int]) -> float:
+    started = time.perf_counter()
+    tokens = run()
+    return tokens / (time.perf_counter() - started)
+
+
+def _single(model: ChatModel, params: GenerationParams, requests: int) -> float:
+    def run() -> int:
+        return sum(model.chat(_story(i), params).usage.completion_tokens for i in range(requests))
+
+    return _tokens_per_s(run)
+
+
+def _concurrent(model: ChatModel, params: GenerationParams, n: int) -> float:
+    counts = [0] * n
+
+    def one(i: int) -> None:
+        counts[i] = model.chat(_story(i), params).usage.completion_tokens
+
+    def run() -> int:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts)
+
+    return _tokens_per_s(run)
+
+
+def _ttft(model: ChatModel, prompt_tokens: int = 500) -> float:
+    filler = " ".join(f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens // 14))
+    messages = [{"role": "user", "content": filler + "\nSummarise the notes."}]
+    started = time.perf_counter()
+    for chunk in model.stream(messages, GenerationParams(max_tokens=8)):
+        if chunk.text:
+            break
+    return time.perf_counter() - started
+
+
+def bench_decode(
+    model: ChatModel, hf_model: Any | None = None, *, max_tokens: int = 128, requests: int = 3, batch: int = 8
+) -> dict[str, float]:
+    """Measure `model` (the default embedded backend) and, if given, the transformers `LocalModel`."""
+    params = GenerationParams(max_tokens=max_tokens)
+    name = "llamacpp" if type(model).__name__ == "LlamaCppModel" else "default"
+    figures: dict[str, float] = {}
+    model.chat(_story(0), GenerationParams(max_tokens=8))  # warm-up: first-call allocations
+    figures[f"{name}.single_tok_s"] = _single(model, params, requests)
+    figures[f"{name}.batch{batch}_tok_s"] = _concurrent(model, params, batch)
+    hooked = GenerationParams(max_tokens=max_tokens, logits_processors=(NoOpProcessor(),))
+    figures[f"{name}.hook_single_tok_s"] = _single(model, hooked, requests)
+    figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
+    figures[f"{name}.ttft_500_s"] = _ttft(model)
+    if hf_model is not None:
+        figures["hf_generate.single_tok_s"] = _tokens_per_s(
+            lambda: sum(
+                hf_model.generate_batch([_story(i)], params)[0].usage.completion_tokens for i in range(requests)
+            )
+        )
+        figures[f"hf_generate.batch{batch}_tok_s"] = _tokens_per_s(
+            lambda: sum(
+                r.usage.completion_tokens for r in hf_model.generate_batch([_story(i) for i in range(batch)], params)
+            )
+        )
+        figures[f"{name}.speedup_single"] = figures[f"{name}.single_tok_s"] / figures["hf_generate.single_tok_s"]
+        short = GenerationParams(max_tokens=32)
+        same = [
+            model.chat([{"role": "user", "content": q}], short).text
+            == hf_model.chat([{"role": "user", "content": q}], short).text
+            for q in AGREEMENT_QUESTIONS
+        ]
+        figures[f"{name}.greedy_agreement"] = sum(same) / len(same)
+    figures["process.rss_mb"] = rss_mb()
+    return figures

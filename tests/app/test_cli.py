@@ -1,0 +1,89 @@
+"""The `prunekit` command in a subprocess: one-line errors with non-zero exits, real answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PRUNEKIT = [sys.executable, "-c", "from app.cli import main; main()"]
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.run([*PRUNEKIT, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["bogus"], "No such command"),
+        (["chat", "--max-tokens", "0", "hi"], "--max-tokens"),
+        (["chat", "--backend", "nope", "hi"], "--backend"),
+        (["chat", ""], "empty"),
+        (["eval", "nq", "--data", "/does/not/exist.jsonl"], "does not exist"),
+        (["eval", "nq", "--limit", "-3"], "--limit"),
+        (["serve", "--port", "70000"], "--port"),
+        (["bench", "decode", "--max-tokens", "2"], "--max-tokens"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_a_non_zero_exit(args, fragment):
+    done = run(*args)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("prunekit: error:") and fragment in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_help_lists_the_commands():
+    done = run("--help")
+    assert done.returncode == 0
+    for command in ("serve", "chat", "bench", "eval"):
+        assert command in done.stdout
+
+
+def test_chat_one_shot_with_the_embedded_model():
+    done = run("chat", "What is 2+2?", "--max-tokens", "24")
+    assert done.returncode == 0, done.stderr
+    assert "4" in done.stdout
+
+
+def test_interactive_chat_reads_until_an_empty_line():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [*PRUNEKIT, "chat", "--max-tokens", "8"],
+        input="What is 2+2?\n\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+
+
+def test_bench_decode_prints_json_last():
+    done = run("bench", "decode", "--no-hf", "--max-tokens", "16", "--requests", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["llamacpp.single_tok_s"] > 0 and figures["process.rss_mb"] > 0
+
+
+def test_eval_nq_writes_results(tmp_path: Path):
+    from tests.conftest import require_data
+
+    data = require_data("qa/nq_open/NQ-open.dev.jsonl")
+    out = tmp_path / "nq"
+    done = run("eval", "nq", "--data", str(data), "--limit", "4", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout.strip().splitlines()[-1])
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"task", "config", "environment", "metrics", "items"}
+    assert results["metrics"] == metrics and len(results["items"]) == 4
+    assert 0.0 <= metrics["closed_book.f1"] <= 1.0
+    assert (out / "report.md").is_file() and (out / "metrics.png").is_file()

@@ -1,0 +1,146 @@
+"""The llama.cpp fast path: fidelity against transformers, batching, hooks, stops, scoring, fallback."""
+
+import threading
+
+import pytest
+import torch
+
+from decoding.errors import InvalidRequestError
+from decoding.types import GenerationParams
+
+llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTIONS = ["What is the capital of France?", "What is 2+2?", "Name three colors.", "Who wrote Hamlet?"]
+
+
+@pytest.fixture(scope="module")
+def fidelity_model():
+    """f16 weights: llama.cpp with the transformers path's numerics (greedy output must match)."""
+    model = llamacpp.LlamaCppModel.embedded(quant="f16", slots=4, n_ctx=4096)
+    yield model
+    model.close()
+
+
+def ask(q: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": q}]
+
+
+def test_chat_template_and_tokens_match_transformers(embedded_model, hf_model):
+    for q in QUESTIONS:
+        assert embedded_model.encode_chat(ask(q)) == hf_model.encode_chat(ask(q))
+
+
+def test_f16_greedy_output_equals_transformers(fidelity_model, hf_model):
+    params = GenerationParams(max_tokens=24)
+    for q in QUESTIONS:
+        assert fidelity_model.chat(ask(q), params).text == hf_model.chat(ask(q), params).text
+    assert "Paris" in fidelity_model.chat(FRANCE, params).text
+
+
+def test_default_backend_answers_with_usage(embedded_model):
+    result = embedded_model.chat(ask("What is 2+2?"), GenerationParams(max_tokens=24))
+    assert "4" in result.text
+    assert result.usage.prompt_tokens == len(embedded_model.encode_chat(ask("What is 2+2?")))
+    assert result.finish_reason == "stop"
+
+
+def test_concurrent_requests_are_batched_and_give_the_sequential_answers(fidelity_model):
+    params = GenerationParams(max_tokens=16)
+    expected = [fidelity_model.chat(ask(q), params).text for q in QUESTIONS]
+    got: dict[int, str] = {}
+
+    def run(i: int) -> None:
+        got[i] = fidelity_model.chat(ask(QUESTIONS[i]), params).text
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(QUESTIONS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i] for i in range(len(QUESTIONS))] == expected
+
+
+def test_more_requests_than_slots_all_complete(fidelity_model):
+    params = GenerationParams(max_tokens=4)
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(fidelity_model.chat(FRANCE, params).usage.completion_tokens))
+        for _ in range(fidelity_model.slots * 2 + 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [4] * (fidelity_model.slots * 2 + 1)
+
+
+def test_logits_hook_sees_growing_input_ids(embedded_model):
+    seen: list[int] = []
+
+    def ban_first_greedy(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        seen.append(input_ids.shape[1])
+        scores = scores.clone()
+        scores[:, 504] = float("-inf")  # "The"
+        return scores
+
+    prompt_len = len(embedded_model.encode_chat(FRANCE))
+    result = embedded_model.chat(FRANCE, GenerationParams(max_tokens=6, logits_processors=(ban_first_greedy,)))
+    assert seen == list(range(prompt_len, prompt_len + len(seen)))
+    assert len(seen) == result.usage.completion_tokens
+    assert not result.text.startswith("The")
+
+
+def test_a_failing_hook_fails_only_its_request(embedded_model):
+    def broken(input_ids, scores):
+        raise InvalidRequestError("format cannot be met")
+
+    with pytest.raises(InvalidRequestError, match="format cannot be met"):
+        embedded_model.chat(FRANCE, GenerationParams(max_tokens=4, logits_processors=(broken,)))
+    assert embedded_model.chat(FRANCE, GenerationParams(max_tokens=2)).usage.completion_tokens == 2
+
+
+def test_stop_sequences_and_streaming(fidelity_model):
+    chunks = list(fidelity_model.stream(FRANCE, GenerationParams(max_tokens=32, stop=("Paris",))))
+    text = "".join(c.text for c in chunks)
+    assert "Paris" not in text and text.startswith("The capital")
+    assert chunks[-1].finish_reason == "stop"
+
+
+def test_abandoned_stream_frees_its_slot(fidelity_model):
+    for _ in range(fidelity_model.slots + 1):  # more abandoned streams than slots
+        stream = fidelity_model.stream(FRANCE, GenerationParams(max_tokens=200))
+        next(stream)
+        stream.close()
+    assert fidelity_model.chat(FRANCE, GenerationParams(max_tokens=3)).usage.completion_tokens == 3
+
+
+def test_scoring_matches_transformers(fidelity_model, hf_model):
+    prompt = hf_model.encode_chat(FRANCE)
+    completion = hf_model.tokenizer.encode("The capital of France is Paris.", add_special_tokens=False)
+    ours = fidelity_model.sequence_logprobs(prompt, completion)
+    theirs = hf_model.sequence_logprobs(prompt, completion)
+    assert ours == pytest.approx(theirs, abs=0.05)
+    nxt = fidelity_model.next_token_logprobs(prompt)
+    assert nxt.shape == (fidelity_model.n_vocab,)
+    assert float(nxt.exp().sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_budget_errors(embedded_model):
+    with pytest.raises(InvalidRequestError, match="exceeds the model's context"):
+        embedded_model.chat(FRANCE, GenerationParams(max_tokens=embedded_model.context_length))
+    with pytest.raises(InvalidRequestError, match="empty"):
+        list(embedded_model.stream_ids([], GenerationParams()))
+
+
+def test_auto_falls_back_to_transformers_when_llama_cpp_is_missing(monkeypatch, caplog):
+    import sys
+
+    from decoding.loader import load_embedded
+    from decoding.local import LocalModel
+
+    monkeypatch.setitem(sys.modules, "decoding.llamacpp", None)  # import now raises ImportError
+    with caplog.at_level("WARNING"):
+        model = load_embedded("auto")
+    assert isinstance(model, LocalModel)
+    assert any("llama-cpp-python is not available" in r.message for r in caplog.records)

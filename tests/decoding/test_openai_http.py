@@ -1,0 +1,230 @@
+"""OpenAIModel against a fault-injecting local HTTP server and against the live prunekit service."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from decoding import OpenAIModel
+from decoding.errors import (
+    BackendConnectionError,
+    BackendError,
+    BackendHTTPError,
+    BackendProtocolError,
+    BackendTimeoutError,
+    InvalidRequestError,
+)
+from decoding.types import GenerationParams
+from tests.conftest import SERVICE_KEY, free_port
+
+HI = [{"role": "user", "content": "Hi"}]
+COMPLETION = {
+    "id": "x",
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}
+
+
+def sse(*events: str) -> bytes:
+    return b"".join(f"data: {e}\n\n".encode() for e in events)
+
+
+def delta(text: str, finish: str | None = None) -> str:
+    return json.dumps({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+
+
+Behaviour = Callable[[BaseHTTPRequestHandler, int], None]
+
+
+class FaultServer:
+    """Answers request number n (0-based) with `script[n]` (the last entry repeats)."""
+
+    def __init__(self, script: list[Behaviour]) -> None:
+        self.script = script
+        self.calls = 0
+        self.bodies: list[dict] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", 0))
+                owner.bodies.append(json.loads(self.rfile.read(length)))
+                n = owner.calls
+                owner.calls += 1
+                owner.script[min(n, len(owner.script) - 1)](self, n)
+
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def model(self, **kwargs) -> OpenAIModel:
+        kwargs.setdefault("backoff_s", 0.01)
+        kwargs.setdefault("read_timeout", 2.0)
+        return OpenAIModel(f"http://127.0.0.1:{self.port}/v1", model="m", **kwargs)
+
+
+def reply(status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None) -> Behaviour:
+    def behave(handler: BaseHTTPRequestHandler, n: int) -> None:
+        handler.send_response(status)
+        handler.send_header("content-type", content_type)
+        handler.send_header("content-length", str(len(body)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return behave
+
+
+def ok() -> Behaviour:
+    return reply(200, json.dumps(COMPLETION).encode())
+
+
+def error(status: int, headers: dict | None = None) -> Behaviour:
+    return reply(status, json.dumps({"error": {"message": f"boom {status}"}}).encode(), headers=headers)
+
+
+def stream(body: bytes) -> Behaviour:
+    return reply(200, body, "text/event-stream")
+
+
+def sleep(seconds: float) -> Behaviour:
+    def behave(handler: BaseHTTPRequestHandler, n: int) -> None:
+        time.sleep(seconds)
+        ok()(handler, n)
+
+    return behave
+
+
+def test_a_plain_completion_and_the_request_body():
+    with FaultServer([ok()]) as server:
+        result = server.model(api_key="k").chat(HI, GenerationParams(max_tokens=5, stop=("x",), seed=1))
+    assert (result.text, result.usage.total_tokens) == ("Hello", 4)
+    body = server.bodies[0]
+    assert body["max_tokens"] == 5 and body["stop"] == ["x"] and body["seed"] == 1 and body["stream"] is False
+
+
+def test_5xx_is_retried_until_it_succeeds():
+    with FaultServer([error(500), error(503), ok()]) as server:
+        assert server.model(max_retries=3).chat(HI).text == "Hello"
+    assert server.calls == 3
+
+
+def test_429_honours_retry_after():
+    with FaultServer([error(429, {"Retry-After": "0.3"}), ok()]) as server:
+        started = time.perf_counter()
+        assert server.model().chat(HI).text == "Hello"
+    assert time.perf_counter() - started >= 0.3
+
+
+def test_retries_are_bounded():
+    with FaultServer([error(502)]) as server, pytest.raises(BackendHTTPError, match="502") as info:
+        server.model(max_retries=2).chat(HI)
+    assert info.value.status_code == 502 and server.calls == 3
+
+
+def test_client_errors_are_not_retried():
+    with FaultServer([error(400)]) as server, pytest.raises(BackendHTTPError, match="boom 400"):
+        server.model().chat(HI)
+    assert server.calls == 1
+
+
+def test_read_timeout_raises_a_timeout_error():
+    with FaultServer([sleep(1.5)]) as server, pytest.raises(BackendTimeoutError):
+        server.model(read_timeout=0.3, max_retries=1).chat(HI)
+    assert server.calls == 2
+
+
+def test_a_slow_first_try_then_success():
+    with FaultServer([sleep(1.0), ok()]) as server:
+        assert server.model(read_timeout=0.3).chat(HI).text == "Hello"
+
+
+def test_connection_refused():
+    model = OpenAIModel(f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=1, backoff_s=0.01)
+    with pytest.raises(BackendConnectionError):
+        model.chat(HI)
+
+
+def test_malformed_completion_json():
+    with FaultServer([reply(200, b"{not json")]) as server, pytest.raises(BackendProtocolError):
+        server.model().chat(HI)
+
+
+def test_streaming_deltas_and_usage():
+    usage = json.dumps({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}})
+    body = sse(delta("Hel"), delta("lo", "length"), usage, "[DONE]")
+    with FaultServer([stream(body)]) as server:
+        chunks = list(server.model().stream(HI))
+    assert "".join(c.text for c in chunks) == "Hello"
+    assert chunks[-1].finish_reason == "length" and chunks[-1].usage.total_tokens == 4
+    assert server.bodies[0]["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        sse("{broken json"),
+        b"garbage line\n\n",
+        sse(delta("Hel")),  # no [DONE]: the stream was cut
+        sse(json.dumps({"choices": "not a list"}), "[DONE]"),
+    ],
+)
+def test_malformed_streams_raise_protocol_errors(body):
+    with FaultServer([stream(body)]) as server, pytest.raises(BackendProtocolError):
+        list(server.model(max_retries=0).stream(HI))
+
+
+def test_an_error_event_mid_stream():
+    with FaultServer([stream(sse(delta("a"), json.dumps({"error": {"message": "overloaded"}})))]) as server:
+        with pytest.raises(BackendError, match="overloaded"):
+            list(server.model().stream(HI))
+
+
+def test_stream_retries_before_the_first_token():
+    with FaultServer([error(503), stream(sse(delta("ok", "stop"), "[DONE]"))]) as server:
+        assert "".join(c.text for c in server.model().stream(HI)) == "ok"
+
+
+def test_bad_configuration_and_local_only_options():
+    with pytest.raises(InvalidRequestError, match="base_url"):
+        OpenAIModel("localhost:8000", model="m")
+    model = OpenAIModel("http://127.0.0.1:9/v1", model="m")
+    with pytest.raises(InvalidRequestError, match="logits processors"):
+        model.chat(HI, GenerationParams(logits_processors=(lambda i, s: s,)))
+
+
+def test_against_the_live_prunekit_service(live_service, embedded_model):
+    model = OpenAIModel(f"{live_service.url}/v1", model="prunekit-chat", api_key=SERVICE_KEY)
+    params = GenerationParams(max_tokens=16)
+    question = [{"role": "user", "content": "What is 2+2?"}]
+    expected = embedded_model.chat(question, params).text
+    result = model.chat(question, params)
+    assert result.text == expected and result.usage.completion_tokens > 0
+    chunks = list(model.stream(question, params))
+    assert "".join(c.text for c in chunks) == expected
+    assert chunks[-1].usage.completion_tokens == result.usage.completion_tokens
+
+
+def test_wrong_key_against_the_live_service(live_service):
+    model = OpenAIModel(f"{live_service.url}/v1", model="prunekit-chat", api_key="wrong")
+    with pytest.raises(BackendHTTPError) as info:
+        model.chat(HI)
+    assert info.value.status_code == 401

@@ -1,0 +1,48 @@
+import pytest
+
+from decoding.errors import InvalidRequestError
+from decoding.types import ChatChunk, GenerationParams, Usage, collect, normalize_messages
+
+
+def test_normalize_messages_keeps_role_and_content_only():
+    out = normalize_messages([{"role": "user", "content": "hi", "name": "x"}])
+    assert out == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        ([], "at least one message"),
+        ([{"role": "robot", "content": "hi"}], "role must be one of"),
+        ([{"role": "user", "content": 3}], "content must be a string"),
+        ([{"content": "hi"}], "role must be one of"),
+    ],
+)
+def test_normalize_messages_rejects_bad_input(messages, fragment):
+    with pytest.raises(InvalidRequestError, match=fragment):
+        normalize_messages(messages)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"stop": ("",)}, "stop"),
+        ({"stop": ("a", "b", "c", "d", "e")}, "at most 4"),
+    ],
+)
+def test_generation_params_reject_out_of_range(kwargs, fragment):
+    with pytest.raises(InvalidRequestError, match=fragment):
+        GenerationParams(**kwargs)
+
+
+def test_generation_params_accept_a_single_stop_string():
+    assert GenerationParams(stop="\n").stop == ("\n",)
+
+
+def test_collect_joins_chunks_and_takes_the_final_usage():
+    result = collect([ChatChunk("Hel"), ChatChunk("lo"), ChatChunk("", "length", Usage(3, 2))], model="m")
+    assert (result.text, result.finish_reason, result.usage.total_tokens, result.model) == ("Hello", "length", 5, "m")
