@@ -146,17 +146,13 @@ def bench_decode_cmd(
 ) -> None:
     """Tokens/s of the embedded model: default backend vs. plain transformers generate."""
     from decoding.loader import load_embedded
+    from decoding.local import LocalModel
     from eval.bench_decode import bench_decode
 
     with stderr.status("loading the embedded model"):
         model = load_embedded()
-        hf_model = None
-        if hf:
-            from decoding.local import LocalModel
-
-            hf_model = LocalModel.embedded()
     with stderr.status("benchmarking (a minute or two)"):
-        figures = bench_decode(model, hf_model, max_tokens=max_tokens, requests=requests)
+        figures = bench_decode(model, LocalModel.embedded if hf else None, max_tokens=max_tokens, requests=requests)
     stderr.print(_figures_table("bench decode", figures))
     if as_json:
         _print_json_last(figures)

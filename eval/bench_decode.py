@@ -7,7 +7,8 @@ Figures (flat keys `<backend>.<figure>`):
 - `<default>.ttft_500_s`: time to first token for a ~500-token prompt;
 - `hf_generate.single_tok_s` / `hf_generate.batch8_tok_s`: plain transformers `generate`;
 - `<default>.speedup_single` over `hf_generate`; `<default>.greedy_agreement` with transformers;
-- `process.rss_mb`: resident memory of this process with the models loaded.
+- `<default>.rss_mb`: resident memory of this process with only the default backend loaded and
+  warm (what the service holds); `process.rss_mb`: at the end, with transformers loaded too.
 """
 
 from __future__ import annotations
@@ -104,9 +105,14 @@ def _ttft(model: ChatModel, prompt_tokens: int = 500) -> float:
 
 
 def bench_decode(
-    model: ChatModel, hf_model: Any | None = None, *, max_tokens: int = 128, requests: int = 3, batch: int = 8
+    model: ChatModel,
+    load_hf: Callable[[], Any] | None = None,
+    *,
+    max_tokens: int = 128,
+    requests: int = 3,
+    batch: int = 8,
 ) -> dict[str, float]:
-    """Measure `model` (the default embedded backend) and, if given, the transformers `LocalModel`."""
+    """Measure `model` (the default embedded backend), then, if `load_hf` is given, the transformers path."""
     params = GenerationParams(max_tokens=max_tokens)
     name = "llamacpp" if type(model).__name__ == "LlamaCppModel" else "default"
     figures: dict[str, float] = {}
@@ -117,7 +123,9 @@ def bench_decode(
     figures[f"{name}.hook_single_tok_s"] = _single(model, hooked, requests)
     figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
     figures[f"{name}.ttft_500_s"] = _ttft(model)
-    if hf_model is not None:
+    figures[f"{name}.rss_mb"] = rss_mb()
+    if load_hf is not None:
+        hf_model = load_hf()
         figures["hf_generate.single_tok_s"] = _tokens_per_s(
             lambda: sum(
                 hf_model.generate_batch([_story(i)], params)[0].usage.completion_tokens for i in range(requests)
