@@ -48,6 +48,8 @@ class ChatCompletionRequest(BaseModel):
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # prunekit extension: keep the conversation server-side; send only the new messages each time.
+    thread_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     @field_validator("stop")
     @classmethod

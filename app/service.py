@@ -26,6 +26,7 @@ from app.graphs.chat import build_chat_graph, params_to_state
 from app.limits import BodySizeLimit
 from app.schemas import ChatCompletionRequest
 from app.settings import Settings
+from app.threads import open_checkpointer
 from decoding import ChatModel, GenerationParams
 
 __all__ = ["CHAT_MODEL_ID", "create_app"]
@@ -42,9 +43,11 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "model", None) is None:
             app.state.model = await run_in_threadpool(build_chat_model, settings)
-        app.state.chat_graph = build_chat_graph(app.state.model)
-        log.info("serving %s through backend %s", CHAT_MODEL_ID, app.state.model.name)
-        yield
+        with open_checkpointer(settings) as checkpointer:
+            app.state.chat_graph = build_chat_graph(app.state.model)
+            app.state.thread_graph = build_chat_graph(app.state.model, checkpointer)
+            log.info("serving %s through backend %s", CHAT_MODEL_ID, app.state.model.name)
+            yield
 
     app = FastAPI(title="prunekit", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -94,10 +97,13 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
         )
         state = {"messages": [m.as_message() for m in body.messages], "params": params_to_state(params)}
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        graph, config = app.state.chat_graph, None
+        if body.thread_id is not None:
+            graph, config = app.state.thread_graph, _thread_config(body.thread_id)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream_response(app.state.chat_graph, state, completion_id, include_usage)
-        final = await run_in_threadpool(app.state.chat_graph.invoke, state)
+            return await _stream_response(graph, state, config, completion_id, include_usage)
+        final = await run_in_threadpool(graph.invoke, state, config)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -113,7 +119,18 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             "usage": _usage(final["usage"]),
         }
 
+    @app.get("/v1/threads/{thread_id}", dependencies=[Depends(require_key)])
+    async def get_thread(thread_id: str) -> dict[str, Any]:
+        snapshot = await run_in_threadpool(app.state.thread_graph.get_state, _thread_config(thread_id))
+        if not snapshot.values:
+            raise ApiError(404, f"thread {thread_id!r} does not exist", code="thread_not_found")
+        return {"id": thread_id, "object": "thread", "messages": snapshot.values.get("messages", [])}
+
     return app
+
+
+def _thread_config(thread_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}}
 
 
 def _usage(usage: dict[str, int]) -> dict[str, int]:
@@ -121,14 +138,14 @@ def _usage(usage: dict[str, int]) -> dict[str, int]:
 
 
 async def _stream_response(
-    graph: Any, state: dict[str, Any], completion_id: str, include_usage: bool
+    graph: Any, state: dict[str, Any], config: dict[str, Any] | None, completion_id: str, include_usage: bool
 ) -> EventSourceResponse:
     """OpenAI chunk stream: role first, content deltas, a finish chunk, optional usage, then [DONE].
 
     Events are awaited up to the first text delta before the response starts, so a request the
     model refuses (e.g. a prompt longer than the context) still gets a proper 4xx, not a broken stream.
     """
-    graph_events = graph.stream(state, stream_mode=["custom", "values"])
+    graph_events = graph.stream(state, config, stream_mode=["custom", "values"])
     events = iterate_in_threadpool(graph_events)
     buffered: list[Any] = []
     while (event := await anext(events, None)) is not None:

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     max_tokens_limit: int = 2048  # the largest max_tokens a client may ask for
 
+    database_url: SecretStr | None = None  # PRUNEKIT_DATABASE_URL: PostgreSQL for threads (default: SQLite)
     data_dir: Path = Path("data")
     cache_dir: Path = Field(default_factory=default_cache_dir)
 

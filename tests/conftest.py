@@ -89,11 +89,11 @@ SERVICE_KEY = "test-key-123"
 
 
 @pytest.fixture(scope="session")
-def live_service(embedded_model):
+def live_service(embedded_model, tmp_path_factory):
     """The prunekit service on the real embedded model, with an API key required."""
     from app.service import create_app
     from app.settings import Settings
 
-    settings = Settings(api_keys=[SERVICE_KEY], max_body_bytes=1_000_000)
+    settings = Settings(api_keys=[SERVICE_KEY], max_body_bytes=1_000_000, data_dir=tmp_path_factory.mktemp("data"))
     with LiveServer(create_app(settings, model=embedded_model)) as server:
         yield server

@@ -2,13 +2,15 @@
 
 Streaming goes through LangGraph's custom stream (`stream_mode="custom"`): the node writes
 `{"delta": text}` events as tokens arrive, and the final state carries the whole answer and usage.
-Later graphs (RAG, SQL, agents) plug into the router beside this one.
+`messages` accumulates (the answer is appended), so with a checkpointer and a `thread_id` the graph
+keeps a conversation: each call sends only the new messages.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -19,7 +21,7 @@ __all__ = ["ChatState", "build_chat_graph", "params_to_state"]
 
 
 class ChatState(TypedDict, total=False):
-    messages: list[dict[str, str]]
+    messages: Annotated[list[dict[str, str]], operator.add]  # history; nodes append
     params: dict[str, Any]  # GenerationParams as plain data, so a checkpointer can store it
     answer: str
     finish_reason: str
@@ -32,8 +34,8 @@ def params_to_state(params: GenerationParams) -> dict[str, Any]:
     return data
 
 
-def build_chat_graph(model: ChatModel) -> Any:
-    """Compile the chat graph for `model`.
+def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
+    """Compile the chat graph for `model` (with a checkpointer, invoke it with a `thread_id`).
 
     >>> graph = build_chat_graph(model)  # doctest: +SKIP
     >>> graph.invoke({"messages": [{"role": "user", "content": "Hi"}], "params": {}})["answer"]  # doctest: +SKIP
@@ -52,10 +54,16 @@ def build_chat_graph(model: ChatModel) -> Any:
                 finish = chunk.finish_reason
             if chunk.usage is not None:
                 usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
-        return {"answer": "".join(parts), "finish_reason": finish, "usage": usage}
+        answer = "".join(parts)
+        return {
+            "messages": [{"role": "assistant", "content": answer}],
+            "answer": answer,
+            "finish_reason": finish,
+            "usage": usage,
+        }
 
     graph = StateGraph(ChatState)
     graph.add_node("generate", generate)
     graph.add_edge(START, "generate")
     graph.add_edge("generate", END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)
