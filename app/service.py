@@ -24,6 +24,7 @@ from app.backends import build_chat_model
 from app.errors import ApiError, error_body, install_error_handlers, status_of
 from app.graphs.chat import build_chat_graph, params_to_state
 from app.limits import BodySizeLimit
+from app.middleware import RateLimit, RequestContext
 from app.schemas import ChatCompletionRequest
 from app.settings import Settings
 from app.threads import open_checkpointer
@@ -50,7 +51,10 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             yield
 
     app = FastAPI(title="prunekit", version="0.1.0", lifespan=lifespan)
+    # Outermost last: every request gets an id and a log line, then the rate limit, then the body limit.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(RequestContext)
     app.state.model = model
     app.state.settings = settings
     install_error_handlers(app)

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = []  # PRUNEKIT_API_KEYS=key1,key2 (empty: no auth)
     max_body_bytes: int = 1_000_000
     max_tokens_limit: int = 2048  # the largest max_tokens a client may ask for
+    rate_limit_per_minute: int = 600  # per API key (or client address); 0 turns it off
 
     database_url: SecretStr | None = None  # PRUNEKIT_DATABASE_URL: PostgreSQL for threads (default: SQLite)
     data_dir: Path = Path("data")

@@ -1,0 +1,118 @@
+"""Request ids, structured access logs and a per-key rate limit, as pure ASGI middleware."""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from app.errors import error_body
+
+__all__ = ["RateLimit", "RequestContext", "current_request_id"]
+
+log = logging.getLogger("prunekit.access")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _client_key(scope: dict[str, Any]) -> str:
+    """Who is calling: a hash of the bearer token (never the token itself), else the client address."""
+    token = _header(scope, b"authorization").partition(" ")[2]
+    if token:
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+    client = scope.get("client") or ("-", 0)
+    return f"ip:{client[0]}"
+
+
+class RequestContext:
+    """Gives every request an id (the client's `X-Request-ID` when sane), echoes it, logs one JSON line."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        request_id = given if 0 < len(given) <= 64 and given.replace("-", "").isalnum() else uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            record = {
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "client": _client_key(scope),
+            }
+            log.info(json.dumps(record))
+            _request_id.reset(token)
+
+
+class RateLimit:
+    """A token bucket per client (API key hash, or address without keys): `per_minute` requests,
+    bursts up to `burst`. Over the limit: 429 with `Retry-After`. Health checks are exempt."""
+
+    def __init__(self, app: Any, per_minute: int, burst: int | None = None) -> None:
+        self.app = app
+        self.rate = per_minute / 60.0
+        self.burst = float(burst or max(1, per_minute // 6))
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill time)
+        self._lock = threading.Lock()
+
+    def _take(self, client: str) -> float:
+        """0 when allowed, else the seconds until a token is available."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.rate <= 0 or scope.get("path") == "/health":
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(_client_key(scope))
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(error_body("rate limit exceeded: slow down", "rate_limit_error", "rate_limited")).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(max(1, round(wait))).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,40 @@
+"""Request ids, access logs and the per-key rate limit on a live server."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+
+from app.service import create_app
+from app.settings import Settings
+from tests.conftest import LiveServer
+
+
+def test_request_ids_are_echoed_or_made(live_service):
+    response = httpx.get(f"{live_service.url}/health", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    made = httpx.get(f"{live_service.url}/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert len(made.headers["x-request-id"]) == 32
+
+
+def test_rate_limit_per_key(tmp_path, embedded_model, caplog):
+    settings = Settings(api_keys=["k1", "k2"], rate_limit_per_minute=60, data_dir=tmp_path)
+    with (
+        LiveServer(create_app(settings, model=embedded_model)) as server,
+        caplog.at_level(logging.INFO, "prunekit.access"),
+    ):
+        k1 = {"Authorization": "Bearer k1"}
+        statuses = [httpx.get(f"{server.url}/v1/models", headers=k1).status_code for _ in range(12)]
+        assert statuses[:10] == [200] * 10  # the burst (per_minute / 6)
+        limited = httpx.get(f"{server.url}/v1/models", headers=k1)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert limited.json()["error"]["code"] == "rate_limited"
+        # another key has its own bucket; health checks are never limited
+        assert httpx.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer k2"}).status_code == 200
+        assert httpx.get(f"{server.url}/health").status_code == 200
+    lines = [json.loads(r.message) for r in caplog.records if r.name == "prunekit.access"]
+    assert {"request_id", "method", "path", "status", "ms", "client"} <= set(lines[0])
+    assert any(line["status"] == 429 for line in lines)
+    assert all("k1" not in line["client"] for line in lines)  # keys are hashed in logs
