@@ -1,0 +1,61 @@
+import random
+
+import pytest
+
+from context_pruner.data import (
+    hotpot_passages,
+    is_evaluation_split,
+    read_hotpotqa,
+    read_squad,
+    read_training_passages,
+    squad_passages,
+)
+from tests.conftest import require_data
+from tests.context_pruner.helpers import write_hotpot_hf, write_hotpot_original, write_squad
+
+
+@pytest.mark.parametrize("layout", ["hf", "hf_literal", "original"])
+def test_hotpot_layouts_read_the_same(tmp_path, layout):
+    if layout == "original":
+        path = write_hotpot_original(tmp_path / "train_hipporag.json")
+    else:
+        path = write_hotpot_hf(tmp_path / "train.jsonl", as_literal_strings=layout == "hf_literal")
+    item = read_hotpotqa(path)[0]
+    assert item.id == "q1" and item.question.startswith("Which city")
+    assert [t for t, _ in item.paragraphs] == ["Eiffel Tower", "Cats"]
+    assert item.supporting == {("Eiffel Tower", 1)}
+    passages = hotpot_passages([item])
+    assert [p.labels for p in passages] == [(0, 1), (0, 0)]
+    assert passages[0].title == "Eiffel Tower" and passages[0].relevant and not passages[1].relevant
+
+
+def test_squad_labels_the_answer_sentence_and_adds_negatives(tmp_path):
+    items = read_squad(write_squad(tmp_path / "train.json"))
+    assert items[0].title == "Paris City"
+    passages = squad_passages(items, random.Random(0), negative_rate=1.0)
+    positive = next(p for p in passages if p.group == "s1" and p.relevant)
+    assert all((label == 1) == ("Louvre" in s) for s, label in zip(positive.sentences, positive.labels, strict=True))
+    negatives = [p for p in passages if not p.relevant]
+    assert negatives and all(p.title != items[0].title for p in negatives if p.group == "s1")
+    assert 1 <= len(positive.sentences) <= 10
+
+
+def test_evaluation_splits_are_refused(tmp_path):
+    path = write_hotpot_hf(tmp_path / "dev.jsonl")
+    assert is_evaluation_split(path) and is_evaluation_split("x/test.jsonl") and not is_evaluation_split("train.jsonl")
+    with pytest.raises(ValueError, match="evaluation split"):
+        read_training_passages([path], random.Random(0))
+
+
+def test_training_passages_sample_distractors(tmp_path):
+    path = write_hotpot_hf(tmp_path / "train.jsonl")
+    passages = read_training_passages([path], random.Random(0), hotpot_distractors=0)
+    assert passages and all(p.relevant for p in passages)
+
+
+@pytest.mark.data
+def test_real_hotpot_train_file_reads():
+    items = read_hotpotqa(require_data("qa/hotpotqa/train.jsonl"))
+    assert len(items) == 300
+    passages = hotpot_passages(items)
+    assert sum(p.relevant for p in passages) >= 2 * 300 - 5  # two gold paragraphs per question

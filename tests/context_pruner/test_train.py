@@ -1,0 +1,53 @@
+import json
+
+import torch
+
+from context_pruner.pruner import ContextPruner
+from context_pruner.train import TrainConfig, train
+from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_squad
+
+
+def _config(tmp_path, **kw) -> TrainConfig:
+    data = (str(write_hotpot_hf(tmp_path / "train.jsonl")), str(write_squad(tmp_path / "train_squad.json")))
+    return TrainConfig(
+        data=data, out_dir=str(tmp_path / "run"), encoder_config=dict(TINY_ENCODER), num_layers=None,
+        max_length=64, batch_size=2, checkpoint_every=1, label_weight=1.0, **kw,
+    )  # fmt: skip
+
+
+def test_train_writes_loadable_weights_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    first = train(_config(tmp_path, max_steps=1), progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 1
+    final = train(_config(tmp_path), progress=False)  # resumes at step 1 and runs to the end
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] > 1
+    assert final == first
+    assert json.loads((final / "config.json").read_text())["extra"]["steps"] == ckpt["step"]
+    pruner = ContextPruner(final, quantize=False)
+    assert len(pruner.prune("Where is the Louvre?", ["The Louvre is in Paris. Cats purr."])) == 1
+
+
+def test_resuming_with_other_data_is_refused(tmp_path):
+    train(_config(tmp_path, max_steps=1), progress=False)
+    other = _config(tmp_path)
+    other.lr = 1.0
+    try:
+        train(other, progress=False)
+    except ValueError as err:
+        assert "different run" in str(err)
+    else:
+        raise AssertionError("a checkpoint of another run was resumed")
+
+
+def test_loss_goes_down_on_a_repeated_batch(tmp_path):
+    torch.manual_seed(0)
+    cfg = _config(tmp_path, epochs=6, lr=3e-3, warmup_ratio=0.0)
+    train(cfg, progress=False)
+    # the token head must have learnt the gold sentence of the fixture
+    pruner = ContextPruner(tmp_path / "run" / "weights", quantize=False)
+    r = pruner.prune(
+        "Which city is the Eiffel Tower in?", ["The Eiffel Tower is a lattice tower. It is located in Paris, France."]
+    )[0]
+    assert r.sentence_probs[1] > r.sentence_probs[0]
