@@ -136,6 +136,42 @@ def chat(
         ask(text)
 
 
+# --------------------------------------------------------------------------- RAG
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (txt, md, html, pdf)")],
+    collection: Annotated[str, typer.Option("--collection", help="collection to add the chunks to")] = "default",
+    max_chars: Annotated[int, typer.Option(min=100, max=20000, help="chunk size in characters")] = 800,
+    overlap: Annotated[int, typer.Option(min=0, max=5000, help="overlap between chunks")] = 150,
+) -> None:
+    """Read documents, chunk them and store their embeddings for the RAG model."""
+    from app.rag.documents import SUPPORTED_SUFFIXES, Chunk, chunk_text, read_document
+    from app.rag.store import VectorStore
+    from decoding.embeddings import load_embedder
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+        else:
+            files.append(path)
+    if not files:
+        raise typer.BadParameter("no supported documents found", param_hint="PATHS")
+    chunks: list[Chunk] = []
+    for path in files:
+        title, text = read_document(path)
+        pieces = chunk_text(text, max_chars=max_chars, overlap_chars=overlap)
+        chunks += [Chunk(text=t, source=str(path), index=i, title=title) for i, t in enumerate(pieces)]
+    settings = Settings()
+    with stderr.status(f"embedding {len(chunks)} chunks from {len(files)} files"):
+        store = VectorStore(load_embedder(), **settings.vector_store_location())
+        try:
+            store.add(collection, chunks)
+        finally:
+            store.close()
+    stderr.print(f"ingested {len(chunks)} chunks from {len(files)} files into collection {collection!r}")
+
+
 # --------------------------------------------------------------------------- bench
 @bench_app.command("decode")
 def bench_decode_cmd(

@@ -36,9 +36,18 @@ class Settings(BaseSettings):
     max_tokens_limit: int = 2048  # the largest max_tokens a client may ask for
     rate_limit_per_minute: int = 600  # per API key (or client address); 0 turns it off
 
+    qdrant_url: str | None = None  # PRUNEKIT_QDRANT_URL: a Qdrant server (default: on disk in data_dir/qdrant)
+    qdrant_api_key: SecretStr | None = None
     database_url: SecretStr | None = None  # PRUNEKIT_DATABASE_URL: PostgreSQL for threads (default: SQLite)
     data_dir: Path = Path("data")
     cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    def vector_store_location(self) -> dict[str, object]:
+        """Keyword arguments for `VectorStore`: the server when configured, else the local folder."""
+        if self.qdrant_url:
+            key = self.qdrant_api_key.get_secret_value() if self.qdrant_api_key else None
+            return {"url": self.qdrant_url, "api_key": key}
+        return {"path": self.data_dir / "qdrant"}
 
     @field_validator("api_keys", mode="before")
     @classmethod

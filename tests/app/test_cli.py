@@ -87,3 +87,18 @@ def test_eval_nq_writes_results(tmp_path: Path):
     assert results["metrics"] == metrics and len(results["items"]) == 4
     assert 0.0 <= metrics["closed_book.f1"] <= 1.0
     assert (out / "report.md").is_file() and (out / "metrics.png").is_file()
+
+
+def test_ingest_files_and_folders(tmp_path: Path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The Eiffel Tower is in Paris. It was finished in 1889.")
+    (docs / "b.html").write_text("<html><body><p>Qdrant stores vectors.</p></body></html>")
+    (docs / "skip.bin").write_bytes(b"\x00")
+    env = {**os.environ, "PRUNEKIT_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [*PRUNEKIT, "ingest", str(docs), "--collection", "demo"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ingested 2 chunks from 2 files into collection 'demo'" in done.stderr
+    assert (tmp_path / "data" / "qdrant").is_dir()
