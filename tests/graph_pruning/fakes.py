@@ -26,7 +26,9 @@ class RecordingModel:
         with self._lock:
             self.calls.append((system, user, params))
         text = self.reply(system, user)
-        return ChatResult(text=text, finish_reason="stop", usage=Usage(self.prompt_tokens, len(text.split())), model=self.name)
+        return ChatResult(
+            text=text, finish_reason="stop", usage=Usage(self.prompt_tokens, len(text.split())), model=self.name
+        )
 
     def stream(self, messages, params=None):  # pragma: no cover - not used by graph_pruning
         raise NotImplementedError

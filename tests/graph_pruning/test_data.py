@@ -38,10 +38,13 @@ def test_exclusion_on_handmade_items(tmp_path) -> None:
         BenchmarkItem("b", "toy", AgentTask("What is 2 + 2?"), ("4",)),
         BenchmarkItem("c", "toy", AgentTask("Who won?", "span", context="The Broncos won."), ("Broncos",)),
     ]
-    path = save_records(tmp_path / "ours.json", [
-        record_from_topology("  what is 1 +  1? ", single(4)),
-        record_from_topology("Who won?\n\nThe Broncos won.", single(4)),
-    ])
+    path = save_records(
+        tmp_path / "ours.json",
+        [
+            record_from_topology("  what is 1 +  1? ", single(4)),
+            record_from_topology("Who won?\n\nThe Broncos won.", single(4)),
+        ],
+    )
     kept = exclude_stage1(items, stage1_task_keys([path]))
     assert [it.id for it in kept] == ["b"]
     with pytest.raises(LeakageError):
@@ -56,8 +59,12 @@ def test_score_answer_kinds() -> None:
     assert score_answer(choice, "E") == 1.0 and score_answer(choice, "B") == 0.0
     span = BenchmarkItem("s", "toy", AgentTask("q", "span", context="c"), ("Denver Broncos", "Broncos"))
     assert score_answer(span, "the Broncos") == 1.0
-    code = BenchmarkItem("h", "toy", AgentTask("def f(x):\n", "code", entry_point="f"),
-                         ("def check(candidate):\n    assert candidate(2) == 3\ncheck(f)\n",))
+    code = BenchmarkItem(
+        "h",
+        "toy",
+        AgentTask("def f(x):\n", "code", entry_point="f"),
+        ("def check(candidate):\n    assert candidate(2) == 3\ncheck(f)\n",),
+    )
     assert score_answer(code, "def f(x):\n    return x + 1") == 1.0
     assert score_answer(code, "def f(x):\n    return x") == 0.0
 
@@ -74,8 +81,14 @@ def test_unknown_benchmark() -> None:
 @pytest.mark.data
 @pytest.mark.parametrize(
     ("name", "count", "fmt"),
-    [("gsm8k", 1319, "number"), ("multiarith", 180, "number"), ("svamp", 300, "number"), ("aqua", 54, "choice"),
-     ("humaneval", 161, "code"), ("squad", 4961, "span")],
+    [
+        ("gsm8k", 1319, "number"),
+        ("multiarith", 180, "number"),
+        ("svamp", 300, "number"),
+        ("aqua", 54, "choice"),
+        ("humaneval", 161, "code"),
+        ("squad", 4961, "span"),
+    ],
 )
 def test_loaders(name: str, count: int, fmt: str) -> None:
     require_data("agp/gsm8k_test.jsonl")

@@ -98,8 +98,9 @@ def test_span_decision_and_budget() -> None:
     assert context in model.calls[0][1]
 
 
+CODE_PROMPT = 'def add(a: int, b: int) -> int:\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n'
 CODE_TASK = AgentTask(
-    'def add(a: int, b: int) -> int:\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    >>> add(2, 2)\n    4\n    """\n',
+    CODE_PROMPT + '    >>> add(2, 2)\n    4\n    """\n',
     "code",
     entry_point="add",
 )

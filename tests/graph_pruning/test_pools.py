@@ -29,7 +29,11 @@ def test_pool_sizes_and_agp_role_order() -> None:
     assert len(general) == 9 and general[0] == "Knowledgeable Expert" and general[1] == "Critic"
     assert general[-1] == "Programmer" and "Wiki Searcher" not in general
     assert get_pool("code").role_names == (
-        "Project Manager", "Algorithm Designer", "Programming Expert", "Test Analyst", "Bug Fixer"
+        "Project Manager",
+        "Algorithm Designer",
+        "Programming Expert",
+        "Test Analyst",
+        "Bug Fixer",
     )
     assert get_pool("code").default_rounds == 2
     for d in DOMAINS:

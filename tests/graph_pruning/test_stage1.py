@@ -48,8 +48,9 @@ def test_best_scoring_cheapest_graph_is_recorded(tmp_path) -> None:
     pool = get_pool("math")
     model = _solver_only_model(pool)
     config = Stage1Config(sizes=(1, 4), samples_per_size=4, seed=1)
-    records = collect_stage1(_items(2), pool, model, score=_score, config=config, out_path=tmp_path / "s1.json",
-                             progress=False)
+    records = collect_stage1(
+        _items(2), pool, model, score=_score, config=config, out_path=tmp_path / "s1.json", progress=False
+    )
     assert len(records) == 2
     for r in records:
         # the single-agent Inspector graph solves it alone and is cheaper than any correct bigger graph
@@ -70,8 +71,14 @@ def test_resume_skips_done_tasks(tmp_path) -> None:
 
 def test_min_score_drops_unsolved_tasks() -> None:
     pool = get_pool("math")
-    records = collect_stage1(_items(1), pool, RecordingModel("The answer is 0"), score=_score,
-                             config=Stage1Config(sizes=(1, 2), min_score=0.5), progress=False)
+    records = collect_stage1(
+        _items(1),
+        pool,
+        RecordingModel("The answer is 0"),
+        score=_score,
+        config=Stage1Config(sizes=(1, 2), min_score=0.5),
+        progress=False,
+    )
     assert records == []
 
 

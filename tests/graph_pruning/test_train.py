@@ -42,8 +42,9 @@ def test_split_keeps_duplicate_tasks_together() -> None:
 def test_training_learns_a_task_dependent_team() -> None:
     torch.manual_seed(0)
     pool = get_pool("math")
-    result = train_pruner(_synthetic(), pool, config=TrainConfig(epochs=40, cost_coef=0.0), embed=_kind_embed,
-                          progress=False)
+    result = train_pruner(
+        _synthetic(), pool, config=TrainConfig(epochs=40, cost_coef=0.0), embed=_kind_embed, progress=False
+    )
     m = result.metrics
     assert m["keep_acc"] > 0.95 and m["keep_acc"] > m["position_majority.keep_acc"] + 0.3
     assert m["edge_acc"] > 0.95
@@ -54,13 +55,20 @@ def test_training_learns_a_task_dependent_team() -> None:
 
 def test_cost_term_prunes_harder() -> None:
     pool = get_pool("math")
-    records = [StageRecord(task=f"q{i}", edge_weight=[[0.0] * 4 for _ in range(4)], mask=[0.0, 0.0, 1.0, 1.0] if i % 2
-               else [0.0, 0.0, 0.0, 0.0]) for i in range(40)]
+    records = [
+        StageRecord(
+            task=f"q{i}",
+            edge_weight=[[0.0] * 4 for _ in range(4)],
+            mask=[0.0, 0.0, 1.0, 1.0] if i % 2 else [0.0, 0.0, 0.0, 0.0],
+        )
+        for i in range(40)
+    ]
     kept = {}
     for coef in (0.0, 2.0):
         torch.manual_seed(0)
-        r = train_pruner(records, pool, config=TrainConfig(epochs=30, cost_coef=coef, holdout=0.0), embed=fake_embed,
-                         progress=False)
+        r = train_pruner(
+            records, pool, config=TrainConfig(epochs=30, cost_coef=coef, holdout=0.0), embed=fake_embed, progress=False
+        )
         keep_p, _ = r.model.predict(fake_embed([f"q{i}" for i in range(40)]))
         kept[coef] = keep_p.mean()
     assert kept[2.0] < kept[0.0]
@@ -71,10 +79,13 @@ def test_resume_from_checkpoint(tmp_path) -> None:
     ckpt = tmp_path / "ckpt.pt"
     records = _synthetic(20)
     torch.manual_seed(0)
-    first = train_pruner(records, pool, config=TrainConfig(epochs=3), embed=_kind_embed, checkpoint=ckpt, progress=False)
+    first = train_pruner(
+        records, pool, config=TrainConfig(epochs=3), embed=_kind_embed, checkpoint=ckpt, progress=False
+    )
     assert [h["epoch"] for h in first.history] == [0, 1, 2] and ckpt.exists()
-    second = train_pruner(records, pool, config=TrainConfig(epochs=5), embed=_kind_embed, checkpoint=ckpt,
-                          progress=False)
+    second = train_pruner(
+        records, pool, config=TrainConfig(epochs=5), embed=_kind_embed, checkpoint=ckpt, progress=False
+    )
     assert [h["epoch"] for h in second.history] == [0, 1, 2, 3, 4]
     assert second.history[:3] == first.history
 

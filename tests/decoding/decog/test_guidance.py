@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -87,6 +88,42 @@ def test_prune_mass_one_equals_unpruned_and_pruning_reports() -> None:
         ids.append(int(a.argmax()))
     st_ = pruned.stats()
     assert st_["steps"] == 3 and st_["kept_states"] < 8 and 0.5 <= st_["kept_mass"] <= 1.0
+
+
+@pytest.mark.parametrize("bulk_min", [10_000, 1])
+def test_pruned_scores_follow_the_formula_on_kept_states(bulk_min: int, monkeypatch) -> None:
+    """With pruning, every token's term is the lookahead formula summed over the kept hidden states only."""
+    monkeypatch.setattr(guidance, "BULK_MIN_TOKENS", bulk_min)
+    dfa = toy_dfa("pivot:<free>b<int>")
+    hmm = HMM.random(6, V, seed=4, dtype=torch.float64, concentration=0.3)
+    proc = DecoGProcessor(hmm, dfa, 7, prune_mass=0.7)
+    g = torch.Generator().manual_seed(2)
+    ids = [4]
+    for _ in range(4):
+        llm = torch.randn(V, generator=g, dtype=torch.float64)
+        got = proc(torch.tensor([ids]), llm[None].clone())[0]
+        alpha = proc.alpha.clone()  # the forward vector this step used (the call first observed the last token)
+        order = torch.argsort(alpha, descending=True)
+        k = int(torch.searchsorted(torch.cumsum(alpha[order], 0), 0.7 * alpha.sum())) + 1
+        keep = order[:k]
+        assert proc.last_kept == k
+        lo, hi = proc.tracker.window()
+        state = proc.state
+        want = torch.full((V,), -math.inf, dtype=torch.float64)
+        for v in range(V):
+            nxt = dfa.step(state, v)
+            if nxt < 0 or not proc.tracker.feasible(np.array([nxt]))[0]:
+                continue
+            look = proc.tables.log_lookahead(torch.tensor([nxt]), lo, hi, keep)[0].exp()  # (K,)
+            weights = alpha[keep] * hmm.emission[keep, v]
+            want[v] = llm[v] + math.log(float((weights * look).sum() / weights.sum()))
+        want = torch.log_softmax(want, 0)
+        assert torch.equal(torch.isinf(got), torch.isinf(want))
+        finite = torch.isfinite(want)
+        torch.testing.assert_close(got[finite], want[finite], rtol=1e-9, atol=1e-9)
+        ids.append(int(got.argmax()))
+        if ids[-1] == TOY_EOS:
+            break
 
 
 def test_candidate_gap_is_exact_on_candidates_and_keeps_feasibility(monkeypatch) -> None:
@@ -210,10 +247,22 @@ _specs = st.one_of(
     spec=_specs,
     seed=st.integers(0, 2**16),
     slack=st.integers(0, 6),
-    mode=st.sampled_from(["decog", "decog_pruned", "hard_mask"]),
+    mode=st.sampled_from(["decog", "decog_pruned", "decog_gap", "hard_mask"]),
     sample=st.booleans(),
+    dense=st.booleans(),
 )
-def test_output_always_satisfies_the_format(spec: str, seed: int, slack: int, mode: str, sample: bool) -> None:
+def test_output_always_satisfies_the_format(
+    spec: str, seed: int, slack: int, mode: str, sample: bool, dense: bool
+) -> None:
+    saved = guidance.BULK_MIN_TOKENS
+    guidance.BULK_MIN_TOKENS = 1 if dense else saved  # the dense full-vocabulary path, as in free text on a real LLM
+    try:
+        _run_compliance_case(spec, seed, slack, mode, sample)
+    finally:
+        guidance.BULK_MIN_TOKENS = saved
+
+
+def _run_compliance_case(spec: str, seed: int, slack: int, mode: str, sample: bool) -> None:
     fmt = parse_format(spec)
     dfa = toy_dfa(spec)
     budget = int(dfa.min_tokens_to_finish()[dfa.initial_state]) + slack
@@ -221,7 +270,13 @@ def test_output_always_satisfies_the_format(spec: str, seed: int, slack: int, mo
     if mode == "hard_mask":
         proc = HardMaskProcessor(dfa, budget)
     else:
-        proc = DecoGProcessor(hmm, dfa, budget, prune_mass=0.6 if mode == "decog_pruned" else None)
+        proc = DecoGProcessor(
+            hmm,
+            dfa,
+            budget,
+            prune_mass=None if mode == "decog" else 0.6,
+            candidate_gap=1.0 if mode == "decog_gap" else None,
+        )
     g = torch.Generator().manual_seed(seed)
     prompt = [4, 8]
     ids: list[int] = []

@@ -1,0 +1,93 @@
+"""graph_pruning: task-adaptive multi-agent teams (AGP, Adaptive Graph Pruning for Multi-Agent Communication,
+arXiv 2506.02951; code Resurgamm/AGP).
+
+A pruner (`GraphPruner`) reads the task and picks which agents of a domain's pool run (hard pruning) and which
+communication edges they use (soft pruning); the chosen `Topology` runs as a LangGraph graph (`run_agents`) in which
+pruned agents never make a call.
+
+>>> from graph_pruning import get_pool, chain, run_agents          # doctest: +SKIP
+>>> pool = get_pool("math")                                        # doctest: +SKIP
+>>> topo = GraphPruner.load("math").choose("What is 17 * 3?")       # doctest: +SKIP
+>>> run_agents("What is 17 * 3?", pool, topo, model).answer         # doctest: +SKIP
+
+Training code (`graph_pruning.stage1`, `graph_pruning.train`) is not imported here: serving never loads it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graph_pruning.data import BENCHMARKS, BenchmarkItem, heldout, load_benchmark, score_answer
+from graph_pruning.draw import draw_topology
+from graph_pruning.errors import (
+    InvalidRecordError,
+    InvalidTaskError,
+    InvalidTopologyError,
+    LeakageError,
+    UnknownBenchmarkError,
+    UnknownDomainError,
+)
+from graph_pruning.execute import (
+    AgentRunResult,
+    AgentTurn,
+    AgentUsage,
+    RunConfig,
+    build_agent_graph,
+    run_agents,
+)
+from graph_pruning.pools import DOMAINS, AgentPool, Role, get_pool
+from graph_pruning.records import StageRecord, load_records, save_records
+from graph_pruning.task import AgentTask, AnswerFormat
+from graph_pruning.topology import Topology, chain, complete, random_topology, render_text, single
+
+if TYPE_CHECKING:
+    from graph_pruning.model import GraphPruner, PrunerConfig
+
+__all__ = [
+    "BENCHMARKS",
+    "DOMAINS",
+    "AgentPool",
+    "AgentRunResult",
+    "AgentTask",
+    "AgentTurn",
+    "AgentUsage",
+    "AnswerFormat",
+    "BenchmarkItem",
+    "GraphPruner",
+    "InvalidRecordError",
+    "InvalidTaskError",
+    "InvalidTopologyError",
+    "LeakageError",
+    "PrunerConfig",
+    "Role",
+    "RunConfig",
+    "StageRecord",
+    "Topology",
+    "UnknownBenchmarkError",
+    "UnknownDomainError",
+    "build_agent_graph",
+    "chain",
+    "complete",
+    "draw_topology",
+    "get_pool",
+    "heldout",
+    "load_benchmark",
+    "load_records",
+    "random_topology",
+    "render_text",
+    "run_agents",
+    "save_records",
+    "score_answer",
+    "single",
+]
+
+_LAZY = {"GraphPruner": "graph_pruning.model", "PrunerConfig": "graph_pruning.model"}
+
+
+def __getattr__(name: str) -> Any:
+    # the pruner imports torch: load it on first use so `import graph_pruning` stays cheap for plain runs
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'graph_pruning' has no attribute {name!r}")

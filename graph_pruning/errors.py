@@ -1,0 +1,41 @@
+"""Exceptions of the graph-pruning package (AGP, arXiv 2506.02951).
+
+Each subclasses `decoding.errors.InvalidRequestError`, so the service maps them to HTTP 400, and says what to change.
+"""
+
+from __future__ import annotations
+
+from decoding.errors import InvalidRequestError
+
+__all__ = [
+    "InvalidRecordError",
+    "InvalidTaskError",
+    "InvalidTopologyError",
+    "LeakageError",
+    "UnknownBenchmarkError",
+    "UnknownDomainError",
+]
+
+
+class UnknownDomainError(InvalidRequestError):
+    """The domain has no agent pool (choose one of `math`, `general`, `code`)."""
+
+
+class InvalidTopologyError(InvalidRequestError):
+    """A topology names agents the pool does not have, has no agent, or is not acyclic."""
+
+
+class InvalidTaskError(InvalidRequestError):
+    """A task is empty or lacks what its answer format needs (a paragraph for spans, tests for code)."""
+
+
+class InvalidRecordError(InvalidRequestError):
+    """A stage-I record does not fit the pool (wrong matrix shape, mask values other than 0/1)."""
+
+
+class UnknownBenchmarkError(InvalidRequestError):
+    """The benchmark name is not one of the supported ones."""
+
+
+class LeakageError(InvalidRequestError):
+    """A training (stage-I) task is also an evaluation item: training on it would leak the test set."""

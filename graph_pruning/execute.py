@@ -1,0 +1,486 @@
+"""Run a topology of agents as a LangGraph `StateGraph`, then decide the answer.
+
+AGP (arXiv 2506.02951) executes the pruned graph in Kahn topological order, each agent reading its predecessors'
+outputs, and ends with a decision node. Here the topology compiles to a LangGraph graph:
+
+- one node per (round, kept agent), named `r{round}_a{agent}`; a pruned agent has no node, so it never runs;
+- an agent waits for all its spatial predecessors (a LangGraph join edge); agents with no path between them land
+  in the same superstep and LangGraph runs them in parallel threads (the `ChatModel` backends are thread-safe);
+- in round r > 0 the agents without spatial predecessors wait for the whole previous round, and every agent reads
+  the previous-round messages of its temporal predecessors;
+- a `decision` node waits for the last round and produces the answer without an LLM call for numbers, choices and
+  spans (extraction + majority vote; token-F1 consensus for spans); for code it runs every candidate against the
+  task's visible tests in the sandbox and picks a passing one, and only when none passes asks the decision agent
+  (one LLM call) to write a final version from the team's code and the test feedback.
+
+Every LLM call is recorded as an `AgentTurn` with its token usage and wall time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import operator
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from decoding.protocol import ChatModel
+from decoding.types import GenerationParams
+from graph_pruning.answers import (
+    clean_span,
+    doctest_asserts,
+    extract_choice,
+    extract_code,
+    extract_number,
+    format_number,
+    majority_vote,
+    span_consensus,
+)
+from graph_pruning.errors import InvalidTopologyError
+from graph_pruning.pools import AgentPool, Role
+from graph_pruning.sandbox import run_python, run_tests
+from graph_pruning.task import AgentTask, AnswerFormat
+from graph_pruning.topology import Topology
+
+__all__ = [
+    "DECISION_AGENT",
+    "AgentRunResult",
+    "AgentTurn",
+    "AgentUsage",
+    "RunConfig",
+    "build_agent_graph",
+    "run_agents",
+]
+
+logger = logging.getLogger(__name__)
+
+DECISION_AGENT = -1  # the `agent` of the decision agent's turn
+
+_DEFAULT_MAX_TOKENS: dict[str, int] = {"number": 256, "choice": 128, "span": 32, "code": 384}
+
+_FORMAT_RULES: dict[str, str] = {
+    "number": "End with the line 'The answer is N', N a plain number without units.",
+    "choice": "Start your reply with the letter of the correct option alone on the first line, then explain briefly.",
+    "span": "Reply with the answer only: a short phrase copied exactly from the paragraph, no sentence.",
+    "code": "",
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run generates. `max_tokens=None` picks a per-format budget (span 32 ... code 384)."""
+
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    max_reference_chars: int = 800  # cap on each message an agent reads: bounds prompt growth on dense graphs
+    test_timeout: float = 5.0
+    decision_llm: bool = True  # code only: let the decision agent write a final version when no candidate passes
+    max_concurrency: int | None = None
+
+    def params(self, fmt: AnswerFormat) -> GenerationParams:
+        return GenerationParams(max_tokens=self.max_tokens or _DEFAULT_MAX_TOKENS[fmt], temperature=self.temperature)
+
+
+@dataclass(frozen=True)
+class AgentTurn:
+    """One LLM call of one agent in one round."""
+
+    agent: int
+    role: str
+    round: int
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class AgentUsage:
+    """Totals of one agent over a run."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class AgentRunResult:
+    """What a run produced: the answer, every agent's messages, and what it cost."""
+
+    answer: str
+    task: AgentTask
+    topology: Topology
+    turns: list[AgentTurn]
+    candidates: list[str] = field(default_factory=list)  # the per-agent answers the decision combined
+    notes: list[str] = field(default_factory=list)  # decision details (votes, test results)
+    seconds: float = 0.0
+
+    @property
+    def per_agent(self) -> dict[int, AgentUsage]:
+        """Usage per agent index (`DECISION_AGENT` = -1 for the decision agent); agents that never ran are absent."""
+        out: dict[int, AgentUsage] = {}
+        for t in self.turns:
+            u = out.get(t.agent, AgentUsage())
+            out[t.agent] = AgentUsage(
+                u.calls + 1,
+                u.prompt_tokens + t.prompt_tokens,
+                u.completion_tokens + t.completion_tokens,
+                u.seconds + t.seconds,
+            )
+        return out
+
+    @property
+    def llm_calls(self) -> int:
+        return len(self.turns)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(t.prompt_tokens for t in self.turns)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(t.completion_tokens for t in self.turns)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (for the CLI and the service)."""
+        return {
+            "answer": self.answer,
+            "topology": self.topology.to_dict(),
+            "turns": [t.__dict__ for t in self.turns],
+            "candidates": self.candidates,
+            "notes": self.notes,
+            "tokens": self.tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "llm_calls": self.llm_calls,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class AgentGraphState(TypedDict, total=False):
+    """LangGraph state. `turns` has an add-reducer: parallel agents of one superstep append side by side."""
+
+    task: AgentTask
+    turns: Annotated[list[AgentTurn], operator.add]
+    answer: str
+    candidates: list[str]
+    notes: list[str]
+
+
+# ---------------------------------------------------------------------------------------------- prompts
+def _task_block(task: AgentTask) -> str:
+    if task.answer_format == "span":
+        return f"Paragraph:\n{task.context}\n\nQuestion: {task.prompt}"
+    if task.answer_format == "code":
+        return f"Complete this Python function:\n```python\n{task.prompt.rstrip()}\n```"
+    if task.answer_format == "choice":
+        return task.prompt if not task.context else f"{task.context}\n\n{task.prompt}"
+    return f"Question: {task.prompt}"
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " ..."
+
+
+def _reference(turn: AgentTurn, task: AgentTask, config: RunConfig) -> str:
+    """How an agent sees another agent's message; for code, with the result of the visible tests."""
+    body = _clip(turn.text, config.max_reference_chars)
+    if task.answer_format == "code":
+        code = extract_code(turn.text)
+        tests = _visible_tests(task)
+        if code is not None and tests:
+            passed, feedback = _cached_tests(_complete_code(code, task), tuple(tests), config.test_timeout)
+            body += f"\n(visible tests passed: {passed}/{len(tests)}" + (f"; {feedback[0]}" if feedback else "") + ")"
+    return f"{turn.role}: {body}"
+
+
+def agent_messages(
+    role: Role,
+    task: AgentTask,
+    spatial: Sequence[AgentTurn],
+    temporal: Sequence[AgentTurn],
+    config: RunConfig,
+) -> list[dict[str, str]]:
+    """The chat messages of one agent turn: role prompt + format rule, the task, what it reads from others."""
+    system = role.prompt
+    rule = _FORMAT_RULES[task.answer_format]
+    if rule and not (role.writes_code and task.answer_format == "number"):
+        system += " " + rule
+    user = _task_block(task)
+    if spatial:
+        user += "\n\nAnswers of other agents in this round:\n" + "\n".join(
+            "- " + _reference(t, task, config) for t in spatial
+        )
+    if temporal:
+        user += "\n\nAnswers from the previous round:\n" + "\n".join(
+            "- " + _reference(t, task, config) for t in temporal
+        )
+    if spatial or temporal:
+        user += "\n\nUse them critically and give your own answer."
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+# ---------------------------------------------------------------------------------------------- code helpers
+@functools.lru_cache(maxsize=512)
+def _cached_tests(code: str, tests: tuple[str, ...], timeout: float) -> tuple[int, list[str]]:
+    """Every successor of a coder reads the same code: test it once (lru_cache is thread-safe)."""
+    return run_tests(code, tests, timeout=timeout)
+
+
+def _visible_tests(task: AgentTask) -> list[str]:
+    return list(task.visible_tests) or doctest_asserts(task.prompt)
+
+
+def _complete_code(code: str, task: AgentTask) -> str:
+    """Make a candidate runnable: add the prompt when only a body was written, and the prompt's imports."""
+    entry = task.entry_point
+    if entry and f"def {entry}" not in code:
+        indented = all(not ln or ln.startswith((" ", "\t")) for ln in code.splitlines())
+        code = task.prompt.rstrip() + "\n" + (code if indented else "\n".join("    " + ln for ln in code.splitlines()))
+    imports = [ln for ln in task.prompt.splitlines() if ln.startswith(("import ", "from ")) and ln not in code]
+    return "\n".join([*imports, code]) if imports else code
+
+
+def _run_math_code(code: str, timeout: float) -> float | None:
+    """Execute a math agent's program and read its `answer` variable."""
+    script = code + "\n\ntry:\n    print('ANSWER=', answer)\nexcept NameError:\n    pass\n"
+    result = run_python(script, timeout=timeout)
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("ANSWER="):
+            return extract_number(line[len("ANSWER=") :])
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- decision
+def _final_turns(turns: Sequence[AgentTurn], topology: Topology) -> list[AgentTurn]:
+    """Each kept agent's last-round turn, in topological order (later agents read more)."""
+    last = topology.rounds - 1
+    by_agent = {t.agent: t for t in turns if t.round == last and t.agent != DECISION_AGENT}
+    return [by_agent[a] for a in topology.order() if a in by_agent]
+
+
+def _decide(
+    state: AgentGraphState,
+    pool: AgentPool,
+    topology: Topology,
+    model: ChatModel,
+    config: RunConfig,
+) -> dict[str, Any]:
+    task = state["task"]
+    turns = state.get("turns", [])
+    final = _final_turns(turns, topology)
+    fmt = task.answer_format
+    notes: list[str] = []
+    if fmt == "number":
+        values: list[float | None] = []
+        for t in final:
+            code = extract_code(t.text) if pool.roles[t.agent].writes_code or "```" in t.text else None
+            value = _run_math_code(code, config.test_timeout) if code else None
+            values.append(value if value is not None else extract_number(t.text))
+        vote = majority_vote(values)
+        notes.append("votes: " + ", ".join("-" if v is None else format_number(v) for v in values))
+        return {
+            "answer": "" if vote is None else format_number(vote),
+            "candidates": [str(v) for v in values],
+            "notes": notes,
+        }
+    if fmt == "choice":
+        letters = "".join(task.choices) or "ABCDE"
+        picks = [extract_choice(t.text, letters) for t in final]
+        vote = majority_vote(picks)
+        notes.append("votes: " + ", ".join(p or "-" for p in picks))
+        return {"answer": vote or "", "candidates": [p or "" for p in picks], "notes": notes}
+    if fmt == "span":
+        spans = [clean_span(t.text, task.context, question=task.prompt) for t in final]
+        return {"answer": span_consensus(spans, task.context), "candidates": spans, "notes": notes}
+    return _decide_code(task, turns, topology, model, pool, config)
+
+
+def _decide_code(
+    task: AgentTask,
+    turns: Sequence[AgentTurn],
+    topology: Topology,
+    model: ChatModel,
+    pool: AgentPool,
+    config: RunConfig,
+) -> dict[str, Any]:
+    tests = _visible_tests(task)
+    position = {a: i for i, a in enumerate(topology.order())}
+    ordered = sorted((t for t in turns if t.agent != DECISION_AGENT), key=lambda t: (t.round, position[t.agent]))
+    scored: list[tuple[int, int, str]] = []  # (passed, order, code)
+    notes: list[str] = []
+    for i, t in enumerate(ordered):
+        code = extract_code(t.text)
+        if code is None:
+            continue
+        code = _complete_code(code, task)
+        passed, feedback = _cached_tests(code, tuple(tests), config.test_timeout) if tests else (0, [])
+        scored.append((passed, i, code))
+        notes.append(
+            f"{t.role} (round {t.round}): {passed}/{len(tests)} visible tests"
+            + (f"; {feedback[0]}" if feedback else "")
+        )
+    best = max(scored, default=None)
+    update: dict[str, Any] = {"candidates": [c for _, _, c in scored], "notes": notes}
+    if best is not None and (not tests or best[0] == len(tests)):
+        # a candidate passes every visible test (or there are none to check: the latest code wins)
+        update["answer"] = best[2]
+        return update
+    if config.decision_llm:
+        # no candidate passes every visible test (or there is no code at all): one call to the decision agent
+        role = pool.decision
+        team = "\n".join(
+            "- " + _clip(f"{t.role}: {t.text}", config.max_reference_chars) for t in _final_turns(turns, topology)
+        )
+        feedback = "\n".join(notes) or "no code was proposed"
+        user = f"{_task_block(task)}\n\nYour team's work:\n{team}\n\nVisible test results:\n{feedback}"
+        messages = [{"role": "system", "content": role.prompt}, {"role": "user", "content": user}]
+        start = time.perf_counter()
+        result = model.chat(messages, config.params("code"))
+        turn = AgentTurn(
+            DECISION_AGENT,
+            role.name,
+            topology.rounds,
+            result.text,
+            result.usage.prompt_tokens,
+            result.usage.completion_tokens,
+            time.perf_counter() - start,
+        )
+        update["turns"] = [turn]
+        code = extract_code(result.text)
+        if code is not None:
+            code = _complete_code(code, task)
+            passed = _cached_tests(code, tuple(tests), config.test_timeout)[0]
+            notes.append(f"{role.name}: {passed}/{len(tests)} visible tests")
+            # the decision agent's version wins ties: it saw every candidate and the feedback
+            if best is None or passed >= best[0]:
+                best = (passed, len(ordered), code)
+            update["candidates"].append(code)
+    update["answer"] = best[2] if best is not None else ""
+    return update
+
+
+# ---------------------------------------------------------------------------------------------- graph
+def _node_name(round_: int, agent: int) -> str:
+    return f"r{round_}_a{agent}"
+
+
+def _agent_node(agent: int, round_: int, pool: AgentPool, topology: Topology, model: ChatModel, config: RunConfig):
+    role = pool.roles[agent]
+    spatial_from = set(topology.predecessors(agent))
+    temporal_from = set(topology.temporal_predecessors(agent)) if round_ > 0 else set()
+    order = {a: i for i, a in enumerate(topology.order())}
+
+    def run(state: AgentGraphState) -> dict[str, Any]:
+        task = state["task"]
+        turns = state.get("turns", [])
+        spatial = sorted(
+            (t for t in turns if t.round == round_ and t.agent in spatial_from), key=lambda t: order[t.agent]
+        )
+        temporal = sorted(
+            (t for t in turns if t.round == round_ - 1 and t.agent in temporal_from), key=lambda t: order[t.agent]
+        )
+        messages = agent_messages(role, task, spatial, temporal, config)
+        start = time.perf_counter()
+        result = model.chat(messages, config.params(task.answer_format))
+        seconds = time.perf_counter() - start
+        logger.debug(
+            "agent %d (%s) round %d: %d+%d tokens",
+            agent,
+            role.name,
+            round_,
+            result.usage.prompt_tokens,
+            result.usage.completion_tokens,
+        )
+        turn = AgentTurn(
+            agent, role.name, round_, result.text, result.usage.prompt_tokens, result.usage.completion_tokens, seconds
+        )
+        return {"turns": [turn]}
+
+    run.__name__ = _node_name(round_, agent)
+    return run
+
+
+def build_agent_graph(
+    pool: AgentPool,
+    topology: Topology,
+    model: ChatModel,
+    config: RunConfig | None = None,
+) -> StateGraph:
+    """The (uncompiled) LangGraph `StateGraph` that runs `topology` over `pool` with `model`.
+
+    Invoke its compiled form with `{"task": AgentTask(...), "turns": []}`; the final state holds `answer`,
+    `turns`, `candidates` and `notes`.
+    """
+    if topology.n_agents != pool.size:
+        raise InvalidTopologyError(
+            f"the topology is over {topology.n_agents} agents but the {pool.domain} pool has {pool.size}"
+        )
+    config = config or RunConfig()
+    graph = StateGraph(AgentGraphState)
+    kept = topology.kept
+    for r in range(topology.rounds):
+        for a in kept:
+            graph.add_node(_node_name(r, a), _agent_node(a, r, pool, topology, model, config))
+    graph.add_node("decision", lambda state: _decide(state, pool, topology, model, config))
+
+    for r in range(topology.rounds):
+        for a in kept:
+            preds = [_node_name(r, p) for p in topology.predecessors(a)]
+            if not preds:
+                # a source of round r starts the round: after START, or after the whole previous round
+                preds = [START] if r == 0 else [_node_name(r - 1, b) for b in kept]
+            graph.add_edge(preds if len(preds) > 1 else preds[0], _node_name(r, a))
+    last = [_node_name(topology.rounds - 1, a) for a in kept]
+    graph.add_edge(last if len(last) > 1 else last[0], "decision")
+    graph.add_edge("decision", END)
+    return graph
+
+
+def run_agents(
+    task: AgentTask | str,
+    pool: AgentPool,
+    topology: Topology,
+    model: ChatModel,
+    config: RunConfig | None = None,
+) -> AgentRunResult:
+    """Run the kept agents of `topology` on `task` and decide the answer.
+
+    A plain string task gets the pool's default answer format (`math`: number, `general`: choice, `code`: code).
+    """
+    if isinstance(task, str):
+        task = AgentTask(task, pool.default_format)
+    config = config or RunConfig()
+    compiled = build_agent_graph(pool, topology, model, config).compile()
+    run_config: dict[str, Any] = {"recursion_limit": topology.rounds * (len(topology.kept) + 1) + 10}
+    if config.max_concurrency:
+        run_config["max_concurrency"] = config.max_concurrency
+    start = time.perf_counter()
+    state = compiled.invoke({"task": task, "turns": []}, run_config)
+    return AgentRunResult(
+        answer=state.get("answer", ""),
+        task=task,
+        topology=topology,
+        turns=list(state.get("turns", [])),
+        candidates=list(state.get("candidates", [])),
+        notes=list(state.get("notes", [])),
+        seconds=time.perf_counter() - start,
+    )

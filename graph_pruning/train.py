@@ -1,0 +1,377 @@
+"""Stage II of AGP: train the pruner on stage-I records (AGP's released ones and ours).
+
+AGP (arXiv 2506.02951) supervises the joint model with
+- an edge loss: edges between kept agents regress to the record's edges, all other pairs are pushed to 0;
+- a node loss: BCE of the keep probability against the record's mask (plus small sparsity terms).
+Its code optimises only the GCN (the edge MLP never reaches the optimiser) and has no token-cost term. Here:
+- edge loss: BCE with logits over all off-diagonal pairs, target 1 where both agents are kept and the record has the
+  edge (`StageRecord.edge_target`), 0 elsewhere (which pushes pairs with a pruned endpoint to 0);
+- node loss: BCE with logits on the keep target;
+- token cost: `cost_coef * (E[kept agents] / N + edge_cost * E[edges] / (N (N - 1)))`, where the expectation uses the
+  straight-through hard keep decision, so the threshold the model is run with is the one it pays for;
+- AdamW over every parameter of the model (both heads included; `make_optimizer`), mini-batches, a progress bar, and a
+  checkpoint after each epoch to resume from.
+
+Task embeddings are computed once and cached on disk (`EmbeddingCache`). Records are split by task (duplicates stay
+together) into train and held-out parts; `evaluate_pruner` reports held-out keep and edge accuracy next to the
+always-keep-all and majority baselines.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from graph_pruning.data import AGP_STAGE1_FILES, default_data_dir, normalize_task
+from graph_pruning.embed import EmbeddingCache, EmbedFn, embed_texts
+from graph_pruning.errors import InvalidRecordError
+from graph_pruning.model import WEIGHTS_DIR, GraphPruner, PrunerOutput, straight_through
+from graph_pruning.pools import AgentPool, get_pool
+from graph_pruning.records import StageRecord, load_records
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_pruner",
+    "init_priors",
+    "make_optimizer",
+    "pruner_loss",
+    "split_records",
+    "train_domain",
+    "train_pruner",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # the epoch is chosen per run on a validation split (see `train_pruner`); `epochs` is only the ceiling
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    edge_loss: float = 1.0
+    node_loss: float = 1.0
+    cost_coef: float = 0.05  # token-cost pressure; raise it to prune harder
+    edge_cost: float = 0.5  # an edge's cost relative to an agent's (an edge lengthens one prompt)
+    holdout: float = 0.2  # tasks held out for the reported metrics
+    val_fraction: float = 0.15  # tasks of the training part that choose the epoch
+    patience: int = 10
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    model: GraphPruner
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    n_train: int = 0
+    n_heldout: int = 0
+    best_epoch: int = -1  # -1: the untrained start (priors only) had the lowest validation loss
+
+
+def split_records(
+    records: Sequence[StageRecord], holdout: float, seed: int = 0
+) -> tuple[list[StageRecord], list[StageRecord]]:
+    """Split by task (records of one task stay on one side) into (train, held-out)."""
+    tasks = sorted({normalize_task(r.task) for r in records})
+    random.Random(seed).shuffle(tasks)
+    n_out = round(holdout * len(tasks))
+    out = set(tasks[:n_out])
+    return [r for r in records if normalize_task(r.task) not in out], [
+        r for r in records if normalize_task(r.task) in out
+    ]
+
+
+def _targets(records: Sequence[StageRecord]) -> tuple[torch.Tensor, torch.Tensor]:
+    keep = torch.tensor([r.keep_target() for r in records], dtype=torch.float32)  # (R, N)
+    edge = torch.tensor([r.edge_target() for r in records], dtype=torch.float32)  # (R, N, N)
+    return keep, edge
+
+
+def init_priors(model: GraphPruner, keep_t: torch.Tensor, edge_t: torch.Tensor, eps: float = 0.02) -> None:
+    """Start the per-agent and per-pair priors at the training targets' log-odds.
+
+    Adam moves a bias by about `lr` per step, so a few hundred steps cannot carry a prior from 0 to the +-3 logits
+    the records need; starting there lets training spend its steps on the task-dependent part.
+    """
+    with torch.no_grad():
+        model.keep_prior.copy_(torch.logit(keep_t.mean(0).clamp(eps, 1 - eps)))  # (N,)
+        model.edge_prior.copy_(torch.logit(edge_t.mean(0).clamp(eps, 1 - eps)))  # (N, N)
+
+
+def make_optimizer(model: GraphPruner, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over every parameter; decoupled weight decay only on weight matrices (decaying biases and priors would
+    pull them away from the log-odds they start at). Decoupled matters: Adam's coupled L2 is rescaled by the
+    adaptive step, and at 1e-2 it shrank every weight to zero within a few hundred steps (measured), leaving only
+    the priors."""
+    decay = [p for name, p in model.named_parameters() if p.dim() >= 2 and not name.endswith("_prior")]
+    no_decay = [p for name, p in model.named_parameters() if not (p.dim() >= 2 and not name.endswith("_prior"))]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def pruner_loss(
+    out: PrunerOutput, keep_t: torch.Tensor, edge_t: torch.Tensor, config: TrainConfig, keep_threshold: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Edge BCE + node BCE + token cost. keep_t (B, N), edge_t (B, N, N)."""
+    n = keep_t.shape[1]
+    off = ~torch.eye(n, dtype=torch.bool)  # (N, N): self edges are not edges
+    l_node = F.binary_cross_entropy_with_logits(out.keep_logits, keep_t)
+    l_edge = F.binary_cross_entropy_with_logits(out.edge_logits[:, off], edge_t[:, off])
+    keep_st = straight_through(out.keep_prob, keep_threshold)  # (B, N) hard forward, soft backward
+    pair = keep_st[:, :, None] * keep_st[:, None, :] * out.edge_prob  # (B, N, N) expected edges among kept
+    cost = keep_st.mean(1) + config.edge_cost * pair[:, off].mean(1)  # (B,)
+    l_cost = config.cost_coef * cost.mean()
+    loss = config.node_loss * l_node + config.edge_loss * l_edge + l_cost
+    return loss, {"loss": loss.item(), "node": l_node.item(), "edge": l_edge.item(), "cost": l_cost.item()}
+
+
+def _accuracy(pred: np.ndarray, target: np.ndarray) -> float:
+    return float((pred == target).mean()) if target.size else float("nan")
+
+
+def evaluate_pruner(
+    model: GraphPruner,
+    task_emb: np.ndarray,
+    records: Sequence[StageRecord],
+    train_records: Sequence[StageRecord] = (),
+) -> dict[str, float]:
+    """Held-out accuracy of the keep head and the edge head, with baselines.
+
+    - `keep_acc`: per-agent keep/prune decisions; `keep_exact`: whole masks right.
+    - `edge_acc`: per ordered pair (i != j), predicted edge = both kept and edge prob > threshold, against
+      `edge_target`; `edge_head_acc`: the edge head alone, on pairs whose agents the record kept.
+    - baselines: `keep_all` (every agent, every edge), `majority` (the train set's majority class),
+      `position_majority` (the train set's majority per agent / per pair).
+    """
+    cfg = model.config
+    keep_p, edge_p = model.predict(task_emb)  # (R, N), (R, N, N)
+    keep_t, edge_t = (t.numpy().astype(bool) for t in _targets(records))
+    n = keep_t.shape[1]
+    off = ~np.eye(n, dtype=bool)
+    keep = keep_p > cfg.keep_threshold
+    edge = keep[:, :, None] & keep[:, None, :] & (edge_p > cfg.edge_threshold)
+    kept_pairs = keep_t[:, :, None] & keep_t[:, None, :] & off[None]
+    m: dict[str, float] = {
+        "keep_acc": _accuracy(keep, keep_t),
+        "keep_exact": float((keep == keep_t).all(1).mean()),
+        "edge_acc": _accuracy(edge[:, off], edge_t[:, off]),
+        "edge_head_acc": _accuracy((edge_p > cfg.edge_threshold)[kept_pairs], edge_t[kept_pairs]),
+        "mean_kept_pred": float(keep.sum(1).mean()),
+        "mean_kept_true": float(keep_t.sum(1).mean()),
+        "keep_all.keep_acc": _accuracy(np.ones_like(keep_t), keep_t),
+        "keep_all.keep_exact": float(keep_t.all(1).mean()),
+        "keep_all.edge_acc": _accuracy(np.ones_like(edge_t[:, off]), edge_t[:, off]),
+        "keep_all.edge_head_acc": _accuracy(np.ones(int(kept_pairs.sum()), bool), edge_t[kept_pairs]),
+    }
+    if train_records:
+        tk, te = (t.numpy() for t in _targets(train_records))
+        maj_keep, maj_edge = tk.mean() >= 0.5, te[:, off].mean() >= 0.5
+        pos_keep = tk.mean(0) >= 0.5  # (N,)
+        pos_edge = te.mean(0) >= 0.5  # (N, N)
+        # the per-pair edge baseline on kept pairs: among train records that kept both agents
+        both = tk[:, :, None] * tk[:, None, :]
+        pos_edge_kept = (te * both).sum(0) >= 0.5 * both.sum(0)
+        m |= {
+            "majority.keep_acc": _accuracy(np.full_like(keep_t, maj_keep), keep_t),
+            "majority.edge_acc": _accuracy(np.full_like(edge_t[:, off], maj_edge), edge_t[:, off]),
+            "position_majority.keep_acc": _accuracy(np.broadcast_to(pos_keep, keep_t.shape), keep_t),
+            "position_majority.keep_exact": float((pos_keep[None] == keep_t).all(1).mean()),
+            "position_majority.edge_acc": _accuracy(np.broadcast_to(pos_edge, edge_t.shape)[:, off], edge_t[:, off]),
+            "position_majority.edge_head_acc": _accuracy(
+                np.broadcast_to(pos_edge_kept, edge_t.shape)[kept_pairs], edge_t[kept_pairs]
+            ),
+        }
+    return m
+
+
+def train_pruner(
+    records: Sequence[StageRecord],
+    pool: AgentPool,
+    *,
+    config: TrainConfig | None = None,
+    embed: EmbedFn = embed_texts,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    model: GraphPruner | None = None,
+) -> TrainResult:
+    """Train a pruner for `pool` on records; report held-out metrics when `config.holdout > 0`.
+
+    The training part is split again: `config.val_fraction` of its tasks pick the epoch (lowest validation loss,
+    the untrained start included, early stop after `patience` epochs without improvement); the held-out part is only
+    used for the reported metrics. A fresh model (`model=None`) starts its priors at the training targets' log-odds
+    (`init_priors`). `embed` maps texts to (n, 384) vectors (wrap it in `EmbeddingCache` to embed each task once
+    across runs). With `checkpoint`, the state is saved after every epoch and a rerun resumes from it.
+    """
+    config = config or TrainConfig()
+    bad = [i for i, r in enumerate(records) if r.n_agents != pool.size]
+    if bad:
+        raise InvalidRecordError(
+            f"records {bad[:5]} have the wrong number of agents for the {pool.domain} pool ({pool.size})"
+        )
+    if not records:
+        raise InvalidRecordError("no records to train on")
+    torch.manual_seed(config.seed)
+    train, held = split_records(records, config.holdout, config.seed) if config.holdout > 0 else (list(records), [])
+    fit, val = split_records(train, config.val_fraction, config.seed + 1) if config.val_fraction > 0 else (train, [])
+    if not fit:
+        fit, val = train, []
+    fresh = model is None
+    model = model or GraphPruner.from_pool(pool, embed=embed)
+    x_fit = torch.as_tensor(np.asarray(embed([r.task for r in fit])), dtype=torch.float32)  # (R, E)
+    keep_t, edge_t = _targets(fit)  # (R, N), (R, N, N)
+    x_val = torch.as_tensor(np.asarray(embed([r.task for r in val])), dtype=torch.float32) if val else None
+    val_t = _targets(val) if val else None
+    if fresh:
+        init_priors(model, keep_t, edge_t)
+    optimizer = make_optimizer(model, config)
+    threshold = model.config.keep_threshold
+
+    def val_loss() -> float:
+        if x_val is None or val_t is None:
+            return float("nan")
+        model.eval()
+        with torch.no_grad():
+            return pruner_loss(model(x_val), val_t[0], val_t[1], config, threshold)[1]["loss"]
+
+    start_epoch, history = 0, []
+    best = {"loss": val_loss(), "epoch": -1, "state": copy.deepcopy(model.state_dict())}
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
+    gen = torch.Generator().manual_seed(config.seed)
+    for _ in range(start_epoch):  # replay the shuffles so a resumed run matches an uninterrupted one
+        torch.randperm(len(fit), generator=gen)
+    bar = tqdm(range(start_epoch, config.epochs), desc=f"stage II ({pool.domain})", disable=not progress)
+    for epoch in bar:
+        if val and epoch - best["epoch"] > config.patience:
+            break  # resumed past an early stop
+        model.train()
+        order = torch.randperm(len(fit), generator=gen)
+        totals: dict[str, float] = {}
+        for i in range(0, len(fit), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            out = model(x_fit[idx])
+            loss, parts = pruner_loss(out, keep_t[idx], edge_t[idx], config, threshold)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v * len(idx) / len(fit)
+        totals["val_loss"] = val_loss()
+        history.append({"epoch": epoch, **totals})
+        if not val or totals["val_loss"] < best["loss"]:
+            best = {"loss": totals["val_loss"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        bar.set_postfix(loss=f"{totals['loss']:.3f}", val=f"{totals['val_loss']:.3f}", best=best["epoch"])
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                    "config": asdict(config),
+                },
+                ckpt,
+            )
+        if val and epoch - best["epoch"] >= config.patience:
+            logger.info("early stop at epoch %d; best validation loss at epoch %d", epoch, best["epoch"])
+            break
+    model.load_state_dict(best["state"])
+    model.eval()
+    metrics: dict[str, float] = {"best_epoch": float(best["epoch"])}
+    if held:
+        metrics |= evaluate_pruner(model, np.asarray(embed([r.task for r in held])), held, train)
+        logger.info("held-out metrics (%d records): %s", len(held), metrics)
+    return TrainResult(model, metrics, history, len(train), len(held), int(best["epoch"]))
+
+
+def train_domain(
+    domain: str,
+    *,
+    data_dir: str | Path | None = None,
+    extra_records: Sequence[str | Path] = (),
+    include_agp: bool = True,
+    out_dir: str | Path | None = None,
+    config: TrainConfig | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> TrainResult:
+    """Train the pruner of a domain on AGP's released records (and `extra_records`, ours) and save it under
+    `out_dir` (default: the shipped `graph_pruning/weights/<domain>/`)."""
+    pool = get_pool(domain)
+    paths = ([Path(data_dir or default_data_dir()) / AGP_STAGE1_FILES[domain]] if include_agp else []) + [
+        Path(p) for p in extra_records
+    ]
+    records = [r for p in paths for r in load_records(p, pool.size)]
+    if cache_dir is None:
+        import platformdirs
+
+        cache_dir = Path(platformdirs.user_cache_dir("prunekit")) / "graph_pruning"
+    cache = EmbeddingCache(Path(cache_dir) / "minilm_embeddings.npz")
+    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR / domain
+    config = config or TrainConfig()
+    # the checkpoint name carries the run's identity, so a resume never continues a different run
+    run_id = hashlib.sha1(json.dumps([asdict(config), [str(p) for p in paths]]).encode()).hexdigest()[:10]
+    checkpoint = Path(cache_dir) / f"stage2_{domain}_{run_id}.pt"
+    result = train_pruner(
+        records, pool, config=config, embed=cache, checkpoint=checkpoint, resume=resume, progress=progress
+    )
+    result.model.config.extra = {
+        "trained_on": [p.name for p in paths],
+        "records": {"train": result.n_train, "heldout": result.n_heldout},
+        "train_config": asdict(config),
+        "heldout_metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+    }
+    result.model.save(out)
+    logger.info("saved the %s pruner to %s", domain, out)
+    return result
+
+
+def _main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Stage II: train the AGP pruner of a domain on stage-I records")
+    parser.add_argument("--domain", required=True, choices=["math", "general", "code"])
+    parser.add_argument("--records", nargs="*", default=[], help="extra stage-I record files (ours)")
+    parser.add_argument("--no-agp", action="store_true", help="do not use AGP's released records")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # a model this small only loses to thread overhead, and the machine is shared
+    result = train_domain(
+        args.domain,
+        extra_records=args.records,
+        include_agp=not args.no_agp,
+        out_dir=args.out,
+        config=TrainConfig(epochs=args.epochs),
+    )
+    print(json.dumps(result.metrics, indent=2))
+    return result.metrics
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    _main()
