@@ -102,13 +102,24 @@ def chat(
     system: Annotated[str | None, typer.Option(help="system prompt")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, max=8192)] = 256,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="a format the answer must follow, e.g. 'pivot:<free>The answer is <int>'"),
+    ] = None,
+    format_method: Annotated[str, typer.Option("--format-method", help="decog | decog_pruned | hard_mask")] = "decog",
     backend: BackendOption = None,
 ) -> None:
     """Chat with the configured model (streams the answer)."""
     from decoding import GenerationParams
 
+    params = GenerationParams(
+        max_tokens=max_tokens, temperature=temperature, format=format, format_method=format_method
+    )
+    if format is not None:
+        from decoding.decog import parse_format
+
+        parse_format(format)  # a bad spec fails here, before the model loads
     model = _model(_settings(backend))
-    params = GenerationParams(max_tokens=max_tokens, temperature=temperature)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
     def ask(text: str) -> None:

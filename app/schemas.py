@@ -48,7 +48,11 @@ class ChatCompletionRequest(BaseModel):
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    # prunekit extension: keep the conversation server-side; send only the new messages each time.
+    # prunekit extensions. `format`: a format spec the answer must follow (Deco-G guidance on the local
+    # backends), e.g. "pivot:<free>The answer is <int>" or 'json:{"answer": "string"}'.
+    format: str | None = Field(None, min_length=1, max_length=2000)
+    format_method: Literal["decog", "decog_pruned", "hard_mask"] = "decog"
+    # Keep the conversation server-side; send only the new messages each time.
     thread_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     @field_validator("stop")

@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             top_p=1.0 if body.top_p is None else body.top_p,
             stop=body.stop_tuple(),
             seed=body.seed,
+            format=body.format,
+            format_method=body.format_method,
         )
         state = {"messages": [m.as_message() for m in body.messages], "params": params_to_state(params)}
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -45,6 +45,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from decoding.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from decoding.errors import BackendError, InvalidRequestError
+from decoding.guided import FormatGuide
 from decoding.sampling import make_generator, pick_next_token
 from decoding.stops import StopMatcher
 from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
@@ -162,6 +163,8 @@ class LlamaCppModel:
         self._template = _chat_template(self._model)
         self._eog = frozenset(t for t in range(self.n_vocab) if llama.llama_vocab_is_eog(self._vocab, t))
 
+        self._guide: FormatGuide | None = None
+        self._guide_lock = threading.Lock()
         self._waiting: deque[_Job] = deque()
         self._wakeup = threading.Condition()
         self._closed = False
@@ -190,10 +193,24 @@ class LlamaCppModel:
 
     def stream_ids(self, prompt_ids: Sequence[int], params: GenerationParams | None = None) -> Iterator[ChatChunk]:
         """Generate after raw prompt token ids (no chat template)."""
-        job = _Job(list(prompt_ids), params or GenerationParams())
+        job = _Job(list(prompt_ids), self.format_guide().apply(params or GenerationParams()))
         self._check_budget(job)
         self._submit(job)
         return self._drain(job)
+
+    def format_guide(self) -> FormatGuide:
+        """Format guidance over this model's vocabulary (built on first use)."""
+        with self._guide_lock:
+            if self._guide is None:
+                from decoding.decog import TokenVocabulary
+
+                # control tokens (<|im_start|>...) have no text: None keeps them out of every format
+                pieces = [
+                    None if llama.llama_vocab_is_control(self._vocab, t) else self._piece(t)
+                    for t in range(self.n_vocab)
+                ]
+                self._guide = FormatGuide(TokenVocabulary.from_bytes(pieces, sorted(self._eog)))
+            return self._guide
 
     # ----------------------------------------------------------------- tokens and scoring
     def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -18,6 +18,7 @@ import torch
 
 from decoding.embedded import EMBEDDED_MODEL_NAME, embedded_hf_dir
 from decoding.errors import InvalidRequestError
+from decoding.guided import FormatGuide
 from decoding.sampling import make_generator, pick_next_token
 from decoding.stops import StopMatcher
 from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
@@ -51,6 +52,7 @@ class LocalModel:
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.eos_token_ids = _eos_ids(self.tokenizer, self.model.generation_config)
         self._lock = threading.Lock()
+        self._guide: FormatGuide | None = None
 
     @classmethod
     def embedded(cls, cache_dir: Path | None = None) -> LocalModel:
@@ -64,10 +66,18 @@ class LocalModel:
     def stream(
         self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None
     ) -> Iterator[ChatChunk]:
-        params = params or GenerationParams()
+        params = self.format_guide().apply(params or GenerationParams())
         prompt_ids = self.encode_chat(messages)
         self._check_budget(len(prompt_ids), params.max_tokens)
         return self._locked_stream(prompt_ids, params)
+
+    def format_guide(self) -> FormatGuide:
+        """Format guidance over this tokenizer's vocabulary (built on first use)."""
+        if self._guide is None:
+            from decoding.decog import TokenVocabulary
+
+            self._guide = FormatGuide(TokenVocabulary.from_tokenizer(self.tokenizer, sorted(self.eos_token_ids)))
+        return self._guide
 
     # ----------------------------------------------------------------- helpers
     def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:

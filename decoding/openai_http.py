@@ -101,8 +101,8 @@ class OpenAIModel:
         self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None, stream: bool
     ) -> dict[str, Any]:
         params = params or GenerationParams()
-        if params.logits_processors:
-            raise InvalidRequestError("logits processors run only on local backends, not over HTTP")
+        if params.logits_processors or params.format is not None:
+            raise InvalidRequestError("logits processors and format guidance run only on local backends, not over HTTP")
         body: dict[str, Any] = {
             "model": self.name,
             "messages": normalize_messages(messages),

@@ -21,6 +21,7 @@ __all__ = [
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
 _ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
+FORMAT_METHODS = ("decog", "decog_pruned", "hard_mask")
 
 
 class Message(TypedDict):
@@ -54,7 +55,10 @@ class GenerationParams:
     """How to sample. `temperature=0` means greedy decoding (the default: small models ramble when sampled).
 
     `logits_processors` are transformers-style callables `(input_ids, scores) -> scores`, applied at
-    every step by the local backends (Deco-G guidance plugs in here); remote backends reject them.
+    every step by the local backends; remote backends reject them. `format` is a format spec (see
+    `decoding.decog.formats`, e.g. `pivot:<free>The answer is <int>` or `json:{"answer": "string"}`)
+    that the local backends enforce with `format_method`: `decog` (HMM lookahead), `decog_pruned`
+    (the same with hidden-state pruning) or `hard_mask` (the DFA alone, no lookahead).
     """
 
     max_tokens: int = 256
@@ -63,6 +67,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logits_processors: tuple[Any, ...] = field(default=(), compare=False)
+    format: str | None = None
+    format_method: str = "decog"
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -75,6 +81,12 @@ class GenerationParams:
             object.__setattr__(self, "stop", (self.stop,))
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidRequestError("stop sequences must be non-empty strings")
+        if self.format is not None and not (isinstance(self.format, str) and self.format.strip()):
+            raise InvalidRequestError("format must be a non-empty format spec string")
+        if self.format_method not in FORMAT_METHODS:
+            raise InvalidRequestError(
+                f"format_method must be one of {list(FORMAT_METHODS)}, got {self.format_method!r}"
+            )
         if len(self.stop) > 4:
             raise InvalidRequestError(f"at most 4 stop sequences are allowed, got {len(self.stop)}")
 

@@ -134,3 +134,16 @@ def test_text_parts_and_developer_role_are_accepted(client):
         max_tokens=8,
     )
     assert reply.choices[0].message.content
+
+
+def test_format_extension_field(client, http):
+    reply = client.chat.completions.create(
+        model="prunekit-chat",
+        messages=[{"role": "user", "content": "Is the sky blue? Answer yes or no."}],
+        max_tokens=8,
+        extra_body={"format": "choice:yes|no", "format_method": "hard_mask"},
+    )
+    assert reply.choices[0].message.content in ("yes", "no")
+    bad = {"model": "prunekit-chat", "messages": QUESTION, "format": "regex:(", "format_method": "hard_mask"}
+    response = http.post("/v1/chat/completions", json=bad)
+    assert response.status_code == 400 and "regex" in response.json()["error"]["message"]

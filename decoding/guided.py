@@ -1,0 +1,59 @@
+"""Format guidance for the local backends: a format spec in `GenerationParams.format` becomes a
+per-request Deco-G (or hard-mask) logits processor over the backend's own vocabulary.
+
+The distilled HMM for the embedded model ships under `decoding/weights/`; it loads on the first
+guided request. Another model needs its own HMM (`prunekit train hmm`), or `format_method="hard_mask"`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from decoding.errors import InvalidRequestError
+from decoding.types import GenerationParams
+
+__all__ = ["DEFAULT_HMM_DIR", "DEFAULT_PRUNE_MASS", "FormatGuide"]
+
+DEFAULT_HMM_DIR = Path(__file__).parent / "weights" / "hmm-smollm2-h128"
+DEFAULT_PRUNE_MASS = 0.9  # share of the forward mass whose hidden states the lookahead keeps
+
+
+class FormatGuide:
+    """Makes fresh guidance processors for one vocabulary (processors hold per-request state)."""
+
+    def __init__(self, vocab: Any, hmm_dir: Path | None = None) -> None:
+        self.vocab = vocab  # decoding.decog.TokenVocabulary of the backend's tokenizer
+        self.hmm_dir = hmm_dir or DEFAULT_HMM_DIR
+        self._hmm: Any = None
+        self._lock = threading.Lock()
+
+    def hmm(self) -> Any:
+        from decoding.decog import HMM
+
+        with self._lock:
+            if self._hmm is None:
+                if not (self.hmm_dir / "config.json").is_file():
+                    raise InvalidRequestError(
+                        f"no distilled HMM at {self.hmm_dir}: run `prunekit train hmm`, or use format_method=hard_mask"
+                    )
+                self._hmm = HMM.load(self.hmm_dir)
+            return self._hmm
+
+    def processor(self, spec: str, method: str, max_new_tokens: int) -> Any:
+        from decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa
+
+        dfa = compile_token_dfa(spec, self.vocab)
+        if method == "hard_mask":
+            return HardMaskProcessor(dfa, max_new_tokens)
+        prune = DEFAULT_PRUNE_MASS if method == "decog_pruned" else None
+        return DecoGProcessor(self.hmm(), dfa, max_new_tokens, prune_mass=prune)
+
+    def apply(self, params: GenerationParams) -> GenerationParams:
+        """`params` with the format's processor appended (unchanged when no format is asked for)."""
+        if params.format is None:
+            return params
+        guide = self.processor(params.format, params.format_method, params.max_tokens)
+        return replace(params, logits_processors=(*params.logits_processors, guide))
