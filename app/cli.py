@@ -147,6 +147,44 @@ def chat(
         ask(text)
 
 
+# --------------------------------------------------------------------------- multi-agent (AGP)
+@app.command()
+def agents(
+    task: Annotated[str, typer.Argument(help="the question (math, general) or the function to complete (code)")],
+    domain: Annotated[str, typer.Option("--domain", help="math | general | code")] = "math",
+    context: Annotated[str, typer.Option("--context", help="general: the paragraph to answer from")] = "",
+    choices: Annotated[str, typer.Option("--choices", help="general: option letters, e.g. A,B,C,D")] = "",
+    png: Annotated[Path | None, typer.Option("--png", help="also draw the chosen graph to this PNG")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole run as JSON on the last line")] = False,
+    backend: BackendOption = None,
+) -> None:
+    """Solve a task with the agent team the AGP pruner picks for it; pruned agents cost nothing."""
+    from app.agents import make_task, solve
+
+    if not task.strip():
+        raise typer.BadParameter("the task is empty", param_hint="TASK")
+    agent_task = make_task(domain, task, context, tuple(c.strip() for c in choices.split(",") if c.strip()))
+    model = _model(_settings(backend))
+    with stderr.status("the agents are working"):
+        run = solve(model, agent_task, domain)
+    stderr.print(
+        f"[bold]team[/] ({run['agents_kept']} of {run['agents_total']} agents)\n{run['graph']}", highlight=False
+    )
+    for turn in run["turns"]:
+        stderr.print(f"[bold]{turn['role']}[/] (round {turn['round']}): {turn['text'].strip()}", highlight=False)
+    stdout.print(f"answer: {run['answer']}", markup=False, highlight=False)
+    stderr.print(f"tokens {run['tokens']}, LLM calls {run['llm_calls']}, calls avoided {run['agent_calls_avoided']}")
+    if png is not None:
+        from app.agents import pruner_for
+        from graph_pruning import draw_topology, get_pool
+
+        topology = pruner_for(domain).choose(agent_task)
+        draw_topology(topology, png, get_pool(domain).role_names, title=task[:60])
+        stderr.print(f"graph drawn to {png}")
+    if as_json:
+        _print_json_last(run)
+
+
 # --------------------------------------------------------------------------- RAG
 @app.command()
 def ingest(

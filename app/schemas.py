@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ChatCompletionRequest", "ChatMessageIn", "StreamOptions"]
+__all__ = ["AgentsRequest", "ChatCompletionRequest", "ChatMessageIn", "StreamOptions"]
 
 
 class TextPart(BaseModel):
@@ -67,3 +67,14 @@ class ChatCompletionRequest(BaseModel):
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class AgentsRequest(BaseModel):
+    """POST /v1/agents: one task for an AGP-pruned agent team."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Annotated[str, Field(min_length=1, max_length=20_000)]
+    domain: Literal["math", "general", "code"] = "math"
+    context: Annotated[str, Field(max_length=50_000)] = ""
+    choices: Annotated[list[str], Field(max_length=10)] = []

@@ -25,7 +25,7 @@ from app.errors import ApiError, error_body, install_error_handlers, status_of
 from app.graphs.chat import build_chat_graph, params_to_state
 from app.limits import BodySizeLimit
 from app.middleware import RateLimit, RequestContext
-from app.schemas import ChatCompletionRequest
+from app.schemas import AgentsRequest, ChatCompletionRequest
 from app.settings import Settings
 from app.threads import open_checkpointer
 from decoding import ChatModel, GenerationParams
@@ -124,6 +124,13 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             ],
             "usage": _usage(final["usage"]),
         }
+
+    @app.post("/v1/agents", dependencies=[Depends(require_key)])
+    async def agents(body: AgentsRequest) -> dict[str, Any]:
+        from app.agents import make_task, solve
+
+        task = make_task(body.domain, body.task, body.context, tuple(body.choices))
+        return await run_in_threadpool(solve, app.state.model, task, body.domain)
 
     @app.get("/v1/threads/{thread_id}", dependencies=[Depends(require_key)])
     async def get_thread(thread_id: str) -> dict[str, Any]:

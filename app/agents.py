@@ -1,0 +1,57 @@
+"""The AGP multi-agent face shared by the CLI and the service: build a task, let the pruner pick the
+team for it, run the team, and report what the pruning saved."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+from decoding import ChatModel, InvalidRequestError
+from graph_pruning import AgentTask, get_pool, render_text, run_agents
+
+__all__ = ["make_task", "pruner_for", "solve"]
+
+_LOCK = threading.Lock()
+
+
+def make_task(domain: str, question: str, context: str = "", choices: tuple[str, ...] = ()) -> AgentTask:
+    """The task for a domain: math answers a number, general a choice (with `choices`) or a span (with
+    `context`), code completes the function given as the question."""
+    if domain == "math":
+        return AgentTask(question, "number")
+    if domain == "code":
+        return AgentTask(question, "code")
+    if domain == "general":
+        if choices:
+            return AgentTask(question, "choice", choices=choices)
+        if context:
+            return AgentTask(question, "span", context=context)
+        raise InvalidRequestError(
+            "the general pool answers multiple-choice (give choices) or from a paragraph (give context)"
+        )
+    raise InvalidRequestError(f"domain must be math, general or code; got {domain!r}")
+
+
+@lru_cache(maxsize=3)
+def pruner_for(domain: str) -> Any:
+    from graph_pruning import GraphPruner
+
+    with _LOCK:  # the encoder and weights load once per domain
+        return GraphPruner.load(domain)
+
+
+def solve(model: ChatModel, task: AgentTask, domain: str) -> dict[str, Any]:
+    """Run the team the pruner chose; the result as plain data, with the pruning savings."""
+    pool = get_pool(domain)
+    topology = pruner_for(domain).choose(task)
+    result = run_agents(task, pool, topology, model)
+    out = result.to_dict()
+    out.update(
+        domain=domain,
+        agents_total=len(pool.roles),
+        agents_kept=len(topology.kept),
+        agent_calls_avoided=len(topology.pruned) * topology.rounds,  # a pruned agent never runs
+        graph=render_text(topology, pool.role_names),
+    )
+    return out
