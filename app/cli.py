@@ -38,7 +38,9 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Speed benchmarks; `--json` prints the figures as one JSON object on the last line.")
 eval_app = typer.Typer(help="Evaluations: write results.json, report.md and plots to --out.")
 app.add_typer(bench_app, name="bench", no_args_is_help=True)
+train_app = typer.Typer(help="Training: each command resumes where an interrupted run stopped.")
 app.add_typer(eval_app, name="eval", no_args_is_help=True)
+app.add_typer(train_app, name="train", no_args_is_help=True)
 
 BackendOption = Annotated[
     str | None,
@@ -276,6 +278,53 @@ def eval_nq(
     load_nq_open(data, 1)  # fail on a bad path before loading a model
     result = evaluate_nq_open(_model(_settings(backend)), data, limit=limit, concurrency=concurrency)
     _finish_eval(result, out, as_json)
+
+
+# --------------------------------------------------------------------------- train
+_AGP_BENCHMARK_DOMAIN = {"squad": "general", "multiarith": "math", "svamp": "math"}
+
+
+@train_app.command("agp")
+def train_agp(
+    stage: Annotated[int, typer.Option("--stage", min=1, max=2, help="1: collect records; 2: train the pruner")],
+    domain: Annotated[str, typer.Option("--domain", help="math | general | code")] = "general",
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", help="stage 1 training set: squad | multiarith | svamp")
+    ] = "",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="stage 1: training tasks to run")] = 200,
+    records: Annotated[
+        list[Path] | None, typer.Option("--records", help="stage 1: where to write; stage 2: our records to train on")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="the shared data folder")] = Path("../shared/data"),
+    agp_records: Annotated[bool, typer.Option("--agp-records/--no-agp-records", help="stage 2: also AGP's")] = True,
+    out: Annotated[Path | None, typer.Option("--out", help="stage 2: where to save (default: shipped weights)")] = None,
+    concurrency: ConcurrencyOption = 8,
+    backend: BackendOption = None,
+) -> None:
+    """AGP training: stage 1 keeps the best cheapest teams on training tasks; stage 2 trains the pruner."""
+    from graph_pruning import get_pool
+
+    pool = get_pool(domain)
+    if stage == 1:
+        from graph_pruning.data import load_benchmark, training_items
+        from graph_pruning.stage1 import collect_stage1
+
+        benchmark = benchmark or {"general": "squad", "math": "multiarith"}.get(domain, "")
+        if _AGP_BENCHMARK_DOMAIN.get(benchmark) != domain:
+            raise typer.BadParameter(
+                f"{benchmark!r} is not a stage-1 training set of the {domain} pool", param_hint="--benchmark"
+            )
+        out_path = (records or [Path(f"runs/agp/stage1_{domain}_{benchmark}.json")])[0]
+        items = training_items(benchmark, data_dir=data_dir, limit=limit, seed=0)
+        forbidden = load_benchmark(benchmark, data_dir=data_dir)  # the evaluation split: never trained on
+        model = _model(_settings(backend))
+        kept = collect_stage1(items, pool, model, forbidden=forbidden, out_path=out_path, concurrency=concurrency)
+        stderr.print(f"{len(kept)} stage-1 records in {out_path}")
+        return
+    from graph_pruning.train import train_domain
+
+    result = train_domain(domain, data_dir=data_dir, extra_records=records or [], include_agp=agp_records, out_dir=out)
+    stderr.print(_figures_table(f"stage 2 ({domain})", result.metrics))
 
 
 # --------------------------------------------------------------------------- entry point
