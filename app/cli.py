@@ -187,6 +187,50 @@ def agents(
         _print_json_last(run)
 
 
+# --------------------------------------------------------------------------- context pruning
+@app.command()
+def prune(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="context files (one context each); omit to read stdin")
+    ] = None,
+    question: Annotated[str, typer.Option("--question", "-q", help="the question the contexts should answer")] = "",
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="0.1 conservative ... 0.5 aggressive")] = 0.1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Prune contexts to the sentences that answer the question (Provence). Without files, reads JSON from
+    stdin: {"question": ..., "contexts": [...], "titles": [...]} (or a plain text context with --question)."""
+    from context_pruner import default_pruner
+
+    titles: list[str | None] | None = None
+    if files:
+        contexts = []
+        for path in files:
+            if not path.is_file():
+                raise typer.BadParameter(f"{path} is not a file", param_hint="FILES")
+            contexts.append(path.read_text(encoding="utf-8"))
+    else:
+        raw = sys.stdin.read()
+        try:
+            payload = json.loads(raw)
+        except json.JSONDecodeError:
+            payload = {"contexts": [raw]}
+        if not isinstance(payload, dict) or not isinstance(payload.get("contexts", []), list):
+            raise typer.BadParameter('stdin JSON must be {"question": str, "contexts": [str, ...]}', param_hint="stdin")
+        question = question or str(payload.get("question", ""))
+        contexts, titles = payload.get("contexts", []), payload.get("titles")
+    if not question.strip():
+        raise typer.BadParameter("give the question with --question (or in the stdin JSON)", param_hint="--question")
+    results = default_pruner().prune(question, contexts, titles=titles, threshold=threshold)
+    if as_json:
+        _print_json_last({"question": question, "results": [r.to_dict() for r in results]})
+        return
+    for r in results:
+        stderr.print(
+            f"[bold]context {r.index}[/]: rerank {r.rerank_score:.3f}, tokens {r.tokens_before} -> {r.tokens_after}"
+        )
+        stdout.print(r.pruned_text, markup=False, highlight=False)
+
+
 # --------------------------------------------------------------------------- RAG
 @app.command()
 def ingest(
@@ -245,6 +289,24 @@ def bench_decode_cmd(
         _print_json_last(figures)
 
 
+@bench_app.command("prune")
+def bench_prune_cmd(
+    passages: Annotated[int, typer.Option(min=8, max=4096, help="passages to prune")] = 256,
+    tokens: Annotated[int, typer.Option(min=16, max=512, help="tokens per passage")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    deberta: Annotated[int, typer.Option(min=0, max=64, help="passages for the DeBERTa-v3-large reference")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """Passages/s of the context pruner, beside a DeBERTa-v3-large-sized encoder (Provence's size)."""
+    from context_pruner.bench import bench_prune
+
+    with stderr.status("benchmarking the context pruner"):
+        figures = bench_prune(n_passages=passages, tokens=tokens, batch_size=batch_size, deberta_passages=deberta)
+    stderr.print(_figures_table("bench prune", {k: v for k, v in figures.items() if isinstance(v, int | float)}))
+    if as_json:
+        _print_json_last(figures)
+
+
 # --------------------------------------------------------------------------- eval
 def _finish_eval(result: Any, out: Path, as_json: bool) -> None:
     from eval.harness import write_results
@@ -261,6 +323,35 @@ LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="evaluat
 OutOption = Annotated[Path, typer.Option("--out", help="output folder")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the metrics as JSON on the last line")]
 ConcurrencyOption = Annotated[int, typer.Option("--concurrency", min=1, max=64, help="concurrent LLM calls")]
+
+
+@eval_app.command("qa")
+def eval_qa(
+    data: DataOption = Path("../shared/data/qa/hotpotqa/test.jsonl"),
+    limit: LimitOption = None,
+    out: OutOption = Path("runs/qa"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="prunekit's threshold")] = 0.1,
+    answer: Annotated[bool, typer.Option("--answer/--no-answer", help="let the LLM answer (F1/EM)")] = True,
+    backend: BackendOption = None,
+) -> None:
+    """Context pruning vs. full / bi-encoder / random context on HotpotQA or SQuAD (compression, evidence
+    recall, rerank recall@1, answer F1/EM)."""
+    from context_pruner import default_pruner
+    from eval.harness import write_results
+    from eval.qa import evaluate_qa, load_qa, plot_sweep
+
+    load_qa(data, 1)  # fail on a bad path before loading models
+    model = _model(_settings(backend)) if answer else None
+    result = evaluate_qa(
+        model, data, pruner=default_pruner(), limit=limit, threshold=threshold, concurrency=concurrency, answer=answer
+    )
+    path = write_results(result, out, plots=[plot_sweep])
+    stderr.print(_figures_table("eval qa", result.metrics))
+    stderr.print(f"wrote {path} and {out / 'report.md'}")
+    if as_json:
+        _print_json_last(result.metrics)
 
 
 @eval_app.command("nq")

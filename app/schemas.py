@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["AgentsRequest", "ChatCompletionRequest", "ChatMessageIn", "StreamOptions"]
+__all__ = ["AgentsRequest", "ChatCompletionRequest", "ChatMessageIn", "PruneItem", "PruneRequest", "StreamOptions"]
 
 
 class TextPart(BaseModel):
@@ -78,3 +78,22 @@ class AgentsRequest(BaseModel):
     domain: Literal["math", "general", "code"] = "math"
     context: Annotated[str, Field(max_length=50_000)] = ""
     choices: Annotated[list[str], Field(max_length=10)] = []
+
+
+class PruneItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=2_000)]
+    contexts: Annotated[list[Annotated[str, Field(max_length=20_000)]], Field(min_length=1, max_length=64)]
+    titles: Annotated[list[str | None], Field(max_length=64)] | None = None
+
+
+class PruneRequest(BaseModel):
+    """POST /v1/prune: a batch of questions, each with its retrieved contexts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[PruneItem], Field(min_length=1, max_length=32)]
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    top_k: Annotated[int, Field(ge=1, le=64)] | None = None
+    reorder: bool = False

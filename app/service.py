@@ -25,7 +25,7 @@ from app.errors import ApiError, error_body, install_error_handlers, status_of
 from app.graphs.chat import build_chat_graph, params_to_state
 from app.limits import BodySizeLimit
 from app.middleware import RateLimit, RequestContext
-from app.schemas import AgentsRequest, ChatCompletionRequest
+from app.schemas import AgentsRequest, ChatCompletionRequest, PruneRequest
 from app.settings import Settings
 from app.threads import open_checkpointer
 from decoding import ChatModel, GenerationParams
@@ -131,6 +131,33 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
 
         task = make_task(body.domain, body.task, body.context, tuple(body.choices))
         return await run_in_threadpool(solve, app.state.model, task, body.domain)
+
+    @app.post("/v1/prune", dependencies=[Depends(require_key)])
+    async def prune(body: PruneRequest) -> dict[str, Any]:
+        from context_pruner import default_pruner
+
+        def run() -> list[list[Any]]:
+            pruner = default_pruner()
+            return [
+                pruner.prune(
+                    item.question,
+                    item.contexts,
+                    titles=item.titles,
+                    threshold=body.threshold,
+                    top_k=body.top_k,
+                    reorder=body.reorder,
+                )
+                for item in body.items
+            ]
+
+        results = await run_in_threadpool(run)
+        before = sum(r.tokens_before for rs in results for r in rs)
+        after = sum(r.tokens_after for rs in results for r in rs)
+        return {
+            "object": "prune.result",
+            "results": [[r.to_dict() for r in rs] for rs in results],
+            "usage": {"context_tokens": before, "kept_tokens": after, "removed_tokens": before - after},
+        }
 
     @app.get("/v1/threads/{thread_id}", dependencies=[Depends(require_key)])
     async def get_thread(thread_id: str) -> dict[str, Any]:

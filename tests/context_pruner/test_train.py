@@ -51,3 +51,11 @@ def test_loss_goes_down_on_a_repeated_batch(tmp_path):
         "Which city is the Eiffel Tower in?", ["The Eiffel Tower is a lattice tower. It is located in Paris, France."]
     )[0]
     assert r.sentence_probs[1] > r.sentence_probs[0]
+
+
+def test_second_stage_starts_from_trained_weights(tmp_path):
+    first = train(_config(tmp_path, max_steps=1), progress=False)
+    cfg = _config(tmp_path, max_steps=1, init_weights=str(first))
+    cfg.out_dir = str(tmp_path / "stage2")
+    second = train(cfg, progress=False)
+    assert second != first and (second / "model.safetensors").exists()

@@ -1,0 +1,44 @@
+"""Context pruning for RAG, after Provence (Chirkova et al., ICLR 2025, arXiv 2501.16214).
+
+One encoder pass over `[CLS] question [SEP] context [SEP]` labels every context token keep/drop and scores the
+passage; token decisions are rounded to whole sentences. `ContextPruner()` loads the weights shipped in
+`context_pruner/weights/` (trained here, see `train.py`) and runs offline on a CPU.
+
+    >>> from context_pruner import ContextPruner
+    >>> pruner = ContextPruner()
+    >>> result = pruner.prune("Where is the Eiffel Tower?", ["The Eiffel Tower is in Paris. Cats purr."])[0]
+    >>> result.pruned_text, result.rerank_score
+
+Training (`context_pruner.train`), data readers (`context_pruner.data`), the bench (`context_pruner.bench`) and the
+framework adapters (`context_pruner.integrations`) are imported on demand, never at serve time.
+"""
+
+from context_pruner.errors import (
+    BatchTooLargeError,
+    InvalidContextError,
+    InvalidOptionError,
+    InvalidQuestionError,
+    PrunerInputError,
+    ShapeMismatchError,
+)
+from context_pruner.model import PrunerConfig, PrunerModel, load_pretrained, save_pretrained
+from context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext, default_pruner
+from context_pruner.sentences import split_sentences
+
+__all__ = [
+    "FIRST_SENTENCE",
+    "BatchTooLargeError",
+    "ContextPruner",
+    "InvalidContextError",
+    "InvalidOptionError",
+    "InvalidQuestionError",
+    "PrunedContext",
+    "PrunerConfig",
+    "PrunerInputError",
+    "PrunerModel",
+    "ShapeMismatchError",
+    "default_pruner",
+    "load_pretrained",
+    "save_pretrained",
+    "split_sentences",
+]
