@@ -42,6 +42,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from eval.spider.hardness import flatten_condition  # one reading of conditions for both metrics
 from nl2sql.errors import SQLError
 from nl2sql.schema import Schema
 from nl2sql.sqlast import DIALECT, get_arg, normalize, parse_sql, unwrap_query
@@ -126,19 +127,6 @@ def _key(node: exp.Expression) -> str:
     return _mask(node).sql(dialect=DIALECT, copy=False)
 
 
-def _flatten(cond: exp.Expression | None) -> tuple[list[exp.Expression], list[str]]:
-    if cond is None:
-        return [], []
-    cond = cond.this if isinstance(cond, (exp.Where, exp.Having)) else cond
-    while isinstance(cond, exp.Paren):
-        cond = cond.this
-    if isinstance(cond, exp.Connector):
-        lu, lc = _flatten(cond.this)
-        ru, rc = _flatten(cond.expression)
-        return lu + ru, [*lc, "or" if isinstance(cond, exp.Or) else "and", *rc]
-    return [cond], []
-
-
 def _query_of(node: exp.Expression | None) -> exp.Expression | None:
     if node is None:
         return None
@@ -182,12 +170,12 @@ def _select_components(select: exp.Select) -> EMComponents:
         comp.sources[repr(_components(q).signature()) if q is not None else _key(item)] += 1
 
     keywords: set[str] = set()
-    where_units, where_conn = _flatten(select.args.get("where"))
-    having_units, having_conn = _flatten(select.args.get("having"))
+    where_units, where_conn = flatten_condition(select.args.get("where"))
+    having_units, having_conn = flatten_condition(select.args.get("having"))
     on_units: list[exp.Expression] = []
     on_conn: list[str] = []
     for join in select.args.get("joins") or []:
-        u, c = _flatten(join.args.get("on"))
+        u, c = flatten_condition(join.args.get("on"))
         on_units += u
         on_conn += c
     parsed_where = [_unit(u) for u in where_units]

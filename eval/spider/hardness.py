@@ -81,7 +81,7 @@ def _is_agg(node: exp.Expression | None) -> bool:
     return node is not None and isinstance(_strip(node), _AGGREGATES)
 
 
-def _flatten(cond: exp.Expression | None) -> tuple[list[exp.Expression], list[str]]:
+def flatten_condition(cond: exp.Expression | None) -> tuple[list[exp.Expression], list[str]]:
     """Condition units and connectors ('and'/'or') of a condition read flat, as Spider's parser does."""
     if cond is None:
         return [], []
@@ -89,8 +89,8 @@ def _flatten(cond: exp.Expression | None) -> tuple[list[exp.Expression], list[st
     while isinstance(cond, exp.Paren):
         cond = cond.this
     if isinstance(cond, exp.Connector):
-        lu, lc = _flatten(cond.this)
-        ru, rc = _flatten(cond.expression)
+        lu, lc = flatten_condition(cond.this)
+        ru, rc = flatten_condition(cond.expression)
         return lu + ru, [*lc, "or" if isinstance(cond, exp.Or) else "and", *rc]
     return [cond], []
 
@@ -145,13 +145,13 @@ def count_components(sql: str | exp.Expression) -> HardnessCounts:
     n_sources = (1 if get_arg(select, "from") is not None else 0) + len(joins)
     on_units, on_conn = [], []
     for join in joins:
-        u, c = _flatten(join.args.get("on"))
+        u, c = flatten_condition(join.args.get("on"))
         if on_units and u:
             on_conn.append("and")  # Spider joins the ON conditions of successive joins with 'and'
         on_units += u
         on_conn += c
-    where_units, where_conn = _flatten(select.args.get("where"))
-    having_units, having_conn = _flatten(select.args.get("having"))
+    where_units, where_conn = flatten_condition(select.args.get("where"))
+    having_units, having_conn = flatten_condition(select.args.get("having"))
     group = select.args.get("group")
     group_exprs = list(group.expressions) if group is not None else []
     order = select.args.get("order")
