@@ -5,9 +5,20 @@
 - `decompose`: a query as ordered, runnable subtasks; `is_partial_subtree` for LearNAT's pruning.
 - `ast_margin`: normalised tree edit distance (zss), `ast_similarity`, LearNAT's `step_reward`.
 - `sqlast`: the sqlglot helpers (parsing, Spider strings, normalisation) the others share.
+
+LearNAT's LLM side (arXiv 2504.02327), imported on first use (LangGraph is heavy to import):
+
+- `retrieval`: `DemoIndex` of decomposed training demonstrations (masked question + SQL skeleton).
+- `prompts`: compact prompts for small models, and robust SQL parsing of their output.
+- `agent`: the LangGraph agent (`build_nl2sql_graph`, `NL2SQLAgent`, `answer_question`).
+- `baselines`: `single_shot` and `single_shot_demos` through the agent's code path.
+
+Training (`synthesis`, `dpo`, `train`) is never imported from here: import those modules directly.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from nl2sql.ast_margin import ast_similarity, step_reward, tree_edit_distance
 from nl2sql.decompose import Subtask, decompose, is_partial_subtree
@@ -36,12 +47,43 @@ from nl2sql.schema import (
 )
 from nl2sql.sqlast import canonical_sql, normalize, parse_sql
 
+# name -> module, loaded on first attribute access (PEP 562)
+_LAZY = {
+    "AgentConfig": "nl2sql.agent",
+    "NL2SQLAgent": "nl2sql.agent",
+    "NL2SQLResult": "nl2sql.agent",
+    "answer_question": "nl2sql.agent",
+    "build_nl2sql_graph": "nl2sql.agent",
+    "DemoIndex": "nl2sql.retrieval",
+    "Demonstration": "nl2sql.retrieval",
+    "mask_question": "nl2sql.retrieval",
+    "sql_skeleton": "nl2sql.retrieval",
+    "extract_sql": "nl2sql.prompts",
+    "run_baseline": "nl2sql.baselines",
+    "single_shot": "nl2sql.baselines",
+    "single_shot_demos": "nl2sql.baselines",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nl2sql' has no attribute {name!r}")
+
+
 __all__ = [
+    "AgentConfig",
     "Column",
     "DatabaseNotFoundError",
+    "DemoIndex",
+    "Demonstration",
     "ForeignKey",
     "LinkedSchema",
+    "NL2SQLAgent",
     "NL2SQLError",
+    "NL2SQLResult",
     "QueryResult",
     "SQLError",
     "SQLExecutionError",
@@ -54,18 +96,26 @@ __all__ = [
     "Table",
     "UnsafeSQLError",
     "ValueIndex",
+    "answer_question",
     "ast_similarity",
+    "build_nl2sql_graph",
     "canonical_sql",
     "check_sql",
     "decompose",
     "execute_sql",
+    "extract_sql",
     "introspect_sqlite",
     "is_partial_subtree",
     "link_schema",
     "load_spider_tables",
+    "mask_question",
     "normalize",
     "parse_sql",
     "render_schema",
+    "run_baseline",
+    "single_shot",
+    "single_shot_demos",
+    "sql_skeleton",
     "step_reward",
     "tree_edit_distance",
     "with_examples",

@@ -1,0 +1,239 @@
+"""The LangGraph agent with a scripted model on a generated database: routing, voting, repair, records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from decoding.errors import InvalidRequestError
+from nl2sql import prompts
+from nl2sql.agent import (
+    AgentConfig,
+    Candidate,
+    NL2SQLAgent,
+    answer_question,
+    build_nl2sql_graph,
+    choose_candidate,
+    fix_identifiers,
+    result_signature,
+)
+from nl2sql.errors import DatabaseNotFoundError
+from nl2sql.retrieval import DemoIndex, TrainExample
+from nl2sql.schema import introspect_sqlite
+from tests.nl2sql.fakes import ScriptedModel, bag_of_words
+from tests.nl2sql.toydb import make_toy_db
+
+QUESTION = "How many singers are from France?"
+GOOD = "SELECT count(*) FROM singer WHERE country = 'France'"
+STEPS = (
+    "Sub-question 1: Which singers are from France?\nSQL: SELECT * FROM singer WHERE country = 'France'\n"
+    f"Sub-question 2: How many are they?\nSQL: {GOOD}\nFinal SQL: {GOOD}"
+)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_toy_db(tmp_path_factory.mktemp("agent") / "toy.sqlite")
+
+
+def responder(direct: str = GOOD, steps: str = STEPS, repair: str = GOOD):
+    def respond(messages, params):
+        system = messages[0]["content"]
+        if system == prompts.SYSTEM_STEPS:
+            return steps
+        if system == prompts.SYSTEM_REPAIR:
+            return repair
+        return direct + "\n\nThe answer is 4."
+
+    return respond
+
+
+def agent_for(model, **config) -> NL2SQLAgent:
+    return NL2SQLAgent(model, embed=bag_of_words, config=AgentConfig(**config))
+
+
+def test_happy_path_records_calls_and_answers(db: Path) -> None:
+    model = ScriptedModel(responder())
+    result = agent_for(model).answer(QUESTION, db)
+    assert result.sql == GOOD
+    assert result.rows == [(4,)]
+    assert result.answer == "The answer is 4."
+    assert result.error is None
+    assert [c["node"] for c in result.calls] == ["draft", "decompose"]  # no index: no re-ranked candidate
+    assert result.llm_calls == len(model.calls) == 2
+    assert result.tokens == sum(c["prompt_tokens"] + c["completion_tokens"] for c in result.calls) > 0
+    assert [s for _, s in result.steps][-1] == GOOD
+    assert {c["source"] for c in result.candidates} == {"draft", "decompose"}
+
+
+def test_prompt_holds_linked_tables_only(db: Path) -> None:
+    model = ScriptedModel(responder())
+    agent_for(model).answer(QUESTION, db)
+    draft_prompt = model.calls[0][0][-1]["content"]
+    assert "CREATE TABLE singer" in draft_prompt
+    assert "CREATE TABLE score" not in draft_prompt  # an unrelated table is not linked
+    model = ScriptedModel(responder())
+    agent_for(model, link=False).answer(QUESTION, db)
+    assert "CREATE TABLE score" in model.calls[0][0][-1]["content"]
+
+
+def test_votes_pick_the_result_most_candidates_agree_on() -> None:
+    a = Candidate("draft", "a", "ok", rows=[(1,)])
+    b = Candidate("decompose", "b", "ok", rows=[(2,)])
+    c = Candidate("direct_skeleton", "c", "ok", rows=[(2.0,)])
+    assert choose_candidate([a, b, c]) == 1
+    assert choose_candidate([a, b]) == 0  # a tie goes to the earlier candidate
+    err = Candidate("draft", "x", "error", error="boom")
+    empty = Candidate("decompose", "y", "empty")
+    assert choose_candidate([err, empty, Candidate("z", "z", "ok", rows=[(3,)])]) == 2
+    assert choose_candidate([err, empty]) == 1
+    assert choose_candidate([err]) == 0
+    assert result_signature([(1, "a"), (2, "b")]) == result_signature([("b", 2), ("a", 1)])
+
+
+def test_two_agreeing_candidates_outvote_the_draft(db: Path) -> None:
+    examples = [
+        TrainExample(0, "x", "How many students are from Spain?", "SELECT count(*) FROM student WHERE c = 'S'"),
+        TrainExample(1, "y", "List all teachers", "SELECT count(*) FROM teacher"),
+    ]
+    index = DemoIndex.build(examples, bag_of_words)
+    wrong = "SELECT count(*) FROM singer"  # its skeleton re-ranks example 1 first
+
+    def respond(messages, params):
+        if messages[0]["content"] == prompts.SYSTEM_STEPS:
+            return STEPS
+        shown = " ".join(m["content"] for m in messages)
+        return GOOD if "List all teachers" in shown else wrong
+
+    model = ScriptedModel(respond)
+    cfg = AgentConfig(k_demos=1, skeleton_weight=5.0)
+    result = NL2SQLAgent(model, index=index, embed=bag_of_words, config=cfg).answer(QUESTION, db)
+    assert [c["node"] for c in result.calls] == ["draft", "decompose", "direct_skeleton"]
+    assert [(c["source"], c["rows"]) for c in result.candidates] == [
+        ("draft", 1),
+        ("decompose", 1),
+        ("direct_skeleton", 1),
+    ]
+    assert result.sql == GOOD and result.rows == [(4,)]
+    assert result.demos == [0]
+
+
+def test_unknown_identifier_is_repaired_without_a_call(db: Path) -> None:
+    model = ScriptedModel(responder(direct="SELECT count(*) FROM singers WHERE contry = 'France'"))
+    result = agent_for(model, candidates=("draft",)).answer(QUESTION, db)
+    assert result.sql == GOOD
+    assert result.rows == [(4,)]
+    assert [c["node"] for c in result.calls] == ["draft"]
+    assert any(c["source"].endswith("+fix") for c in result.candidates)
+
+
+def test_failing_sql_goes_to_the_model_with_the_error(db: Path) -> None:
+    model = ScriptedModel(responder(direct="SELECT count(*) FROM singer WHERE qqq_zzz > 1"))
+    result = agent_for(model, candidates=("draft",)).answer(QUESTION, db)
+    assert result.sql == GOOD
+    repair_prompts = [m for m, _ in model.calls if m[0]["content"] == prompts.SYSTEM_REPAIR]
+    assert len(repair_prompts) == 1 and "no such column: qqq_zzz" in repair_prompts[0][-1]["content"]
+
+
+def test_repairs_are_bounded(db: Path) -> None:
+    bad = "SELECT count(*) FROM singer WHERE qqq_zzz > 1"
+    model = ScriptedModel(responder(direct=bad, repair="SELECT * FROM nowhere_at_all_xyz"))
+    result = agent_for(model, candidates=("draft",), max_repairs=2).answer(QUESTION, db)
+    assert result.error is not None and result.rows == []
+    assert [c["node"] for c in result.calls] == ["draft", "repair", "repair"]
+
+
+def test_an_empty_result_gets_one_repair_that_must_do_better(db: Path) -> None:
+    empty = "SELECT name FROM singer WHERE country = 'Mars'"
+    model = ScriptedModel(responder(direct=empty, repair=empty + " AND age > 1"))
+    result = agent_for(model, candidates=("draft",), max_repairs=1).answer(QUESTION, db)
+    assert result.sql == empty and result.rows == []  # the repair was no better: the first stays
+    assert result.answer == "No rows match the question."
+
+
+def test_per_step_mode_writes_each_step(db: Path) -> None:
+    only_questions = "Sub-question 1: Which singers are from France?\nSub-question 2: How many are they?"
+
+    def respond(messages, params):
+        system = messages[0]["content"]
+        if system == prompts.SYSTEM_STEPS:
+            return only_questions
+        if system == prompts.SYSTEM_STEP:
+            last = messages[-1]["content"]
+            return GOOD if "Previous SQL" in last else "SELECT * FROM singer WHERE country = 'France'"
+        return GOOD
+
+    model = ScriptedModel(respond)
+    result = agent_for(model, step_mode="per_step").answer(QUESTION, db)
+    assert [c["node"] for c in result.calls] == ["draft", "decompose", "write_step", "write_step"]
+    assert result.steps[-1] == ("How many are they?", GOOD)
+    assert result.sql == GOOD
+
+
+def test_model_errors_do_not_crash_the_graph(db: Path) -> None:
+    def respond(messages, params):
+        raise InvalidRequestError("prompt too long")
+
+    result = agent_for(ScriptedModel(respond), max_repairs=1).answer(QUESTION, db)
+    assert result.sql is None and result.error
+    assert all("error" in c for c in result.calls)
+
+
+def test_bad_inputs_are_refused(db: Path, tmp_path: Path) -> None:
+    agent = agent_for(ScriptedModel(responder()))
+    with pytest.raises(InvalidRequestError):
+        agent.answer("  ", db)
+    with pytest.raises(DatabaseNotFoundError):
+        agent.answer(QUESTION, tmp_path / "missing.sqlite")
+    with pytest.raises(InvalidRequestError):
+        AgentConfig(step_mode="sideways")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError):
+        AgentConfig(candidates=("oracle",))
+
+
+def test_fix_identifiers(db: Path) -> None:
+    schema = introspect_sqlite(db)
+    assert fix_identifiers("SELECT nam FROM singer", "no such column: nam", schema) == "SELECT name FROM singer"
+    assert fix_identifiers("SELECT T1.nam FROM singer AS T1", "no such column: T1.nam", schema) == (
+        "SELECT T1.name FROM singer AS T1"
+    )
+    assert fix_identifiers("SELECT * FROM singers", "no such table: singers", schema) == "SELECT * FROM singer"
+    assert fix_identifiers("SELECT 1", "syntax error", schema) is None
+
+
+def test_graph_shape_and_convenience(db: Path) -> None:
+    graph = build_nl2sql_graph(ScriptedModel(responder()), embed=bag_of_words)
+    assert {"link", "retrieve", "draft", "decompose", "write_steps", "compose", "execute", "repair", "answer"} <= set(
+        graph.nodes
+    )
+    model = ScriptedModel(responder())
+    first = answer_question(QUESTION, db, model, embed=bag_of_words)
+    second = answer_question(QUESTION, db, model, embed=bag_of_words)
+    assert first.sql == second.sql == GOOD
+
+
+def test_answer_with_llm_adds_one_call(db: Path) -> None:
+    model = ScriptedModel(
+        lambda m, p: "There are 4." if m[0]["content"] == prompts.SYSTEM_ANSWER else responder()(m, p)
+    )
+    result = agent_for(model, answer_with_llm=True).answer(QUESTION, db)
+    assert result.answer == "There are 4." and result.calls[-1]["node"] == "answer"
+
+
+def test_real_embedded_model_runs_the_graph(embedded_model, db: Path) -> None:
+    result = agent_for(embedded_model, max_repairs=1, max_tokens_steps=200).answer(QUESTION, db)
+    assert result.llm_calls >= 2 and result.tokens > 0
+    assert all(c["prompt_tokens"] > 0 for c in result.calls)
+    assert result.sql is None or result.sql.lower().startswith(("select", "with"))
+
+
+def test_linking_embeds_schema_names_once_per_database(db: Path) -> None:
+    from tests.nl2sql.fakes import CountingEmbedder
+
+    embed = CountingEmbedder()
+    agent = NL2SQLAgent(ScriptedModel(responder()), embed=embed, config=AgentConfig(candidates=("draft",)))
+    agent.answer(QUESTION, db)
+    first = embed.n_texts
+    agent.answer("How many stadiums are there?", db)
+    assert first > 10 and embed.n_texts == first + 1  # only the new question
