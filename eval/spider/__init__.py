@@ -1,4 +1,5 @@
-"""Spider evaluation: execution match (test-suite-sql-eval's rules), exact-set match, hardness, data loading."""
+"""Spider evaluation: execution match (test-suite-sql-eval's rules), exact-set match, hardness, data loading,
+and the runner that puts methods side by side (`evaluate_spider`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from eval.spider.data import SpiderExample, SpiderSplit, database_path, load_spi
 from eval.spider.exact_match import exact_match
 from eval.spider.exec_match import ExecEvaluator, ExecMatch, GoldExecutionError, exec_match, results_match
 from eval.spider.hardness import HARDNESS_LEVELS, count_components, hardness
+from eval.spider.run import METHODS, evaluate_examples, evaluate_spider, metrics_from_items, stratified_sample
 
 __all__ = [
     "HARDNESS_LEVELS",
+    "METHODS",
     "ExecEvaluator",
     "ExecMatch",
     "GoldExecutionError",
@@ -16,10 +19,14 @@ __all__ = [
     "SpiderSplit",
     "count_components",
     "database_path",
+    "evaluate_examples",
+    "evaluate_spider",
     "exact_match",
     "exec_match",
     "hardness",
     "load_spider",
     "load_tables",
+    "metrics_from_items",
     "results_match",
+    "stratified_sample",
 ]
