@@ -335,6 +335,7 @@ def _sample_all(
                 tmp = paths[k].with_suffix(".tmp")
                 torch.save({"tokens": s.tokens, "features": s.features, "kinds": s.kinds}, tmp)
                 tmp.rename(paths[k])  # a shard is either complete or absent
+                log.info("shard %d: %d sequences, %.1f tokens/s", k, len(s), s.tokens_per_s)
                 stats["sampled_now"] += len(s)
                 stats["tokens_per_s"].append(s.tokens_per_s)
     parts = [torch.load(p) for p in paths]
@@ -706,18 +707,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (1 on a busy machine)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (llama.cpp batch slots)")
+    parser.add_argument("--shard-size", type=int, default=200)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     model = None
-    if args.threads:
+    if args.threads or args.concurrency != 8:
         from decoding.llamacpp import LlamaCppModel
 
-        model = LlamaCppModel.embedded(threads=args.threads)
-    path = distill_hmm(
-        args.out,
+        model = LlamaCppModel.embedded(threads=args.threads, slots=max(args.concurrency, 1))
+    config = DistillConfig(
         hidden_size=args.hidden,
         n_sequences=args.n,
         seq_len=args.seq_len,
+        concurrency=args.concurrency,
+        shard_size=args.shard_size,
+    )
+    path = distill_hmm(
+        args.out,
+        config=config,
         work_dir=args.work_dir,
         model=model,
         data_dir=args.data_dir,

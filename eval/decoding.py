@@ -1,0 +1,518 @@
+r"""`prunekit eval decoding --task math|extract|judge`: format compliance and task quality of Deco-G guidance.
+
+Deco-G (Deng, Kung, Peng 2025, arXiv 2510.03595) keeps the output format out of the prompt and enforces it at
+decoding time with an HMM distilled from the LLM. Every method below runs through one code path (same items, same
+model, same token budget, same parsers), so the comparison is fair:
+
+- `prompt`: the task-only prompt, no format; answers are parsed leniently ("parse what you can");
+- `format_prompt`: the format described in the prompt, nothing enforced;
+- `hard_mask`: task-only prompt + the format's token DFA as a hard mask (no lookahead; Outlines-like);
+- `decog`: task-only prompt + Deco-G guidance (`DecoGProcessor`);
+- `decog_pruned`: the same with HMM state pruning (`prune_mass`, default 0.9).
+
+Tasks (data from ../shared/data, by path):
+- `math`: MultiArith test and/or GSM8K test problems, never an item of AGP's stage1_math_reasoning.json (all GSM8K
+  test leaks); format `pivot:<free>The answer is <int><re:\.?>`: free reasoning, then `The answer is <integer>`
+  with an optional closing period. Why the period: the LLM ends a sentence with "." before EOS; with EOS required
+  right after the digits, decog (weights 0.5 and 1.0, training items) kept appending digits ("60000...") until the
+  budget ran out, because the LLM prefers any digit to an EOS it never writes there. Metric `accuracy`;
+- `extract`: SQuAD v1.1 dev half A, question + paragraph; format `json:{"answer": "string"}`; `f1`, `em`;
+- `judge`: the same SQuAD items as (question, paragraph, candidate) with the gold answer or another question's answer
+  as the candidate (label by construction, balanced, seeded); format `json:{"verdict": ["correct", "incorrect"]}`.
+
+Metrics (`<method>.<metric>`): `compliance` (share of outputs matching the format exactly, checked with Python's
+`re`, independent of the DFA), `accuracy` / `f1` / `em` (lenient parse of every output, the same parser for every
+method), `strict_accuracy` / `strict_f1` / `strict_em` (non-compliant outputs score 0), `loglik_per_token` (log-
+likelihood of the generated tokens, EOS included when the output ended, under the unconstrained LLM and the task-only
+prompt: how natural the text is), `tokens_per_s` (completion tokens / wall time of the method's concurrent run),
+`tokens` (mean completion tokens), `error_rate`; for Deco-G also `kept_states`, `kept_mass`, `ms_per_step`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from decoding import GenerationParams, InvalidRequestError
+from decoding.decog import (
+    DecoGProcessor,
+    HardMaskProcessor,
+    TokenVocabulary,
+    compile_token_dfa,
+    get_backward_tables,
+    parse_format,
+)
+from decoding.decog.distill import GenerationRecorder
+from decoding.decog.hmm import HMM
+from decoding.decog.prompts import (
+    build_judge_items,
+    extract_messages,
+    judge_messages,
+    load_math_problems,
+    load_squad,
+    math_messages,
+)
+from decoding.types import Message
+from eval.harness import EvalResult, progress_bar, run_concurrently
+from eval.metrics.qa import exact_match, max_over_golds, token_f1
+
+__all__ = [
+    "DEFAULT_HMM_DIR",
+    "FORMATS",
+    "METHODS",
+    "TASKS",
+    "DecodingItem",
+    "LeakageError",
+    "choose_guidance_weight",
+    "evaluate_decoding",
+    "load_task_items",
+    "model_tokenizer",
+    "parse_answer",
+]
+
+log = logging.getLogger(__name__)
+
+TASKS = ("math", "extract", "judge")
+METHODS = ("prompt", "format_prompt", "hard_mask", "decog", "decog_pruned")
+DEFAULT_HMM_DIR = Path(__file__).resolve().parents[1] / "decoding" / "weights" / "hmm-smollm2-h128"
+FORMATS = {
+    "math": r"pivot:<free>The answer is <int><re:\.?>",
+    "extract": 'json:{"answer": "string"}',
+    "judge": 'json:{"verdict": ["correct", "incorrect"]}',
+}
+FORMAT_INSTRUCTIONS = {
+    "math": "End your reply with the sentence 'The answer is ' followed by the final integer answer (for example: "
+    "The answer is 12.), and write nothing after it.",
+    "extract": 'Reply with only a JSON object of the form {"answer": "..."} holding the answer copied from the '
+    "paragraph, and nothing else.",
+    "judge": 'Reply with only a JSON object, either {"verdict": "correct"} or {"verdict": "incorrect"}, and nothing '
+    "else.",
+}
+DEFAULT_MAX_NEW_TOKENS = {"math": 128, "extract": 48, "judge": 24}
+STAGE1_MATH = "stage1_math_reasoning.json"
+
+
+class LeakageError(InvalidRequestError):
+    """Evaluation data would include items used elsewhere for training (e.g. AGP's stage-I GSM8K tasks)."""
+
+
+@dataclass(frozen=True)
+class DecodingItem:
+    """One evaluation example: the task-only conversation, its gold answer(s)."""
+
+    id: str
+    messages: list[Message]
+    gold: Any  # int (math), tuple of answer strings (extract), "correct" | "incorrect" (judge)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- data
+def _norm_question(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _excluded_questions(path: Path) -> set[str]:
+    rows = json.loads(path.read_text())
+    return {_norm_question(str(r["task"])) for r in rows}
+
+
+def load_task_items(
+    task: str,
+    data_paths: Sequence[str | Path],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    exclude_path: str | Path | None = None,
+) -> list[DecodingItem]:
+    """Evaluation items of `task`, a seeded sample of `limit`.
+
+    `math`: every item that appears in AGP's stage-I math records (`exclude_path`, default: the
+    stage1_math_reasoning.json next to the data file) is removed; a GSM8K file without that list is refused.
+    """
+    if task not in TASKS:
+        raise InvalidRequestError(f"task must be one of {TASKS}, got {task!r}")
+    paths = [Path(p) for p in data_paths]
+    if not paths:
+        raise InvalidRequestError(f"give at least one data file for task {task!r}")
+    rng = random.Random(seed)
+    items: list[DecodingItem] = []
+    if task == "math":
+        for path in paths:
+            exclude = Path(exclude_path) if exclude_path else path.parent / STAGE1_MATH
+            banned: set[str] = set()
+            if exclude.is_file():
+                banned = _excluded_questions(exclude)
+            elif "gsm8k" in path.name.lower():
+                raise LeakageError(
+                    f"{path}: GSM8K test items leak into AGP's stage-I records; pass exclude_path=<{STAGE1_MATH}>"
+                )
+            problems = load_math_problems(path)
+            kept = [p for p in problems if _norm_question(p.question) not in banned]
+            if len(kept) < len(problems):
+                log.info("%s: excluded %d stage-I items", path.name, len(problems) - len(kept))
+            items += [
+                DecodingItem(f"{path.stem}-{i}", math_messages(p.question), p.answer, {"question": p.question})
+                for i, p in enumerate(kept)
+            ]
+        rng.shuffle(items)
+    else:
+        squad = [it for path in paths for it in load_squad(path)]
+        if task == "extract":
+            rng.shuffle(squad)
+            items = [
+                DecodingItem(it.id, extract_messages(it.question, it.context), it.answers, {"question": it.question})
+                for it in squad
+            ]
+        else:  # judge: already shuffled and alternating labels, so any prefix is balanced
+            items = [
+                DecodingItem(
+                    f"{j['id']}-{j['label']}",
+                    judge_messages(j["question"], j["context"], j["candidate"]),
+                    j["label"],
+                    {"question": j["question"], "candidate": j["candidate"]},
+                )
+                for j in build_judge_items(squad, seed=seed)
+            ]
+    return items[:limit] if limit is not None else items
+
+
+# --------------------------------------------------------------------------- parsing
+_INT = re.compile(r"-?\d[\d,]*")
+
+
+def parse_answer(task: str, text: str) -> Any:
+    """The answer in `text`, parsed leniently (None when there is none): the same parser for every method.
+
+    math: the last integer; extract: the JSON `answer` if any, else the first line; judge: the JSON verdict if any,
+    else the first verdict word (`incorrect`, `not correct`, `wrong`, `no` before `correct`, `yes`, `right`).
+    """
+    if task == "math":
+        found = [m.group(0).replace(",", "") for m in _INT.finditer(text)]
+        found = [f for f in found if f not in ("", "-")]
+        return int(found[-1]) if found else None
+    obj = _json_object(text)
+    if task == "extract":
+        if isinstance(obj, dict) and isinstance(obj.get("answer"), str):
+            return obj["answer"]
+        m = re.search(r'"answer"\s*:\s*"([^"]*)', text)
+        if m:
+            return m.group(1)
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return lines[0] if lines else None
+    if isinstance(obj, dict) and obj.get("verdict") in ("correct", "incorrect"):
+        return obj["verdict"]
+    low = text.lower()
+    m = re.search(r"\b(incorrect|not correct|wrong|false|no|correct|yes|right|true)\b", low)
+    if not m:
+        return None
+    return "correct" if m.group(1) in ("correct", "yes", "right", "true") else "incorrect"
+
+
+def _json_object(text: str) -> Any:
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        return json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
+
+
+def _scores(task: str, pred: Any, gold: Any) -> dict[str, float]:
+    if task == "math":
+        return {"accuracy": float(pred is not None and pred == gold)}
+    if task == "judge":
+        return {"accuracy": float(pred == gold)}
+    if pred is None:
+        return {"f1": 0.0, "em": 0.0}
+    return {"f1": max_over_golds(token_f1, pred, gold), "em": max_over_golds(exact_match, pred, gold)}
+
+
+# --------------------------------------------------------------------------- model plumbing
+def model_tokenizer(model: Any, tokenizer: Any = None) -> Any:
+    """The HF tokenizer of `model`: given, the backend's own, or the embedded model's (llama.cpp has none)."""
+    if tokenizer is not None:
+        return tokenizer
+    if getattr(model, "tokenizer", None) is not None:
+        return model.tokenizer
+    from transformers import AutoTokenizer
+
+    from decoding.embedded import embedded_hf_dir
+
+    return AutoTokenizer.from_pretrained(embedded_hf_dir())
+
+
+def _encode(model: Any, tokenizer: Any, text: str) -> list[int]:
+    if hasattr(model, "tokenize"):
+        return list(model.tokenize(text, special=False))
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def _decode(model: Any, tokenizer: Any, ids: list[int]) -> str:
+    if hasattr(model, "detokenize"):
+        return model.detokenize(ids)
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _completion_ids(model: Any, tokenizer: Any, recorded: list[int], text: str, ended: bool, eos: int) -> list[int]:
+    """The generated token ids: what the recorder saw, plus the last token it could not see, plus EOS if it ended."""
+    ids = list(recorded)
+    if not ended:
+        # The recorder sees each token one step later: the token picked at the last step is missing; re-encode the
+        # tail of the text (one token, normally).
+        seen = _decode(model, tokenizer, ids)
+        tail = text[len(seen) :] if text.startswith(seen) else ""
+        if tail:
+            ids += _encode(model, tokenizer, tail)
+    return [*ids, eos] if ended else ids
+
+
+# --------------------------------------------------------------------------- the runner
+@dataclass
+class _Setup:
+    task: str
+    spec: str
+    fmt: Any
+    dfa: Any
+    hmm: HMM | None
+    eos: int
+    max_new_tokens: int
+    weight: float
+    prune_mass: float
+    candidate_gap: float | None
+
+
+def _processors(method: str, s: _Setup) -> tuple[Any, ...]:
+    if method in ("prompt", "format_prompt"):
+        return ()
+    if method == "hard_mask":
+        return (HardMaskProcessor(s.dfa, s.max_new_tokens),)
+    assert s.hmm is not None
+    prune = s.prune_mass if method == "decog_pruned" else None
+    return (
+        DecoGProcessor(
+            s.hmm, s.dfa, s.max_new_tokens, prune_mass=prune, weight=s.weight, candidate_gap=s.candidate_gap
+        ),
+    )
+
+
+def _messages(method: str, item: DecodingItem, task: str) -> list[Message]:
+    if method != "format_prompt":
+        return item.messages
+    last = item.messages[-1]
+    return [*item.messages[:-1], {"role": last["role"], "content": f"{last['content']}\n\n{FORMAT_INSTRUCTIONS[task]}"}]
+
+
+def _load_hmm(hmm_dir: str | Path | None) -> tuple[HMM, dict[str, Any], Path]:
+    path = Path(hmm_dir) if hmm_dir is not None else DEFAULT_HMM_DIR
+    if not (path / "config.json").is_file():
+        raise InvalidRequestError(f"no HMM in {path}: distil one (`prunekit train hmm`) or pass hmm_dir")
+    meta = json.loads((path / "config.json").read_text()).get("metadata", {})
+    return HMM.load(path), meta, path
+
+
+def evaluate_decoding(
+    model: Any,
+    task: str,
+    data_paths: Sequence[str | Path] | str | Path,
+    *,
+    limit: int | None = 50,
+    methods: Sequence[str] = METHODS,
+    hmm_dir: str | Path | None = None,
+    hmm: HMM | None = None,
+    concurrency: int = 8,
+    max_new_tokens: int | None = None,
+    weight: float | None = None,
+    prune_mass: float = 0.9,
+    candidate_gap: float | None = None,
+    seed: int = 0,
+    exclude_path: str | Path | None = None,
+    tokenizer: Any = None,
+    items: Sequence[DecodingItem] | None = None,
+) -> EvalResult:
+    """Run every method on the same items of `task`; metrics `<method>.<metric>` (see the module docstring).
+
+    `model`: a local backend (llama.cpp or transformers: logits processors and `sequence_logprobs` are needed).
+    `hmm_dir` (default: the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's exponent (default: the HMM's
+    config `guidance.weight`, else 1.0). `items` replaces loading from `data_paths` (tests).
+    """
+    if task not in TASKS:
+        raise InvalidRequestError(f"task must be one of {TASKS}, got {task!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InvalidRequestError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+    if isinstance(data_paths, str | Path):
+        data_paths = [data_paths]
+    if items is None:
+        items = load_task_items(task, data_paths, limit=limit, seed=seed, exclude_path=exclude_path)
+    if not items:
+        raise InvalidRequestError(f"no {task} items to evaluate")
+    budget = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task]
+    tok = model_tokenizer(model, tokenizer)
+    vocab = TokenVocabulary.from_tokenizer(tok)
+    spec = FORMATS[task]
+    dfa = compile_token_dfa(spec, vocab)
+    hmm_meta: dict[str, Any] = {}
+    hmm_path: Path | None = None
+    if any(m.startswith("decog") for m in methods) and hmm is None:
+        hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir)
+    if weight is None:
+        weight = float(hmm_meta.get("guidance", {}).get("weight", 1.0))
+    if hmm is not None:
+        get_backward_tables(hmm, dfa, budget - 1)  # once, before concurrent requests would each build it
+    setup = _Setup(task, spec, parse_format(spec), dfa, hmm, vocab.eos_token_ids[0], budget, weight, prune_mass,
+                   candidate_gap)  # fmt: skip
+
+    records: list[dict[str, Any]] = []
+    metrics: dict[str, float] = {}
+    with progress_bar() as bar:
+        for method in methods:
+            recs, figures = _run_method(model, tok, method, items, setup, concurrency, bar)
+            records += recs
+            metrics.update({f"{method}.{k}": v for k, v in figures.items()})
+    config = {
+        "task": task,
+        "format": spec,
+        "data": [str(p) for p in data_paths],
+        "limit": limit,
+        "items": len(items),
+        "model": getattr(model, "name", type(model).__name__),
+        "methods": list(methods),
+        "max_new_tokens": budget,
+        "concurrency": concurrency,
+        "seed": seed,
+        "weight": weight,
+        "prune_mass": prune_mass,
+        "candidate_gap": candidate_gap,
+        "hmm_dir": str(hmm_path) if hmm_path else None,
+        "hmm_hidden_size": hmm.hidden_size if hmm is not None else None,
+        "hmm_heldout_loglik_per_token": hmm_meta.get("heldout_loglik_per_token_fp16"),
+        "format_instruction": FORMAT_INSTRUCTIONS[task],
+    }
+    return EvalResult(task=f"decoding-{task}", config=config, metrics=metrics, items=records)
+
+
+def _run_method(
+    model: Any, tok: Any, method: str, items: Sequence[DecodingItem], s: _Setup, concurrency: int, bar: Any
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    stats: list[dict[str, float]] = []
+    lock = threading.Lock()
+
+    def generate(item: DecodingItem) -> dict[str, Any]:
+        procs = _processors(method, s)  # fresh per request: processors are stateful
+        rec = GenerationRecorder()
+        params = GenerationParams(max_tokens=s.max_new_tokens, logits_processors=(*procs, rec))
+        started = time.perf_counter()
+        result = model.chat(_messages(method, item, s.task), params)
+        seconds = time.perf_counter() - started
+        ended = result.finish_reason == "stop"
+        ids = _completion_ids(model, tok, rec.generated, result.text, ended, s.eos)
+        if procs and isinstance(procs[0], DecoGProcessor):
+            with lock:
+                stats.append(procs[0].stats())
+        return {"text": result.text, "ids": ids, "ended": ended, "seconds": seconds,
+                "completion_tokens": result.usage.completion_tokens}  # fmt: skip
+
+    started = time.perf_counter()
+    outs = run_concurrently(generate, items, concurrency=concurrency, description=f"{s.task} {method}", progress=bar)
+    wall = time.perf_counter() - started
+
+    def score(pair: tuple[DecodingItem, dict[str, Any]]) -> float:
+        item, out = pair
+        prompt_ids = model.encode_chat(item.messages)  # always the task-only prompt: the same reference for all
+        return float(sum(model.sequence_logprobs(prompt_ids, out["ids"]))) if out["ids"] else 0.0
+
+    ok = [(it, o) for it, o in zip(items, outs, strict=True) if not isinstance(o, BaseException)]
+    logliks = run_concurrently(
+        score, ok, concurrency=concurrency, description=f"{s.task} {method} loglik", progress=bar
+    )
+    loglik_of = {id(o): ll for (_, o), ll in zip(ok, logliks, strict=True)}
+
+    records: list[dict[str, Any]] = []
+    for item, out in zip(items, outs, strict=True):
+        rec: dict[str, Any] = {"id": item.id, "method": method, "gold": _jsonable(item.gold), **item.meta}
+        if isinstance(out, BaseException):
+            rec.update({"error": str(out), "compliant": False, **{k: 0.0 for k in _scores(s.task, None, item.gold)}})
+            records.append(rec)
+            continue
+        pred = parse_answer(s.task, out["text"])
+        compliant = s.fmt.matches(out["text"])
+        scores = _scores(s.task, pred, item.gold)
+        ll = loglik_of.get(id(out))
+        rec.update(
+            {
+                "output": out["text"],
+                "prediction": pred,
+                "compliant": compliant,
+                **scores,
+                **{f"strict_{k}": v if compliant else 0.0 for k, v in scores.items()},
+                "tokens": len(out["ids"]),
+                "loglik": None if isinstance(ll, BaseException) else ll,
+                "seconds": out["seconds"],
+                "completion_tokens": out["completion_tokens"],
+            }
+        )
+        records.append(rec)
+    return records, _figures(s.task, records, wall, stats)
+
+
+def _figures(task: str, records: list[dict[str, Any]], wall: float, stats: list[dict[str, float]]) -> dict[str, float]:
+    n = max(len(records), 1)
+    ok = [r for r in records if "error" not in r]
+    keys = ["accuracy"] if task in ("math", "judge") else ["f1", "em"]
+    out = {"compliance": sum(bool(r["compliant"]) for r in records) / n}
+    for k in keys:
+        out[k] = sum(float(r.get(k, 0.0)) for r in records) / n
+        out[f"strict_{k}"] = sum(float(r.get(f"strict_{k}", 0.0)) for r in records) / n
+    scored = [r for r in ok if r.get("loglik") is not None and r["tokens"] > 0]
+    total_tokens = sum(r["tokens"] for r in scored)
+    out["loglik_per_token"] = sum(r["loglik"] for r in scored) / total_tokens if total_tokens else float("nan")
+    completion = sum(r["completion_tokens"] for r in ok)
+    out["tokens_per_s"] = completion / wall if wall > 0 else float("nan")
+    out["tokens"] = completion / max(len(ok), 1)
+    out["error_rate"] = (len(records) - len(ok)) / n
+    if stats:
+        for k in ("kept_states", "kept_mass", "ms_per_step"):
+            out[k] = sum(st[k] for st in stats) / len(stats)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# --------------------------------------------------------------------------- guidance weight (training items only)
+def choose_guidance_weight(
+    model: Any,
+    task: str,
+    train_paths: Sequence[str | Path],
+    *,
+    weights: Sequence[float] = (0.25, 0.5, 1.0),
+    limit: int = 20,
+    method: str = "decog_pruned",
+    **kwargs: Any,
+) -> tuple[float, dict[float, dict[str, float]]]:
+    """The HMM-term weight with the best task score on TRAINING items (never an evaluation split).
+
+    Ties go to the higher `loglik_per_token`. Returns (best weight, {weight: metrics}).
+    """
+    for p in train_paths:
+        name = Path(p).name.lower()
+        if any(marker in name for marker in ("test", "dev", "stage1", "gsm8k")):
+            raise LeakageError(f"{p}: choose the guidance weight on training data only")
+    items = load_task_items(task, train_paths, limit=limit, seed=kwargs.pop("seed", 0))
+    table: dict[float, dict[str, float]] = {}
+    for w in weights:
+        res = evaluate_decoding(model, task, train_paths, items=items, methods=(method,), weight=w, **kwargs)
+        table[w] = {k.split(".", 1)[1]: v for k, v in res.metrics.items()}
+    key = "accuracy" if task in ("math", "judge") else "f1"
+    best = max(weights, key=lambda w: (table[w][key], table[w]["loglik_per_token"]))
+    return best, table
