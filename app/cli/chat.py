@@ -1,0 +1,86 @@
+"""`prunekit serve` and `prunekit chat`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.cli.common import (
+    BackendOption,
+    app,
+    load_model,
+    settings_for,
+    stderr,
+    stdout,
+)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default $PRUNEKIT_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default $PRUNEKIT_PORT or 8000)")] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Run the OpenAI-compatible service."""
+    import uvicorn
+
+    from app.service import create_app
+
+    settings = settings_for(backend)
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def chat(
+    question: Annotated[str | None, typer.Argument(help="ask once and exit; omit for an interactive session")] = None,
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=8192)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="a format the answer must follow, e.g. 'pivot:<free>The answer is <int>'"),
+    ] = None,
+    format_method: Annotated[str, typer.Option("--format-method", help="decog | decog_pruned | hard_mask")] = "decog",
+    backend: BackendOption = None,
+) -> None:
+    """Chat with the configured model (streams the answer)."""
+    from decoding import GenerationParams
+
+    params = GenerationParams(
+        max_tokens=max_tokens, temperature=temperature, format=format, format_method=format_method
+    )
+    if format is not None:
+        from decoding.decog import parse_format
+
+        parse_format(format)  # a bad spec fails here, before the model loads
+    model = load_model(settings_for(backend))
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+
+    def ask(text: str) -> None:
+        history.append({"role": "user", "content": text})
+        parts = []
+        for chunk in model.stream(history, params):
+            parts.append(chunk.text)
+            stdout.print(chunk.text, end="", markup=False, highlight=False)
+        stdout.print()
+        history.append({"role": "assistant", "content": "".join(parts)})
+
+    if question is not None:
+        if not question.strip():
+            raise typer.BadParameter("the question is empty", param_hint="QUESTION")
+        ask(question)
+        return
+    stderr.print("interactive chat: empty line or Ctrl-D to quit")
+    while True:
+        try:
+            text = input("> ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        ask(text)

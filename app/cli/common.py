@@ -1,0 +1,87 @@
+"""What every `prunekit` command shares: the command groups, common options, model loading, output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.settings import Settings
+
+log = logging.getLogger("prunekit")
+# typer vendors its own click; its usage errors all derive from the base of BadParameter.
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]
+stdout = Console()
+stderr = Console(stderr=True)
+
+app = typer.Typer(
+    name="prunekit",
+    help="Lean LLM pipelines: context pruning, multi-agent graph pruning, format-decoupled decoding, NL2SQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+bench_app = typer.Typer(help="Speed benchmarks; `--json` prints the figures as one JSON object on the last line.")
+eval_app = typer.Typer(help="Evaluations: write results.json, report.md and plots to --out.")
+app.add_typer(bench_app, name="bench", no_args_is_help=True)
+train_app = typer.Typer(help="Training: each command resumes where an interrupted run stopped.")
+app.add_typer(eval_app, name="eval", no_args_is_help=True)
+app.add_typer(train_app, name="train", no_args_is_help=True)
+
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", help="embedded | hf | openai (default: $PRUNEKIT_BACKEND or embedded)"),
+]
+
+
+def settings_for(backend: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if backend is not None:
+        if backend not in ("embedded", "hf", "openai"):
+            raise typer.BadParameter(f"must be embedded, hf or openai, got {backend!r}", param_hint="--backend")
+        overrides["backend"] = backend
+    return Settings(**overrides)
+
+
+def load_model(settings: Settings) -> Any:
+    from app.backends import build_chat_model
+
+    with stderr.status(f"loading the {settings.backend} model"):
+        return build_chat_model(settings)
+
+
+def print_json_last(figures: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(figures) + "\n")
+    sys.stdout.flush()
+
+
+def figures_table(title: str, figures: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+def finish_eval(result: Any, out: Path, as_json: bool) -> None:
+    from eval.harness import write_results
+
+    path = write_results(result, out)
+    stderr.print(figures_table(f"eval {result.task}", result.metrics))
+    stderr.print(f"wrote {path} and {out / 'report.md'}")
+    if as_json:
+        print_json_last(result.metrics)
+
+
+DataOption = Annotated[Path, typer.Option("--data", help="path to the benchmark file")]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate the first N items")]
+OutOption = Annotated[Path, typer.Option("--out", help="output folder")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the metrics as JSON on the last line")]
+ConcurrencyOption = Annotated[int, typer.Option("--concurrency", min=1, max=64, help="concurrent LLM calls")]

@@ -1,0 +1,98 @@
+"""The methods' one-shot faces: `prunekit prune`, `ingest`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.common import (
+    app,
+    print_json_last,
+    stderr,
+    stdout,
+)
+from app.settings import Settings
+
+
+# --------------------------------------------------------------------------- context pruning
+@app.command()
+def prune(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="context files (one context each); omit to read stdin")
+    ] = None,
+    question: Annotated[str, typer.Option("--question", "-q", help="the question the contexts should answer")] = "",
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="0.1 conservative ... 0.5 aggressive")] = 0.1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Prune contexts to the sentences that answer the question (Provence). Without files, reads JSON from
+    stdin: {"question": ..., "contexts": [...], "titles": [...]} (or a plain text context with --question)."""
+    from context_pruner import default_pruner
+
+    titles: list[str | None] | None = None
+    if files:
+        contexts = []
+        for path in files:
+            if not path.is_file():
+                raise typer.BadParameter(f"{path} is not a file", param_hint="FILES")
+            contexts.append(path.read_text(encoding="utf-8"))
+    else:
+        raw = sys.stdin.read()
+        try:
+            payload = json.loads(raw)
+        except json.JSONDecodeError:
+            payload = {"contexts": [raw]}
+        if not isinstance(payload, dict) or not isinstance(payload.get("contexts", []), list):
+            raise typer.BadParameter('stdin JSON must be {"question": str, "contexts": [str, ...]}', param_hint="stdin")
+        question = question or str(payload.get("question", ""))
+        contexts, titles = payload.get("contexts", []), payload.get("titles")
+    if not question.strip():
+        raise typer.BadParameter("give the question with --question (or in the stdin JSON)", param_hint="--question")
+    results = default_pruner().prune(question, contexts, titles=titles, threshold=threshold)
+    if as_json:
+        print_json_last({"question": question, "results": [r.to_dict() for r in results]})
+        return
+    for r in results:
+        stderr.print(
+            f"[bold]context {r.index}[/]: rerank {r.rerank_score:.3f}, tokens {r.tokens_before} -> {r.tokens_after}"
+        )
+        stdout.print(r.pruned_text, markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- RAG
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (txt, md, html, pdf)")],
+    collection: Annotated[str, typer.Option("--collection", help="collection to add the chunks to")] = "default",
+    max_chars: Annotated[int, typer.Option(min=100, max=20000, help="chunk size in characters")] = 800,
+    overlap: Annotated[int, typer.Option(min=0, max=5000, help="overlap between chunks")] = 150,
+) -> None:
+    """Read documents, chunk them and store their embeddings for the RAG model."""
+    from app.rag.documents import SUPPORTED_SUFFIXES, Chunk, chunk_text, read_document
+    from app.rag.store import VectorStore
+    from decoding.embeddings import load_embedder
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+        else:
+            files.append(path)
+    if not files:
+        raise typer.BadParameter("no supported documents found", param_hint="PATHS")
+    chunks: list[Chunk] = []
+    for path in files:
+        title, text = read_document(path)
+        pieces = chunk_text(text, max_chars=max_chars, overlap_chars=overlap)
+        chunks += [Chunk(text=t, source=str(path), index=i, title=title) for i, t in enumerate(pieces)]
+    settings = Settings()
+    with stderr.status(f"embedding {len(chunks)} chunks from {len(files)} files"):
+        store = VectorStore(load_embedder(), **settings.vector_store_location())
+        try:
+            store.add(collection, chunks)
+        finally:
+            store.close()
+    stderr.print(f"ingested {len(chunks)} chunks from {len(files)} files into collection {collection!r}")
