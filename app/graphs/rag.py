@@ -1,0 +1,275 @@
+"""The RAG graph: retrieve -> prune -> answer -> cite, over a Qdrant collection.
+
+Retrieval takes the `top_k` chunks nearest to the last user message. The prune step runs the context pruner
+(Provence, Chirkova et al., ICLR 2025, arXiv 2501.16214): one encoder pass per chunk scores it for reranking and
+keeps the sentences that help answer; the `keep` best-ranked chunks that keep any text go to the LLM, cut to those
+sentences. Without a pruner the graph is the no-pruning baseline: the `keep` nearest chunks, whole. The LLM sees
+a short prompt (an instruction, the numbered passages, the question) and streams its answer; `cite` lists the
+sentences it was given, with where they came from and how they ranked.
+
+State contract (what the service router sends and reads):
+- input: `{"messages": [openai-style dicts], "params": {GenerationParams fields}, "collection": str}`;
+- custom stream (`stream_mode="custom"`): `{"progress": {"stage": "retrieve" | "prune" | "answer", ...}}` per stage,
+  then `{"delta": text}` per answer token;
+- final state: `messages` (the answer appended), `answer`, `finish_reason`, `usage` (LLM tokens), `savings`
+  (`context_tokens` of the retrieved chunks, `context_tokens_removed`, `passages_retrieved`, `passages_kept`),
+  `citations` (`source`, `chunk`, `text`, `score`), plus `retrieved` and `passages` (what each stage chose).
+
+Token counts in `savings` use the retrieval encoder's tokenizer (MiniLM WordPiece, the pruner's own vocabulary), so
+both arms are counted alike; the LLM's own count of its whole prompt is `usage.prompt_tokens`.
+
+>>> graph = build_rag_graph(model, store, default_pruner())  # doctest: +SKIP
+>>> state = graph.invoke({"messages": [{"role": "user", "content": "Who built it?"}], "params": {},
+...                       "collection": "notes"})  # doctest: +SKIP
+>>> state["answer"], state["savings"], state["citations"][0]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from app.rag.documents import Chunk
+from app.rag.store import VectorStore
+from context_pruner import split_sentences
+from decoding import ChatModel, GenerationParams, InvalidRequestError
+
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "RagState",
+    "RagSystem",
+    "UnknownCollectionError",
+    "build_prompt",
+    "build_rag_graph",
+]
+
+DEFAULT_INSTRUCTION = (
+    "Answer the question using only the numbered passages. "
+    "If they do not contain the answer, say that you do not know. Be brief."
+)
+
+
+class UnknownCollectionError(InvalidRequestError):
+    """The collection to search does not exist or holds no documents (maps to HTTP 400)."""
+
+
+class RagState(TypedDict, total=False):
+    messages: Annotated[list[dict[str, str]], operator.add]  # history; `answer` appends
+    params: dict[str, Any]  # GenerationParams as plain data, so a checkpointer can store it
+    collection: str
+    retrieved: list[dict[str, Any]]  # retrieve: source, chunk, title, text, score (cosine), best first
+    passages: list[dict[str, Any]]  # prune: the kept passages, with their kept sentences, in prompt order
+    answer: str
+    finish_reason: str
+    usage: dict[str, int]
+    savings: dict[str, int]
+    citations: list[dict[str, Any]]
+
+
+def _question(messages: Sequence[Mapping[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str) and content.strip():
+                return content.strip()
+            break
+    raise InvalidRequestError("RAG needs a question: the last user message must be non-empty text")
+
+
+def _instruction(messages: Sequence[Mapping[str, Any]]) -> str:
+    """A system message of the conversation replaces the default instruction (e.g. "answer with a short phrase")."""
+    for message in reversed(messages):
+        if message.get("role") == "system" and isinstance(message.get("content"), str) and message["content"].strip():
+            return message["content"].strip()
+    return DEFAULT_INSTRUCTION
+
+
+def build_prompt(instruction: str, passages: Sequence[Mapping[str, Any]], question: str) -> list[dict[str, str]]:
+    """System instruction + numbered passages + question: short, since a 135M model with 8k context reads it.
+
+    >>> build_prompt("Be brief.", [{"title": "Paris", "text": "Paris is in France."}], "Where is Paris?")[1]["content"]
+    'Passages:\\n[1] Paris: Paris is in France.\\n\\nQuestion: Where is Paris?'
+    """
+    lines = [f"[{n}] {p['title']}: {p['text']}" if p.get("title") else f"[{n}] {p['text']}"
+             for n, p in enumerate(passages, 1)]  # fmt: skip
+    context = "\n".join(lines) if lines else "(no passage was found)"
+    return [
+        {"role": "system", "content": instruction},
+        {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"},
+    ]
+
+
+def _params(data: Mapping[str, Any] | None) -> GenerationParams:
+    data = dict(data or {})
+    data.pop("logits_processors", None)  # not plain data; never part of the state
+    if isinstance(data.get("stop"), list):
+        data["stop"] = tuple(data["stop"])
+    try:
+        return GenerationParams(**data)
+    except TypeError as exc:
+        raise InvalidRequestError(f"unknown generation parameter in params: {exc}") from exc
+
+
+def _sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in split_sentences(text)]
+
+
+def build_rag_graph(
+    model: ChatModel,
+    store: VectorStore,
+    pruner: Any = None,
+    *,
+    top_k: int = 8,
+    keep: int = 3,
+    threshold: float = 0.1,
+    checkpointer: Any = None,
+) -> Any:
+    """Compile the RAG graph over `store` (with a checkpointer, invoke it with a `thread_id`).
+
+    `pruner` is a `context_pruner.ContextPruner` (e.g. `default_pruner()`); None gives the no-pruning baseline.
+    """
+    if not 1 <= keep <= top_k:
+        raise InvalidRequestError(f"need 1 <= keep <= top_k, got keep={keep}, top_k={top_k}")
+    if not 0.0 <= threshold <= 1.0:
+        raise InvalidRequestError(f"threshold must be in [0, 1], got {threshold}")
+    tokenizer = store.embedder.model.tokenizer
+
+    def count(text: str) -> int:
+        # verbose=False: a chunk longer than the encoder's window is fine here, we only count
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else 0
+
+    def retrieve(state: RagState) -> RagState:
+        collection = state.get("collection") or ""
+        question = _question(state.get("messages", []))
+        known = store.collections()
+        if collection not in known:
+            raise UnknownCollectionError(
+                f"collection {collection!r} does not exist; ingest documents into it first "
+                f"(`prunekit ingest DIR --collection NAME`); existing: {', '.join(known) or 'none'}"
+            )
+        hits = store.search(collection, question, k=top_k)
+        if not hits:
+            raise UnknownCollectionError(f"collection {collection!r} is empty; ingest documents into it first")
+        retrieved = [
+            {"source": h.chunk.source, "chunk": h.chunk.index, "title": h.chunk.title, "text": h.chunk.text,
+             "score": h.score}
+            for h in hits
+        ]  # fmt: skip
+        get_stream_writer()({"progress": {"stage": "retrieve", "collection": collection, "passages": len(hits)}})
+        return {"retrieved": retrieved}
+
+    def prune(state: RagState) -> RagState:
+        retrieved = state["retrieved"]
+        question = _question(state["messages"])
+        if pruner is None:  # the baseline: nearest first, whole chunks
+            passages = [{**r, "sentences": _sentences(r["text"])} for r in retrieved[:keep]]
+        else:
+            results = pruner.prune(
+                question, [r["text"] for r in retrieved], titles=[r["title"] or None for r in retrieved],
+                threshold=threshold, reorder=True,
+            )  # fmt: skip
+            passages = []
+            for res in results:  # best rerank score first; a chunk with no kept sentence has nothing to say
+                if len(passages) == keep:
+                    break
+                if res.kept_sentences:
+                    r = retrieved[res.index]
+                    sentences = [r["text"][a:b] for a, b in res.kept_spans]
+                    passages.append({**r, "text": res.pruned_text, "score": res.rerank_score, "sentences": sentences})
+        before = sum(count(r["text"]) for r in retrieved)
+        after = sum(count(p["text"]) for p in passages)
+        savings = {
+            "context_tokens": before,
+            "context_tokens_removed": before - after,
+            "passages_retrieved": len(retrieved),
+            "passages_kept": len(passages),
+        }
+        progress = {"stage": "prune", "pruned": pruner is not None, **savings}
+        get_stream_writer()({"progress": progress})
+        return {"passages": passages, "savings": savings}
+
+    def answer(state: RagState) -> RagState:
+        write = get_stream_writer()
+        messages = state["messages"]
+        params = _params(state.get("params"))
+        prompt = build_prompt(_instruction(messages), state["passages"], _question(messages))
+        write({"progress": {"stage": "answer", "passages": len(state["passages"])}})
+        parts: list[str] = []
+        finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
+        for chunk in model.stream(prompt, params):
+            if chunk.text:
+                parts.append(chunk.text)
+                write({"delta": chunk.text})
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+            if chunk.usage is not None:
+                usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
+        text = "".join(parts)
+        return {
+            "messages": [{"role": "assistant", "content": text}],
+            "answer": text,
+            "finish_reason": finish,
+            "usage": usage,
+        }
+
+    def cite(state: RagState) -> RagState:
+        citations = [
+            {"source": p["source"], "chunk": p["chunk"], "text": sentence, "score": float(p["score"])}
+            for p in state["passages"]
+            for sentence in p["sentences"]
+        ]
+        return {"citations": citations}
+
+    graph = StateGraph(RagState)
+    graph.add_node("retrieve", retrieve)
+    graph.add_node("prune", prune)
+    graph.add_node("answer", answer)
+    graph.add_node("cite", cite)
+    graph.add_edge(START, "retrieve")
+    graph.add_edge("retrieve", "prune")
+    graph.add_edge("prune", "answer")
+    graph.add_edge("answer", "cite")
+    graph.add_edge("cite", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+class RagSystem:
+    """A local vector store with the pruned and the unpruned RAG graph over it: the system `eval.rag` measures.
+
+    `eval/` may not import `app/` (floors), so the evaluation receives this class as its `system` factory.
+
+    >>> system = RagSystem(model, Path("/tmp/store"), pruner=default_pruner())  # doctest: +SKIP
+    >>> system.ingest("corpus", [("Paris", "Paris is the capital of France.")])  # doctest: +SKIP
+    >>> system.ask("corpus", [{"role": "user", "content": "Capital of France?"}], {}, pruned=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, model: ChatModel, store_dir: Path, *, pruner: Any, top_k: int = 8, keep: int = 3, threshold: float = 0.1
+    ) -> None:
+        from decoding.embeddings import load_embedder
+
+        self.store = VectorStore(load_embedder(), path=Path(store_dir))
+        self.graphs = {
+            True: build_rag_graph(model, self.store, pruner, top_k=top_k, keep=keep, threshold=threshold),
+            False: build_rag_graph(model, self.store, None, top_k=top_k, keep=keep, threshold=threshold),
+        }
+
+    def ingest(self, collection: str, passages: Sequence[tuple[str, str]]) -> int:
+        """Store `(title, text)` passages, one chunk each, with the title as their source."""
+        return self.store.add(
+            collection, [Chunk(text=text, source=title, index=0, title=title) for title, text in passages]
+        )
+
+    def ask(
+        self, collection: str, messages: list[dict[str, str]], params: dict[str, Any], *, pruned: bool
+    ) -> dict[str, Any]:
+        """The final state of one RAG run (see the module docstring for its keys)."""
+        return self.graphs[pruned].invoke({"messages": messages, "params": params, "collection": collection})
+
+    def close(self) -> None:
+        self.store.close()
