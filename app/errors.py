@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from decoding.errors import BackendError, BackendTimeoutError, InvalidRequestError, PrunekitError
+from decoding.errors import BackendError, BackendTimeoutError, InvalidRequestError, NotFoundError, PrunekitError
 
 __all__ = ["ApiError", "error_body", "install_error_handlers"]
 
@@ -45,6 +45,8 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, error type, message) for a known exception, else a 500."""
     if isinstance(exc, ApiError):
         return exc.status, exc.type, exc.message
+    if isinstance(exc, NotFoundError):
+        return 404, "not_found", str(exc)
     if isinstance(exc, InvalidRequestError):
         return 400, "invalid_request_error", str(exc)
     if isinstance(exc, BackendTimeoutError):

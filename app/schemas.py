@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["AgentsRequest", "ChatCompletionRequest", "ChatMessageIn", "PruneItem", "PruneRequest", "StreamOptions"]
+__all__ = [
+    "AgentsRequest",
+    "ChatCompletionRequest",
+    "ChatMessageIn",
+    "PruneItem",
+    "PruneRequest",
+    "SqlRequest",
+    "StreamOptions",
+]
 
 
 class TextPart(BaseModel):
@@ -54,6 +62,12 @@ class ChatCompletionRequest(BaseModel):
     format_method: Literal["decog", "decog_pruned", "hard_mask"] = "decog"
     # Keep the conversation server-side; send only the new messages each time.
     thread_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # Route extensions: the RAG collection (default PRUNEKIT_RAG_COLLECTION), the SQL database (a name on the
+    # allow-list), the agent pool's domain; `progress` adds progress chunks to a stream (see the README).
+    collection: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    database: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    domain: Literal["math", "general", "code"] | None = None
+    progress: bool = False
 
     @field_validator("stop")
     @classmethod
@@ -78,6 +92,15 @@ class AgentsRequest(BaseModel):
     domain: Literal["math", "general", "code"] = "math"
     context: Annotated[str, Field(max_length=50_000)] = ""
     choices: Annotated[list[str], Field(max_length=10)] = []
+
+
+class SqlRequest(BaseModel):
+    """POST /v1/sql: a question on a database named from the server's allow-list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=2_000)]
+    database: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class PruneItem(BaseModel):

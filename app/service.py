@@ -1,8 +1,15 @@
 """The OpenAI-compatible HTTP service.
 
 `create_app(settings, model)` builds the FastAPI app; `prunekit serve` runs it under uvicorn.
-The chat runs through the LangGraph chat graph so that later graphs (RAG, SQL, agents) plug in
-behind the same endpoint. Model calls are blocking, so they run in worker threads.
+Every chat model (`prunekit-chat`, `-rag`, `-sql`, `-agents`, `-auto`) runs through one LangGraph router
+graph (`app.graphs.router`). Model calls are blocking, so they run in worker threads.
+
+Extensions to OpenAI's chat completion (all optional): request fields `collection`, `database`, `domain`,
+`format`, `format_method`, `thread_id`, `progress`; the response's `usage` adds what pruning saved (e.g.
+`context_tokens_removed`, `agent_calls_avoided`, `sql_repair_calls`) and a top-level `prunekit` object holds
+the route taken, the savings and the route's details (citations, SQL and rows, the agent team). In a
+stream, `progress: true` adds chunks with `choices: []` and `prunekit.progress`; the finish chunk carries
+the `prunekit` object.
 """
 
 from __future__ import annotations
@@ -22,19 +29,19 @@ from sse_starlette import EventSourceResponse
 
 from app.backends import build_chat_model
 from app.errors import ApiError, error_body, install_error_handlers, status_of
-from app.graphs.chat import build_chat_graph, params_to_state
+from app.graphs.chat import params_to_state
+from app.graphs.router import MODEL_ROUTES, RouterResources, build_router_graph
 from app.limits import BodySizeLimit
-from app.middleware import RateLimit, RequestContext
-from app.schemas import AgentsRequest, ChatCompletionRequest, PruneRequest
+from app.middleware import CatchAll, RateLimit, RequestContext
+from app.schemas import AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
 from app.settings import Settings
 from app.threads import open_checkpointer
+from app.web import web_router
 from decoding import ChatModel, GenerationParams
 
-__all__ = ["CHAT_MODEL_ID", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-CHAT_MODEL_ID = "prunekit-chat"
 
 
 def create_app(settings: Settings | None = None, model: ChatModel | None = None) -> FastAPI:
@@ -44,20 +51,35 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "model", None) is None:
             app.state.model = await run_in_threadpool(build_chat_model, settings)
-        with open_checkpointer(settings) as checkpointer:
-            app.state.chat_graph = build_chat_graph(app.state.model)
-            app.state.thread_graph = build_chat_graph(app.state.model, checkpointer)
-            log.info("serving %s through backend %s", CHAT_MODEL_ID, app.state.model.name)
-            yield
+        resources = RouterResources(
+            app.state.model,
+            databases=settings.database_registry(),
+            store_factory=lambda: _open_store(settings),
+            sql_demos=settings.sql_demos,
+            default_collection=settings.rag_collection,
+        )
+        app.state.resources = resources
+        try:
+            with open_checkpointer(settings) as checkpointer:
+                app.state.chat_graph = build_router_graph(resources)
+                app.state.thread_graph = build_router_graph(resources, checkpointer)
+                log.info("serving %s through backend %s", ", ".join(MODEL_ROUTES), app.state.model.name)
+                yield
+        finally:
+            store = resources._cache.get("store")
+            if store is not None:
+                store.close()
 
     app = FastAPI(title="prunekit", version="0.1.0", lifespan=lifespan)
     # Outermost last: every request gets an id and a log line, then the rate limit, then the body limit.
+    app.add_middleware(CatchAll)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(RequestContext)
     app.state.model = model
     app.state.settings = settings
     install_error_handlers(app)
+    app.include_router(web_router())  # the chat page at /
 
     def require_key(request: Request) -> None:
         if not settings.api_keys:
@@ -74,21 +96,24 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "backend": app.state.model.name}
+        return {"status": "ok", "backend": app.state.model.name, "rss_mb": round(_rss_mb(), 1)}
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
     async def models() -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [{"id": CHAT_MODEL_ID, "object": "model", "created": 0, "owned_by": "prunekit"}],
+            "data": [{"id": m, "object": "model", "created": 0, "owned_by": "prunekit"} for m in MODEL_ROUTES],
         }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_key)], response_model=None)
     async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | EventSourceResponse:
-        if body.model != CHAT_MODEL_ID:
+        route = MODEL_ROUTES.get(body.model)
+        if route is None:
             raise ApiError(
                 404, f"model {body.model!r} does not exist; GET /v1/models lists the models", code="model_not_found"
             )
+        # Cheap checks first, so a bad database or collection is a 4xx even for a stream.
+        await run_in_threadpool(_check_route, app.state.resources, route, body)
         max_tokens = body.max_completion_tokens or body.max_tokens or 256
         if max_tokens > settings.max_tokens_limit:
             raise ApiError(400, f"max_tokens must be at most {settings.max_tokens_limit}, got {max_tokens}")
@@ -101,20 +126,27 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             format=body.format,
             format_method=body.format_method,
         )
-        state = {"messages": [m.as_message() for m in body.messages], "params": params_to_state(params)}
+        state = {
+            "messages": [m.as_message() for m in body.messages],
+            "params": params_to_state(params),
+            "route": route,
+            "collection": body.collection,
+            "database": body.database,
+            "domain": body.domain,
+        }
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         graph, config = app.state.chat_graph, None
         if body.thread_id is not None:
             graph, config = app.state.thread_graph, _thread_config(body.thread_id)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream_response(graph, state, config, completion_id, include_usage)
+            return await _stream_response(graph, state, config, completion_id, body.model, include_usage, body.progress)
         final = await run_in_threadpool(graph.invoke, state, config)
         return {
             "id": completion_id,
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": CHAT_MODEL_ID,
+            "model": body.model,
             "choices": [
                 {
                     "index": 0,
@@ -122,8 +154,27 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
                     "finish_reason": final["finish_reason"],
                 }
             ],
-            "usage": _usage(final["usage"]),
+            "usage": _usage(final["usage"], final.get("savings")),
+            "prunekit": _extension(final),
         }
+
+    @app.post("/v1/sql", dependencies=[Depends(require_key)])
+    async def sql(body: SqlRequest) -> dict[str, Any]:
+        resources: RouterResources = app.state.resources
+
+        def run() -> dict[str, Any]:
+            path = resources.databases.path(body.database)
+            result = resources.sql_agent().answer(body.question, path)
+            out = result.to_dict()
+            out.pop("db_path")  # the client named the database; the server's paths stay private
+            out.update(object="sql.result", database=body.database)
+            return out
+
+        return await run_in_threadpool(run)
+
+    @app.get("/v1/sql/databases", dependencies=[Depends(require_key)])
+    async def sql_databases() -> dict[str, Any]:
+        return {"object": "list", "data": app.state.resources.databases.names()}
 
     @app.post("/v1/agents", dependencies=[Depends(require_key)])
     async def agents(body: AgentsRequest) -> dict[str, Any]:
@@ -173,14 +224,61 @@ def _thread_config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def _usage(usage: dict[str, int]) -> dict[str, int]:
-    return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+def _open_store(settings: Settings) -> Any:
+    from app.rag.store import VectorStore
+    from decoding.embeddings import load_embedder
+
+    return VectorStore(load_embedder(), **settings.vector_store_location())
+
+
+def _check_route(resources: RouterResources, route: str, body: ChatCompletionRequest) -> None:
+    """Refuse what would fail inside the graph anyway, before a stream starts: an unknown database,
+    collection or an agents task the domain cannot take."""
+    from decoding import NotFoundError
+
+    if route == "sql":
+        resources.databases.path(body.database)
+    elif route == "rag":
+        name = body.collection or resources.default_collection
+        if not resources.has_collection(name):
+            raise NotFoundError(f"collection {name!r} does not exist; add documents with `prunekit ingest`")
+    elif route == "agents" and (body.domain or "math") == "general":
+        raise ApiError(400, "the general agent pool needs a paragraph or choices: use POST /v1/agents")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _usage(usage: dict[str, int], savings: dict[str, int] | None = None) -> dict[str, int]:
+    """OpenAI's usage plus, flat, what each pruning stage saved (integers only: strict clients parse it)."""
+    out = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+    out.update({k: int(v) for k, v in (savings or {}).items() if isinstance(v, int | float)})
+    return out
+
+
+def _extension(final: dict[str, Any]) -> dict[str, Any]:
+    """The `prunekit` object of a response: route taken, savings, the route's details."""
+    return {"route": final.get("route"), "savings": final.get("savings", {}), **final.get("details", {})}
 
 
 async def _stream_response(
-    graph: Any, state: dict[str, Any], config: dict[str, Any] | None, completion_id: str, include_usage: bool
+    graph: Any,
+    state: dict[str, Any],
+    config: dict[str, Any] | None,
+    completion_id: str,
+    model_id: str,
+    include_usage: bool,
+    progress: bool,
 ) -> EventSourceResponse:
     """OpenAI chunk stream: role first, content deltas, a finish chunk, optional usage, then [DONE].
+
+    With `progress`, the graph's progress events come as chunks with `choices: []` and `prunekit.progress`
+    (off by default: clients that index `choices[0]` of every chunk would break on them).
 
     Events are awaited up to the first text delta before the response starts, so a request the
     model refuses (e.g. a prompt longer than the context) still gets a proper 4xx, not a broken stream.
@@ -194,16 +292,23 @@ async def _stream_response(
             break
     created = int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    def chunk(
+        delta: dict[str, Any] | None,
+        finish: str | None = None,
+        usage: dict[str, int] | None = None,
+        extension: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
-            "model": CHAT_MODEL_ID,
-            "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "model": model_id,
+            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
-        if usage:
-            body["usage"] = _usage(usage)
+        if usage is not None:
+            body["usage"] = usage
+        if extension is not None:
+            body["prunekit"] = extension
         return {"data": json.dumps(body)}
 
     async def produce() -> AsyncIterator[dict[str, Any]]:
@@ -213,6 +318,8 @@ async def _stream_response(
             async for mode, payload in _replay(buffered, events):
                 if mode == "custom" and payload.get("delta"):
                     yield chunk({"content": payload["delta"]})
+                elif mode == "custom" and progress and "progress" in payload:
+                    yield chunk(None, extension={"progress": payload["progress"]})
                 elif mode == "values":
                     final = payload
         except Exception as exc:  # the stream has started: report the error in-band, as OpenAI does
@@ -225,9 +332,10 @@ async def _stream_response(
             # Close the graph's generator too: a client that hangs up must free the model at once.
             await events.aclose()
             await run_in_threadpool(graph_events.close)
-        yield chunk({}, final.get("finish_reason", "stop"))
+        yield chunk({}, final.get("finish_reason", "stop"), extension=_extension(final))
         if include_usage:
-            yield chunk({}, usage=final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0}))
+            usage = final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0})
+            yield chunk(None, usage=_usage(usage, final.get("savings")))
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(produce(), ping=15)

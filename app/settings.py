@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.databases import DatabaseRegistry, parse_database_list
 from decoding.embedded import default_cache_dir
 
 __all__ = ["Settings"]
@@ -40,6 +41,10 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = None
     database_url: SecretStr | None = None  # PRUNEKIT_DATABASE_URL: PostgreSQL for threads (default: SQLite)
     data_dir: Path = Path("data")
+    rag_collection: str = "default"  # PRUNEKIT_RAG_COLLECTION: used when a request names none
+    sql_databases: str = ""  # PRUNEKIT_SQL_DATABASES=name=/path/a.sqlite,...: the allow-list for prunekit-sql
+    sql_dir: Path | None = None  # PRUNEKIT_SQL_DIR: every *.sqlite under it is allowed by file stem
+    sql_demos: Path | None = None  # PRUNEKIT_SQL_DEMOS: a Spider folder (train_spider_slim.json) for demonstrations
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
     def vector_store_location(self) -> dict[str, object]:
@@ -48,6 +53,9 @@ class Settings(BaseSettings):
             key = self.qdrant_api_key.get_secret_value() if self.qdrant_api_key else None
             return {"url": self.qdrant_url, "api_key": key}
         return {"path": self.data_dir / "qdrant"}
+
+    def database_registry(self) -> DatabaseRegistry:
+        return DatabaseRegistry(parse_database_list(self.sql_databases), self.sql_dir)
 
     @field_validator("api_keys", mode="before")
     @classmethod

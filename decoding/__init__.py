@@ -17,6 +17,7 @@ from decoding.errors import (
     BackendTimeoutError,
     EmbeddedModelMissingError,
     InvalidRequestError,
+    NotFoundError,
     PrunekitError,
 )
 from decoding.openai_http import OpenAIModel
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidRequestError",
     "LocalModel",
     "Message",
+    "NotFoundError",
     "OpenAIModel",
     "PrunekitError",
     "Usage",

@@ -10,6 +10,7 @@ __all__ = [
     "BackendTimeoutError",
     "EmbeddedModelMissingError",
     "InvalidRequestError",
+    "NotFoundError",
     "PrunekitError",
 ]
 
@@ -20,6 +21,10 @@ class PrunekitError(Exception):
 
 class InvalidRequestError(PrunekitError, ValueError):
     """The caller's input is wrong (maps to HTTP 400)."""
+
+
+class NotFoundError(InvalidRequestError):
+    """The caller named something that does not exist: a collection, a database, a thread (maps to HTTP 404)."""
 
 
 class EmbeddedModelMissingError(PrunekitError):

@@ -17,7 +17,7 @@ from langgraph.graph import END, START, StateGraph
 
 from decoding import ChatModel, GenerationParams
 
-__all__ = ["ChatState", "build_chat_graph", "params_to_state"]
+__all__ = ["ChatState", "build_chat_graph", "params_to_state", "stream_answer"]
 
 
 class ChatState(TypedDict, total=False):
@@ -34,6 +34,24 @@ def params_to_state(params: GenerationParams) -> dict[str, Any]:
     return data
 
 
+def stream_answer(
+    model: ChatModel, messages: list[dict[str, str]], params: GenerationParams
+) -> tuple[str, str, dict[str, int]]:
+    """Stream the model's answer as `{"delta": text}` custom events; return (answer, finish_reason, usage)."""
+    write = get_stream_writer()
+    parts: list[str] = []
+    finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
+    for chunk in model.stream(messages, params):
+        if chunk.text:
+            parts.append(chunk.text)
+            write({"delta": chunk.text})
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+        if chunk.usage is not None:
+            usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
+    return "".join(parts), finish, usage
+
+
 def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     """Compile the chat graph for `model` (with a checkpointer, invoke it with a `thread_id`).
 
@@ -42,19 +60,7 @@ def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     """
 
     def generate(state: ChatState) -> ChatState:
-        write = get_stream_writer()
-        params = GenerationParams(**state.get("params", {}))
-        parts: list[str] = []
-        finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
-        for chunk in model.stream(state["messages"], params):
-            if chunk.text:
-                parts.append(chunk.text)
-                write({"delta": chunk.text})
-            if chunk.finish_reason is not None:
-                finish = chunk.finish_reason
-            if chunk.usage is not None:
-                usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
-        answer = "".join(parts)
+        answer, finish, usage = stream_answer(model, state["messages"], GenerationParams(**state.get("params", {})))
         return {
             "messages": [{"role": "assistant", "content": answer}],
             "answer": answer,

@@ -55,7 +55,13 @@ def test_raw_stream_ends_with_done(http):
 
 
 def test_models_and_health(client, live_service):
-    assert [m.id for m in client.models.list()] == ["prunekit-chat"]
+    assert [m.id for m in client.models.list()] == [
+        "prunekit-chat",
+        "prunekit-rag",
+        "prunekit-sql",
+        "prunekit-agents",
+        "prunekit-auto",
+    ]
     assert httpx.get(f"{live_service.url}/health").json()["status"] == "ok"  # no key needed
 
 

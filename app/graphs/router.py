@@ -1,0 +1,257 @@
+"""The chat router: one LangGraph graph behind /v1/chat/completions for every prunekit model.
+
+    START -> route -> chat | rag | sql | agents -> END
+
+The request's `model` picks the route (`prunekit-chat`, `prunekit-rag`, `prunekit-sql`, `prunekit-agents`);
+`prunekit-auto` lets `AutoRouter` pick among the routes the request can use. Every route streams
+through LangGraph's custom stream: `{"delta": text}` for the final answer's tokens and
+`{"progress": {"stage": ..., ...}}` for the steps before it. Every route ends with the same keys:
+`answer`, `finish_reason`, `usage` (LLM tokens of the whole request), `savings` (what the pruning
+stages saved: context tokens removed, agent calls avoided, SQL repair calls) and `details` (route
+specific: citations, the SQL and its rows, the agent team). `messages` accumulates, so with a
+checkpointer and a `thread_id` every route keeps the conversation.
+
+The heavy parts (vector store, context pruner, NL2SQL agent, agent pruners, encoder) load on first
+use through `RouterResources`, so a service that only chats never loads them.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from app.databases import DatabaseRegistry
+from app.graphs.auto import AutoRouter
+from app.graphs.chat import stream_answer
+from decoding import ChatModel, GenerationParams, InvalidRequestError
+
+__all__ = ["MODEL_ROUTES", "ROUTES", "RouterResources", "RouterState", "build_router_graph"]
+
+ROUTES = ("chat", "rag", "sql", "agents")
+MODEL_ROUTES = {
+    "prunekit-chat": "chat",
+    "prunekit-rag": "rag",
+    "prunekit-sql": "sql",
+    "prunekit-agents": "agents",
+    "prunekit-auto": "auto",
+}
+
+
+class RouterState(TypedDict, total=False):
+    messages: Annotated[list[dict[str, str]], operator.add]  # history; the answer is appended
+    params: dict[str, Any]  # GenerationParams as plain data (checkpointable)
+    route: str  # requested route (a MODEL_ROUTES value); after `route`, the one taken
+    collection: str | None  # rag
+    database: str | None  # sql: a name on the allow-list
+    domain: str | None  # agents: math | general | code
+    answer: str
+    finish_reason: str
+    usage: dict[str, int]
+    savings: dict[str, int]
+    details: dict[str, Any]
+
+
+@dataclass
+class RouterResources:
+    """What the routes need besides the chat model, created on first use (thread-safe)."""
+
+    model: ChatModel
+    databases: DatabaseRegistry = field(default_factory=DatabaseRegistry)
+    vector_store: Any = None  # app.rag.store.VectorStore (or a factory's result)
+    store_factory: Any = None  # () -> VectorStore, called once when the rag route first runs
+    pruner_factory: Any = None  # () -> ContextPruner
+    sql_demos: Any = None  # a Spider folder with train_spider_slim.json: demonstrations for the SQL agent
+    default_collection: str = "default"
+    embed: Any = None  # texts -> normalised vectors; default: the shared MiniLM encoder
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # factories nest
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def _once(self, key: str, make: Any) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]
+
+    def encoder(self) -> Any:
+        if self.embed is not None:
+            return self.embed
+
+        def make() -> Any:
+            from decoding.embeddings import load_embedder
+
+            return load_embedder()
+
+        return self._once("embed", make)
+
+    def store(self) -> Any:
+        if self.vector_store is not None:
+            return self.vector_store
+
+        def make() -> Any:
+            if self.store_factory is None:
+                raise InvalidRequestError("prunekit-rag is not configured on this server (no vector store)")
+            return self.store_factory()
+
+        return self._once("store", make)
+
+    def pruner(self) -> Any:
+        def make() -> Any:
+            if self.pruner_factory is not None:
+                return self.pruner_factory()
+            from context_pruner import default_pruner
+
+            return default_pruner()
+
+        return self._once("pruner", make)
+
+    def rag_graph(self) -> Any:
+        def make() -> Any:
+            from app.graphs.rag import build_rag_graph
+
+            return build_rag_graph(self.model, self.store(), self.pruner())
+
+        return self._once("rag", make)
+
+    def sql_agent(self) -> Any:
+        def make() -> Any:
+            from nl2sql import DemoIndex, NL2SQLAgent
+
+            index = DemoIndex.from_spider(self.sql_demos, self.encoder(), progress=False) if self.sql_demos else None
+            return NL2SQLAgent(self.model, index=index, embed=self.encoder())
+
+        return self._once("sql", make)
+
+    def auto_router(self) -> AutoRouter:
+        return self._once("auto", lambda: AutoRouter(self.encoder()))
+
+    def has_collection(self, name: str) -> bool:
+        try:
+            return name in self.store().collections()
+        except InvalidRequestError:
+            return False
+
+
+def _last_user_text(messages: list[dict[str, str]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user" and message.get("content", "").strip():
+            return message["content"]
+    raise InvalidRequestError("the conversation has no user message to answer")
+
+
+def _finish(answer: str, finish: str, usage: dict[str, int], savings: dict[str, int], details: dict[str, Any]) -> dict:
+    return {
+        "messages": [{"role": "assistant", "content": answer}],
+        "answer": answer,
+        "finish_reason": finish,
+        "usage": usage,
+        "savings": savings,
+        "details": details,
+    }
+
+
+def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> Any:
+    """Compile the router graph (with a checkpointer, invoke it with a `thread_id`).
+
+    >>> graph = build_router_graph(RouterResources(model))  # doctest: +SKIP
+    >>> state = {"messages": [{"role": "user", "content": "Hi"}], "params": {}, "route": "chat"}
+    >>> graph.invoke(state)["answer"]  # doctest: +SKIP
+    """
+    model = resources.model
+
+    def route(state: RouterState) -> dict[str, Any]:
+        requested = state.get("route") or "chat"
+        if requested not in (*ROUTES, "auto"):
+            raise InvalidRequestError(f"unknown route {requested!r}")
+        if requested != "auto":
+            return {"route": requested}
+        candidates = ["chat", "agents"]
+        collection = state.get("collection") or resources.default_collection
+        if resources.has_collection(collection):
+            candidates.append("rag")
+        if state.get("database"):
+            candidates.append("sql")
+        chosen = resources.auto_router().choose(_last_user_text(state["messages"]), candidates)
+        get_stream_writer()({"progress": {"stage": "route", "route": chosen, "candidates": candidates}})
+        return {"route": chosen}
+
+    def chat(state: RouterState) -> dict[str, Any]:
+        answer, finish, usage = stream_answer(model, state["messages"], GenerationParams(**state.get("params", {})))
+        return _finish(answer, finish, usage, {}, {})
+
+    def rag(state: RouterState) -> dict[str, Any]:
+        write = get_stream_writer()
+        sub_state = {
+            "messages": state["messages"],
+            "params": state.get("params", {}),
+            "collection": state.get("collection") or resources.default_collection,
+        }
+        final: dict[str, Any] = {}
+        for mode, payload in resources.rag_graph().stream(sub_state, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                write(payload)  # answer deltas and progress events pass straight through
+            else:
+                final = payload
+        savings = dict(final.get("savings", {}))
+        return _finish(
+            final.get("answer", ""),
+            final.get("finish_reason", "stop"),
+            final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0}),
+            savings,
+            {"citations": final.get("citations", [])},
+        )
+
+    def sql(state: RouterState) -> dict[str, Any]:
+        write = get_stream_writer()
+        path = resources.databases.path(state.get("database"))
+        question = _last_user_text(state["messages"])
+        write({"progress": {"stage": "sql", "database": state.get("database")}})
+        result = resources.sql_agent().answer(question, path)
+        repairs = sum(1 for c in result.calls if c.get("node") == "repair")
+        write({"progress": {"stage": "executed", "sql": result.sql, "rows": len(result.rows), "error": result.error}})
+        answer = result.answer or (f"The query failed: {result.error}" if result.error else "No answer.")
+        if result.sql:
+            answer += f"\n\n```sql\n{result.sql}\n```"
+        write({"delta": answer})
+        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+        savings = {"sql_llm_calls": result.llm_calls, "sql_repair_calls": repairs}
+        details = {
+            "sql": result.sql,
+            "columns": list(result.columns),
+            "rows": [list(r) for r in result.rows[:50]],
+            "error": result.error,
+        }
+        return _finish(answer, "stop", usage, savings, details)
+
+    def agents(state: RouterState) -> dict[str, Any]:
+        from app.agents import make_task, solve
+
+        write = get_stream_writer()
+        domain = state.get("domain") or "math"
+        task = make_task(domain, _last_user_text(state["messages"]))
+        write({"progress": {"stage": "agents", "domain": domain}})
+        run = solve(model, task, domain)
+        write({"progress": {"stage": "team", "agents_kept": run["agents_kept"], "agents_total": run["agents_total"]}})
+        answer = str(run["answer"])
+        write({"delta": answer})
+        usage = {"prompt_tokens": run["prompt_tokens"], "completion_tokens": run["completion_tokens"]}
+        savings = {
+            "agent_calls_avoided": run["agent_calls_avoided"],
+            "agents_kept": run["agents_kept"],
+            "agents_total": run["agents_total"],
+        }
+        details = {"graph": run["graph"], "turns": run["turns"], "llm_calls": run["llm_calls"]}
+        return _finish(answer, "stop", usage, savings, details)
+
+    graph = StateGraph(RouterState)
+    graph.add_node("route", route)
+    for name, node in (("chat", chat), ("rag", rag), ("sql", sql), ("agents", agents)):
+        graph.add_node(name, node)
+        graph.add_edge(name, END)
+    graph.add_edge(START, "route")
+    graph.add_conditional_edges("route", lambda s: s["route"], {r: r for r in ROUTES})
+    return graph.compile(checkpointer=checkpointer)

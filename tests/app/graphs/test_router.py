@@ -1,0 +1,108 @@
+"""The router graph: each route's answer, usage, savings and stream events (scripted model, real SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.databases import DatabaseRegistry
+from app.graphs.router import RouterResources, build_router_graph
+from decoding import InvalidRequestError, NotFoundError
+from tests.nl2sql.fakes import ScriptedModel, bag_of_words
+from tests.nl2sql.toydb import make_toy_db
+
+
+def respond(messages: list[dict], params: object) -> str:
+    prompt = "\n".join(m["content"] for m in messages)
+    if "SQL" in prompt or "sql" in prompt:
+        return "SELECT count(*) FROM singer"
+    return "The answer is 42."
+
+
+@pytest.fixture
+def graph(tmp_path: Path):
+    db = make_toy_db(tmp_path / "toy.sqlite")
+    model = ScriptedModel(respond)
+    resources = RouterResources(model, databases=DatabaseRegistry({"toy": db}), embed=bag_of_words)
+    return build_router_graph(resources), model
+
+
+def run(graph, **state):
+    state.setdefault("params", {})
+    events, final = [], {}
+    for mode, payload in graph.stream(state, stream_mode=["custom", "values"]):
+        if mode == "custom":
+            events.append(payload)
+        else:
+            final = payload
+    return events, final
+
+
+def test_chat_route_streams_the_answer(graph) -> None:
+    g, _ = graph
+    events, final = run(g, messages=[{"role": "user", "content": "Hi"}], route="chat")
+    assert final["answer"] == "The answer is 42."
+    assert "".join(e["delta"] for e in events if "delta" in e) == final["answer"]
+    assert final["messages"][-1] == {"role": "assistant", "content": "The answer is 42."}
+    assert final["usage"]["completion_tokens"] == 4 and final["savings"] == {}
+
+
+def test_sql_route_answers_with_the_query_and_rows(graph) -> None:
+    g, model = graph
+    events, final = run(
+        g, messages=[{"role": "user", "content": "How many singers are there?"}], route="sql", database="toy"
+    )
+    details = final["details"]
+    assert details["sql"].lower().startswith("select count(*) from singer")
+    assert details["rows"] and details["error"] is None
+    assert "```sql" in final["answer"] and "".join(e.get("delta", "") for e in events) == final["answer"]
+    assert [e["progress"]["stage"] for e in events if "progress" in e] == ["sql", "executed"]
+    assert final["savings"]["sql_llm_calls"] == len(model.calls) > 0
+    assert final["savings"]["sql_repair_calls"] == 0
+    assert final["usage"]["prompt_tokens"] > 0
+
+
+def test_sql_route_refuses_names_off_the_allow_list(graph) -> None:
+    g, _ = graph
+    with pytest.raises(NotFoundError, match="allow-list"):
+        run(g, messages=[{"role": "user", "content": "x?"}], route="sql", database="/etc/passwd")
+    with pytest.raises(InvalidRequestError, match="needs a `database`"):
+        run(g, messages=[{"role": "user", "content": "x?"}], route="sql")
+
+
+def test_agents_route_reports_the_calls_it_avoided(graph) -> None:
+    g, model = graph
+    events, final = run(g, messages=[{"role": "user", "content": "What is 40 plus 2?"}], route="agents", domain="math")
+    savings = final["savings"]
+    assert savings["agents_total"] >= savings["agents_kept"] >= 1
+    assert savings["agent_calls_avoided"] >= 0
+    assert final["details"]["llm_calls"] == len(model.calls)  # pruned agents made no call
+    assert final["usage"]["prompt_tokens"] > 0
+    assert any("progress" in e and e["progress"]["stage"] == "team" for e in events)
+
+
+def test_auto_route_only_considers_available_routes(graph) -> None:
+    g, _ = graph
+    events, final = run(g, messages=[{"role": "user", "content": "Hello there"}], route="auto")
+    chosen = next(e["progress"] for e in events if "progress" in e and e["progress"]["stage"] == "route")
+    assert "sql" not in chosen["candidates"] and "rag" not in chosen["candidates"]  # no database, no store
+    assert final["route"] == chosen["route"] in {"chat", "agents"}
+
+
+def test_a_conversation_without_a_user_message_is_refused(graph) -> None:
+    g, _ = graph
+    with pytest.raises(InvalidRequestError, match="no user message"):
+        run(g, messages=[{"role": "system", "content": "be brief"}], route="sql", database="toy")
+
+
+def test_registry_reads_a_folder_and_named_entries(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    make_toy_db(tmp_path / "a" / "a.sqlite")
+    make_toy_db(tmp_path / "b.sqlite")
+    registry = DatabaseRegistry({"c": tmp_path / "b.sqlite"}, tmp_path)
+    assert registry.names() == ["a", "b", "c"]
+    assert registry.path("a") == (tmp_path / "a" / "a.sqlite").resolve()
+    registry = DatabaseRegistry({"gone": tmp_path / "nope.sqlite"})
+    with pytest.raises(NotFoundError, match="missing"):
+        registry.path("gone")
