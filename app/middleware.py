@@ -13,7 +13,7 @@ from typing import Any
 
 from app.errors import error_body
 
-__all__ = ["RateLimit", "RequestContext", "current_request_id"]
+__all__ = ["CatchAll", "RateLimit", "RequestContext", "current_request_id"]
 
 log = logging.getLogger("prunekit.access")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -116,3 +116,39 @@ class RateLimit:
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class CatchAll:
+    """The innermost net for unexpected errors: log the traceback, answer a JSON 500, and do not re-raise.
+
+    Why not leave it to the `Exception` handler: Starlette runs that handler in its outermost middleware and
+    re-raises afterwards, so uvicorn closes the keep-alive connection and a client's next request on it is
+    reset. Here the error ends with the response. After the response has started, nothing can be sent any more:
+    the error is re-raised and the server closes the stream.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            body = json.dumps(error_body("internal error: the server logged the details", "internal_error")).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})

@@ -38,3 +38,20 @@ def test_rate_limit_per_key(tmp_path, embedded_model, caplog):
     assert {"request_id", "method", "path", "status", "ms", "client"} <= set(lines[0])
     assert any(line["status"] == 429 for line in lines)
     assert all("k1" not in line["client"] for line in lines)  # keys are hashed in logs
+
+
+def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable(tmp_path, embedded_model, caplog):
+    app = create_app(Settings(data_dir=tmp_path), model=embedded_model)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    with LiveServer(app) as server, httpx.Client(base_url=server.url) as client, caplog.at_level(logging.ERROR):
+        response = client.get("/boom")
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "internal_error"
+        assert "secret" not in response.text  # no detail, no traceback reaches the client
+        # the same keep-alive connection serves the next request (no reset after the 500)
+        assert client.get("/health").status_code == 200
+    assert any("secret internal detail" in (r.exc_text or "") for r in caplog.records)  # but it is logged
