@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from app.cli import agp, bench, chat, evals, faces  # noqa: F401  (registers the commands)
+from app.cli import agp, bench, chat, evals, faces, train  # noqa: F401  (registers the commands)
 from app.cli.common import UsageError, app, stderr
 from decoding.errors import PrunekitError
 

@@ -52,3 +52,47 @@ def bench_prune_cmd(
     stderr.print(figures_table("bench prune", {k: v for k, v in figures.items() if isinstance(v, int | float)}))
     if as_json:
         print_json_last(figures)
+
+
+@bench_app.command("load")
+def bench_load_cmd(
+    url: Annotated[str, typer.Option("--url", help="the running service, e.g. http://127.0.0.1:8000")],
+    api_key: Annotated[str | None, typer.Option("--api-key", help="one of the service's keys, if it needs one")] = None,
+    clients: Annotated[int, typer.Option(min=1, max=256, help="concurrent clients")] = 16,
+    seconds: Annotated[float, typer.Option(min=1.0, max=3600.0, help="how long to send")] = 60.0,
+    pid: Annotated[int | None, typer.Option("--pid", help="the server's process id, to sample its RSS")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=1024, help="max_tokens of each chat request")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """Load a running service: concurrent clients on /v1/prune and /v1/chat/completions; latency, errors, RSS."""
+    from eval.load import run_load
+
+    with stderr.status(f"{clients} clients for {seconds:.0f} s"):
+        figures = run_load(
+            url, api_key=api_key, clients=clients, seconds=seconds, server_pid=pid, max_tokens=max_tokens
+        )
+    stderr.print(figures_table("bench load", figures))
+    if as_json:
+        print_json_last(figures)
+
+
+@bench_app.command("decoding")
+def bench_decoding_cmd(
+    max_tokens: Annotated[int, typer.Option(min=8, max=512, help="tokens every run generates")] = 64,
+    prompts: Annotated[int, typer.Option(min=1, max=32, help="prompts per variant")] = 4,
+    repeats: Annotated[int, typer.Option(min=1, max=10)] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """Deco-G guidance overhead per token over unconstrained decoding, H in {64, 128, 256}, with/without pruning."""
+    from decoding.guided import DEFAULT_HMM_DIR
+    from decoding.loader import load_embedded
+    from eval.bench_guidance import bench_guidance
+
+    with stderr.status("loading the embedded model"):
+        model = load_embedded()
+    hmms = {128: DEFAULT_HMM_DIR} if (DEFAULT_HMM_DIR / "config.json").is_file() else None
+    with stderr.status("benchmarking guidance (a few minutes)"):
+        figures = bench_guidance(model, hmms, max_tokens=max_tokens, n_prompts=prompts, repeats=repeats)
+    stderr.print(figures_table("bench decoding", figures))
+    if as_json:
+        print_json_last(figures)

@@ -68,3 +68,111 @@ def eval_nq(
     load_nq_open(data, 1)  # fail on a bad path before loading a model
     result = evaluate_nq_open(load_model(settings_for(backend)), data, limit=limit, concurrency=concurrency)
     finish_eval(result, out, as_json)
+
+
+@eval_app.command("spider")
+def eval_spider(
+    data: Annotated[Path, typer.Option("--data", help="the Spider folder")] = Path("../shared/data/spider"),
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="a seeded sample stratified by hardness (default: all)")
+    ] = None,
+    methods: Annotated[
+        str, typer.Option("--methods", help="comma-separated: gold,single_shot,single_shot_demos,learnat")
+    ] = "gold,single_shot,single_shot_demos,learnat",
+    out: OutOption = Path("runs/spider"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+    backend: BackendOption = None,
+) -> None:
+    """Spider dev: execution accuracy (test-suite semantics), exact-set match, by hardness, per method."""
+    from eval.spider import METHODS, evaluate_spider
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = set(chosen) - set(METHODS)
+    if unknown or not chosen:
+        raise typer.BadParameter(f"methods must be among {', '.join(METHODS)}", param_hint="--methods")
+    if not (data / "dev.json").is_file():
+        raise typer.BadParameter(f"{data} has no dev.json", param_hint="--data")
+    model = load_model(settings_for(backend)) if chosen != ("gold",) else None
+    result = evaluate_spider(model, data, limit=limit, methods=chosen, concurrency=concurrency)
+    finish_eval(result, out, as_json)
+
+
+_DECODING_DATA = {
+    "math": ("agp/multiarith_test.json",),
+    "extract": ("qa/squad_v1.1/dev-v1.1.half_A.json",),
+    "judge": ("qa/squad_v1.1/dev-v1.1.half_A.json",),
+}
+
+
+@eval_app.command("decoding")
+def eval_decoding(
+    task: Annotated[str, typer.Option("--task", help="math | extract | judge")] = "math",
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="the shared data folder")] = Path("../shared/data"),
+    limit: Annotated[int, typer.Option("--limit", min=1, help="items (a seeded sample)")] = 50,
+    methods: Annotated[
+        str, typer.Option("--methods", help="comma-separated: prompt,format_prompt,hard_mask,decog,decog_pruned")
+    ] = "prompt,format_prompt,hard_mask,decog,decog_pruned",
+    out: OutOption = Path("runs/decoding"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+) -> None:
+    """Deco-G: format compliance, task quality and speed against prompting and a hard mask (embedded model)."""
+    from decoding.loader import load_embedded
+    from eval.decoding import METHODS, TASKS, evaluate_decoding
+
+    if task not in TASKS:
+        raise typer.BadParameter(f"must be one of {', '.join(TASKS)}", param_hint="--task")
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not chosen or set(chosen) - set(METHODS):
+        raise typer.BadParameter(f"methods must be among {', '.join(METHODS)}", param_hint="--methods")
+    paths = [data_dir / p for p in _DECODING_DATA[task]]
+    for path in paths:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
+    exclude = data_dir / "agp" / "stage1_math_reasoning.json" if task == "math" else None
+    with stderr.status("loading the embedded model"):
+        model = load_embedded()
+    result = evaluate_decoding(
+        model,
+        task,
+        paths,
+        limit=limit,
+        methods=chosen,
+        concurrency=concurrency,
+        exclude_path=exclude if exclude is not None and exclude.is_file() else None,
+    )
+    finish_eval(result, out / task, as_json)
+
+
+@eval_app.command("rag")
+def eval_rag(
+    data: DataOption = Path("../shared/data/qa/hotpotqa/test.jsonl"),
+    limit: LimitOption = 100,
+    out: OutOption = Path("runs/rag"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=64, help="chunks retrieved")] = 8,
+    keep: Annotated[int, typer.Option("--keep", min=1, max=64, help="passages given to the LLM")] = 3,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="the pruner's threshold")] = 0.1,
+    backend: BackendOption = None,
+) -> None:
+    """RAG end to end on HotpotQA, pruned vs. unpruned: answer F1/EM, context tokens, latency, retrieval recall."""
+    from app.graphs.rag import RagSystem
+    from context_pruner import default_pruner
+    from eval.qa import load_qa
+    from eval.rag import evaluate_rag
+
+    load_qa(data, 1)  # fail on a bad path before loading models
+    result = evaluate_rag(
+        load_model(settings_for(backend)),
+        data,
+        system=RagSystem,
+        limit=limit,
+        top_k=top_k,
+        keep=keep,
+        threshold=threshold,
+        concurrency=concurrency,
+        pruner=default_pruner(),
+    )
+    finish_eval(result, out, as_json)

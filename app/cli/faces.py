@@ -10,8 +10,11 @@ from typing import Annotated
 import typer
 
 from app.cli.common import (
+    BackendOption,
     app,
+    load_model,
     print_json_last,
+    settings_for,
     stderr,
     stdout,
 )
@@ -96,3 +99,45 @@ def ingest(
         finally:
             store.close()
     stderr.print(f"ingested {len(chunks)} chunks from {len(files)} files into collection {collection!r}")
+
+
+# --------------------------------------------------------------------------- NL2SQL
+@app.command()
+def sql(
+    question: Annotated[str, typer.Argument(help="the question about the database")],
+    db: Annotated[Path, typer.Option("--db", help="the SQLite database file (opened read-only)")],
+    demos: Annotated[
+        Path | None, typer.Option("--demos", help="a Spider folder (train_spider_slim.json): retrieved demonstrations")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON on the last line")] = False,
+    backend: BackendOption = None,
+) -> None:
+    """Answer a question on a SQLite database with the LearNAT agent (read-only, with a timeout)."""
+    from nl2sql import DemoIndex, answer_question
+
+    if not question.strip():
+        raise typer.BadParameter("the question is empty", param_hint="QUESTION")
+    if not db.is_file():
+        raise typer.BadParameter(f"{db} is not a file", param_hint="--db")
+    if demos is not None and not (demos / "train_spider_slim.json").is_file():
+        raise typer.BadParameter(f"{demos} has no train_spider_slim.json", param_hint="--demos")
+    model = load_model(settings_for(backend))
+    index = None
+    if demos is not None:
+        with stderr.status("indexing the demonstrations (cached after the first time)"):
+            index = DemoIndex.from_spider(demos, progress=False)
+    with stderr.status("writing and running the SQL"):
+        result = answer_question(question, db, model, index=index)
+    if result.sql:
+        stderr.print("[bold]SQL[/]")
+        stdout.print(result.sql, markup=False, highlight=False)
+    if result.error:
+        stderr.print(f"[red]error[/]: {result.error}", highlight=False)
+    for row in result.rows[:20]:
+        stdout.print(" | ".join(str(v) for v in row), markup=False, highlight=False)
+    if len(result.rows) > 20:
+        stderr.print(f"... {len(result.rows) - 20} more rows")
+    stdout.print(result.answer, markup=False, highlight=False)
+    stderr.print(f"LLM calls {result.llm_calls}, tokens {result.tokens}, {result.seconds:.1f} s")
+    if as_json:
+        print_json_last(result.to_dict())
