@@ -394,7 +394,10 @@ class LlamaCppModel:
             scores = torch.from_numpy(logits.copy())[None]  # (1, V)
             for processor in params.logits_processors:
                 scores = processor(job.input_ids, scores)
-            token = pick_next_token(scores[0], params.temperature, params.top_p, job.generator)
+            if params.greedy:  # numpy's argmax: torch's would wake its thread pool, which then spins against ours
+                token = int(np.argmax(scores[0].numpy()))
+            else:
+                token = pick_next_token(scores[0], params.temperature, params.top_p, job.generator)
         elif params.greedy:
             token = int(np.argmax(logits))
         else:
