@@ -2,10 +2,10 @@
 
 Every paragraph of the chosen questions (gold and distractor, deduplicated by title) becomes one chunk of ONE
 collection in a temporary local Qdrant store, so retrieval has to find a question's paragraphs among all of them.
-Each question then runs through the RAG graph twice, with the same `top_k` and `keep`:
+Each question then runs through the RAG graph twice, on the same `top_k` retrieved chunks:
 - `pruned`: the context pruner (Provence, Chirkova et al., ICLR 2025, arXiv 2501.16214) reranks the `top_k`
   retrieved chunks and cuts the `keep` best to their relevant sentences;
-- `unpruned`: the `keep` nearest chunks, whole (the no-pruning baseline).
+- `unpruned`: the pipeline without the pruner: all `top_k` retrieved chunks, whole (nothing reranks or cuts).
 The pruner was trained on HotpotQA's train split; use the test split here.
 
 Metrics (`<method>.<metric>`, means over questions): `answer_f1`, `answer_em`, `context_tokens` (tokens of the

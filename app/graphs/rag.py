@@ -256,7 +256,8 @@ class RagSystem:
         self.store = VectorStore(load_embedder(), path=Path(store_dir))
         self.graphs = {
             True: build_rag_graph(model, self.store, pruner, top_k=top_k, keep=keep, threshold=threshold),
-            False: build_rag_graph(model, self.store, None, top_k=top_k, keep=keep, threshold=threshold),
+            # without the pruner nothing reranks or cuts: the LLM reads every retrieved chunk
+            False: build_rag_graph(model, self.store, None, top_k=top_k, keep=top_k, threshold=threshold),
         }
 
     def ingest(self, collection: str, passages: Sequence[tuple[str, str]]) -> int:

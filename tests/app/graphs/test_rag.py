@@ -230,6 +230,7 @@ def test_rag_system_ingests_title_sourced_passages_and_runs_both_arms(tmp_path):
         pruned = system.ask("c", messages, {}, pruned=True)
         assert whole["passages"][0]["source"] == "Paris" and whole["passages"][0]["title"] == "Paris"
         assert pruned["savings"]["passages_retrieved"] == 2 and pruned["savings"]["passages_kept"] == 1
+        assert len(whole["passages"]) == 2  # without the pruner the LLM reads every retrieved chunk
     finally:
         system.close()
 
