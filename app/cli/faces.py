@@ -107,7 +107,8 @@ def sql(
     question: Annotated[str, typer.Argument(help="the question about the database")],
     db: Annotated[Path, typer.Option("--db", help="the SQLite database file (opened read-only)")],
     demos: Annotated[
-        Path | None, typer.Option("--demos", help="a Spider folder (train_spider_slim.json): retrieved demonstrations")
+        Path | None,
+        typer.Option("--demos", help="a Spider folder (train_spider_slim.json) to retrieve demonstrations from"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON on the last line")] = False,
     backend: BackendOption = None,
@@ -122,10 +123,14 @@ def sql(
     if demos is not None and not (demos / "train_spider_slim.json").is_file():
         raise typer.BadParameter(f"{demos} has no train_spider_slim.json", param_hint="--demos")
     model = load_model(settings_for(backend))
-    index = None
     if demos is not None:
         with stderr.status("indexing the demonstrations (cached after the first time)"):
             index = DemoIndex.from_spider(demos, progress=False)
+    else:
+        from decoding.embeddings import load_embedder
+        from nl2sql.builtin_demos import builtin_index
+
+        index = builtin_index(load_embedder())
     with stderr.status("writing and running the SQL"):
         result = answer_question(question, db, model, index=index)
     if result.sql:

@@ -121,7 +121,12 @@ class RouterResources:
         def make() -> Any:
             from nl2sql import DemoIndex, NL2SQLAgent
 
-            index = DemoIndex.from_spider(self.sql_demos, self.encoder(), progress=False) if self.sql_demos else None
+            if self.sql_demos:
+                index = DemoIndex.from_spider(self.sql_demos, self.encoder(), progress=False)
+            else:  # a small model needs examples: the ones prunekit ships
+                from nl2sql.builtin_demos import builtin_index
+
+                index = builtin_index(self.encoder())
             return NL2SQLAgent(self.model, index=index, embed=self.encoder())
 
         return self._once("sql", make)

@@ -29,6 +29,15 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["eval", "nq", "--limit", "-3"], "--limit"),
         (["serve", "--port", "70000"], "--port"),
         (["bench", "decode", "--max-tokens", "2"], "--max-tokens"),
+        (["sql", "--db", "/does/not/exist.sqlite", "How many?"], "--db"),
+        (["sql", "--db", __file__, "  "], "empty"),
+        (["eval", "spider", "--data", "/nope"], "dev.json"),
+        (["eval", "spider", "--methods", "gold,oracle"], "--methods"),
+        (["eval", "decoding", "--task", "poetry"], "--task"),
+        (["eval", "rag", "--data", "/does/not/exist.jsonl"], "does not exist"),
+        (["train", "nl2sql"], "--synthesize"),
+        (["train", "nl2sql", "--dpo", "--trajectories", "/nope.jsonl"], "--synthesize first"),
+        (["bench", "load", "--url", "http://127.0.0.1:9", "--seconds", "1"], "127.0.0.1:9"),
     ],
 )
 def test_bad_arguments_give_one_line_and_a_non_zero_exit(args, fragment):
@@ -43,7 +52,7 @@ def test_bad_arguments_give_one_line_and_a_non_zero_exit(args, fragment):
 def test_help_lists_the_commands():
     done = run("--help")
     assert done.returncode == 0
-    for command in ("serve", "chat", "bench", "eval"):
+    for command in ("serve", "chat", "agents", "prune", "ingest", "sql", "bench", "eval", "train"):
         assert command in done.stdout
 
 
@@ -102,3 +111,17 @@ def test_ingest_files_and_folders(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "ingested 2 chunks from 2 files into collection 'demo'" in done.stderr
     assert (tmp_path / "data" / "qdrant").is_dir()
+
+
+def test_sql_answers_on_a_real_database_without_writing_it(tmp_path):
+    import hashlib
+
+    from tests.nl2sql.toydb import make_toy_db
+
+    db = make_toy_db(tmp_path / "toy.sqlite")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    done = run("sql", "--db", str(db), "What is the average age of singers?", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "avg(age)" in result["sql"].lower() and result["rows"] and result["llm_calls"] >= 1
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
