@@ -126,7 +126,11 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-_SPAN_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:short\s+)?answer\s*[:\-]\s*", re.IGNORECASE)
+# "Answer:", "Final answer -", and the small models' "The answer is: X" / "The answer to this question is: X"
+_SPAN_PREFIX = re.compile(
+    r"^\s*(?:the\s+)?(?:final\s+)?(?:short\s+)?answer(?:\s+to\s+(?:this|the)\s+question)?(?:\s*[:\-]|\s+is\b\s*:?)\s*",
+    re.IGNORECASE,
+)
 
 
 def clean_span(text: str, context: str = "", max_words: int = 8, question: str = "") -> str:
@@ -139,6 +143,8 @@ def clean_span(text: str, context: str = "", max_words: int = 8, question: str =
     'Denver Broncos'
     >>> clean_span("the lighthouse is painted red", question="What colour is the lighthouse?")
     'painted red'
+    >>> clean_span("The answer to this question is: Devonport")
+    'Devonport'
     """
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines:

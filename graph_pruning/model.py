@@ -48,7 +48,15 @@ from graph_pruning.pools import AgentPool, get_pool
 from graph_pruning.task import AgentTask
 from graph_pruning.topology import Topology
 
-__all__ = ["WEIGHTS_DIR", "GraphPruner", "PrunerConfig", "PrunerOutput", "normalized_adjacency", "role_fingerprint"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "GraphPruner",
+    "PrunerConfig",
+    "PrunerOutput",
+    "keep_decision",
+    "normalized_adjacency",
+    "role_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +114,24 @@ def normalized_adjacency(n: int, edges: Sequence[tuple[int, int]]) -> torch.Tens
         a[u, v] = a[v, u] = 1.0
     d = a.sum(1).rsqrt()
     return d[:, None] * a * d[None, :]
+
+
+def keep_decision(keep_p: np.ndarray, threshold: float) -> np.ndarray:
+    """Keep probabilities (..., N) -> kept agents (..., N) bool: above `threshold`, and never an empty team.
+
+    Where no agent clears the threshold the most probable one is kept (the lowest index on a tie): a pruner trained
+    on a weak model's records often puts every agent below 0.5 (each single agent wins only some tasks), and its
+    answer is then "one agent, this one", not "nobody". Training metrics use this same rule (`train.evaluate_pruner`).
+
+    >>> keep_decision(np.array([[0.2, 0.4, 0.1], [0.9, 0.1, 0.6]]), 0.5).astype(int).tolist()
+    [[0, 1, 0], [1, 0, 1]]
+    """
+    keep_p = np.asarray(keep_p, dtype=float)
+    flat_p = keep_p.reshape(-1, keep_p.shape[-1])  # (B, N)
+    keep = flat_p > threshold  # (B, N)
+    empty = np.flatnonzero(~keep.any(1))
+    keep[empty, flat_p[empty].argmax(1)] = True
+    return keep.reshape(keep_p.shape)
 
 
 def straight_through(prob: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -199,11 +225,11 @@ class GraphPruner(nn.Module):
             keep = np.array([r.random() < p for p in keep_p])
             drawn = np.array([[r.random() < p for p in row] for row in edge_p])
             weights, threshold = np.where(drawn, edge_p, 0.0), 0.0
+            if not keep.any():
+                keep[int(np.argmax(keep_p))] = True  # never an empty team: keep the most probable agent
         else:
-            keep = keep_p > cfg.keep_threshold
+            keep = keep_decision(keep_p, cfg.keep_threshold)
             weights, threshold = edge_p, cfg.edge_threshold
-        if not keep.any():
-            keep[int(np.argmax(keep_p))] = True  # never an empty team: keep the most confident agent
         weights = np.array(weights, dtype=float)
         np.fill_diagonal(weights, 0.0)
         return Topology.from_adjacency(keep, weights, threshold, rounds=rounds, temporal=temporal)

@@ -20,9 +20,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from graph_pruning.errors import InvalidRecordError
 from graph_pruning.topology import Topology
 
-__all__ = ["StageRecord", "load_records", "record_from_topology", "save_records"]
+__all__ = ["RECORDS_DIR", "StageRecord", "load_records", "record_from_topology", "save_records", "shipped_record_files"]
 
 logger = logging.getLogger(__name__)
+
+# our stage-I records, committed as training data (`<domain>_<model>.json`); every evaluation excludes their tasks
+RECORDS_DIR = Path(__file__).resolve().parent / "records"
 
 
 class StageRecord(BaseModel):
@@ -129,3 +132,12 @@ def save_records(path: str | Path, records: Iterable[StageRecord] | Sequence[Sta
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def shipped_record_files(domain: str | None = None) -> list[Path]:
+    """Our committed stage-I record files (`graph_pruning/records/<domain>_*.json`), all domains when None.
+
+    Resume bookkeeping (`*.progress.json`) is not a record file.
+    """
+    pattern = f"{domain}_*.json" if domain else "*.json"
+    return sorted(p for p in RECORDS_DIR.glob(pattern) if not p.name.endswith(".progress.json"))

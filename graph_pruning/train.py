@@ -12,9 +12,10 @@ Its code optimises only the GCN (the edge MLP never reaches the optimiser) and h
 - AdamW over every parameter of the model (both heads included; `make_optimizer`), mini-batches, a progress bar, and a
   checkpoint after each epoch to resume from.
 
-Task embeddings are computed once and cached on disk (`EmbeddingCache`). Records are split by task (duplicates stay
-together) into train and held-out parts; `evaluate_pruner` reports held-out keep and edge accuracy next to the
-always-keep-all and majority baselines.
+Task embeddings are computed once and cached on disk (`EmbeddingCache`). Held-out metrics split records by task
+(duplicates stay together): `cross_validate` (k-fold, `train_domain`'s default: every record held out once) or one
+hold-out (`train_pruner`); `evaluate_pruner` reports held-out keep and edge accuracy next to the always-keep-all and
+majority baselines, with the team decided as `GraphPruner.choose` decides it (never empty).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,22 @@ from tqdm import tqdm
 from graph_pruning.data import AGP_STAGE1_FILES, default_data_dir, normalize_task
 from graph_pruning.embed import EmbeddingCache, EmbedFn, embed_texts
 from graph_pruning.errors import InvalidRecordError
-from graph_pruning.model import WEIGHTS_DIR, GraphPruner, PrunerOutput, straight_through
+from graph_pruning.model import WEIGHTS_DIR, GraphPruner, PrunerOutput, keep_decision, straight_through
 from graph_pruning.pools import AgentPool, get_pool
 from graph_pruning.records import StageRecord, load_records
 
 __all__ = [
+    "Decisions",
     "TrainConfig",
     "TrainResult",
+    "cross_validate",
     "evaluate_pruner",
+    "heldout_decisions",
     "init_priors",
+    "kfold_records",
     "make_optimizer",
     "pruner_loss",
+    "score_decisions",
     "split_records",
     "train_domain",
     "train_pruner",
@@ -67,7 +73,8 @@ class TrainConfig:
     node_loss: float = 1.0
     cost_coef: float = 0.05  # token-cost pressure; raise it to prune harder
     edge_cost: float = 0.5  # an edge's cost relative to an agent's (an edge lengthens one prompt)
-    holdout: float = 0.2  # tasks held out for the reported metrics
+    holdout: float = 0.2  # tasks held out for the reported metrics (`train_pruner`; `train_domain` when folds < 2)
+    folds: int = 5  # `train_domain`: k-fold by task for the reported metrics, then one model on every record
     val_fraction: float = 0.15  # tasks of the training part that choose the epoch
     patience: int = 10
     seed: int = 0
@@ -144,59 +151,154 @@ def _accuracy(pred: np.ndarray, target: np.ndarray) -> float:
     return float((pred == target).mean()) if target.size else float("nan")
 
 
+@dataclass
+class Decisions:
+    """What a predictor decides on held-out records; the scoring is the same for the model and the baselines."""
+
+    keep: np.ndarray  # (R, N) bool: the team
+    edge: np.ndarray  # (R, N, N) bool: the realised edges
+    edge_head: np.ndarray  # (R, N, N) bool: the edge call on every pair, whoever the team is
+
+    @staticmethod
+    def concat(parts: Sequence[Decisions]) -> Decisions:
+        return Decisions(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("keep", "edge", "edge_head")))
+
+
+def heldout_decisions(
+    model: GraphPruner,
+    task_emb: np.ndarray,
+    records: Sequence[StageRecord],
+    train_records: Sequence[StageRecord] = (),
+) -> dict[str, Decisions]:
+    """The model's decisions on `records` ("" key) and the baselines': `keep_all` (every agent, every edge), and
+    with `train_records`, `majority` (the training part's majority class for every agent and every pair; on a weak
+    model's records that is the empty team) and `position_majority` (per agent and per pair; the team never empty,
+    as the pruner's: the fixed team a pruner that ignores the task would run)."""
+    cfg = model.config
+    r, n = len(records), cfg.n_agents
+    keep_p, edge_p = model.predict(task_emb)  # (R, N), (R, N, N)
+    keep = keep_decision(keep_p, cfg.keep_threshold)  # what `choose` runs: never an empty team
+    head = edge_p > cfg.edge_threshold
+    out = {
+        "": Decisions(keep, keep[:, :, None] & keep[:, None, :] & head, head),
+        "keep_all": Decisions(np.ones((r, n), bool), np.ones((r, n, n), bool), np.ones((r, n, n), bool)),
+    }
+    if train_records:
+        tk, te = (t.numpy() for t in _targets(train_records))  # (T, N), (T, N, N)
+        off = ~np.eye(n, dtype=bool)
+        both = tk[:, :, None] * tk[:, None, :] * off  # (T, N, N): pairs whose agents the record kept
+        maj_keep, maj_edge = tk.mean() >= 0.5, te[:, off].mean() >= 0.5
+        maj_head = (te * both).sum() >= 0.5 * both.sum()
+        pos_keep = keep_decision(tk.mean(0), 0.5)  # (N,)
+        pos_edge = (te.mean(0) >= 0.5) & pos_keep[:, None] & pos_keep[None, :]  # (N, N)
+        pos_head = (te * both).sum(0) >= 0.5 * both.sum(0)  # (N, N): among train records that kept both agents
+        out["majority"] = Decisions(
+            np.full((r, n), maj_keep), np.full((r, n, n), maj_edge), np.full((r, n, n), maj_head)
+        )
+        out["position_majority"] = Decisions(
+            np.broadcast_to(pos_keep, (r, n)),
+            np.broadcast_to(pos_edge, (r, n, n)),
+            np.broadcast_to(pos_head, (r, n, n)),
+        )
+    return out
+
+
+def score_decisions(decisions: dict[str, Decisions], records: Sequence[StageRecord]) -> dict[str, float]:
+    """Accuracies of each predictor's decisions against the records (the model's keys bare, a baseline's prefixed).
+
+    - `keep_acc`: per-agent keep/prune decisions; `keep_exact`: whole teams right;
+    - `edge_acc`: per ordered pair (i != j), the realised edge (both kept and the edge called) against `edge_target`;
+    - `edge_head_acc`: the edge call alone, on the pairs whose agents the record kept;
+    - `mean_kept_pred` / `mean_kept_true`: team sizes.
+    """
+    keep_t, edge_t = (t.numpy().astype(bool) for t in _targets(records))
+    n = keep_t.shape[1]
+    off = ~np.eye(n, dtype=bool)
+    kept_pairs = keep_t[:, :, None] & keep_t[:, None, :] & off[None]  # (R, N, N)
+    m: dict[str, float] = {}
+    for name, d in decisions.items():
+        prefix = f"{name}." if name else ""
+        m |= {
+            f"{prefix}keep_acc": _accuracy(d.keep, keep_t),
+            f"{prefix}keep_exact": float((d.keep == keep_t).all(1).mean()),
+            f"{prefix}edge_acc": _accuracy(d.edge[:, off], edge_t[:, off]),
+            f"{prefix}edge_head_acc": _accuracy(d.edge_head[kept_pairs], edge_t[kept_pairs]),
+        }
+        if not name:
+            m |= {"mean_kept_pred": float(d.keep.sum(1).mean()), "mean_kept_true": float(keep_t.sum(1).mean())}
+    return m
+
+
 def evaluate_pruner(
     model: GraphPruner,
     task_emb: np.ndarray,
     records: Sequence[StageRecord],
     train_records: Sequence[StageRecord] = (),
 ) -> dict[str, float]:
-    """Held-out accuracy of the keep head and the edge head, with baselines.
+    """Held-out accuracy of the keep head and the edge head, with the keep-all and majority baselines
+    (`heldout_decisions`, `score_decisions`). The model's team follows `choose`: never empty."""
+    return score_decisions(heldout_decisions(model, task_emb, records, train_records), records)
 
-    - `keep_acc`: per-agent keep/prune decisions; `keep_exact`: whole masks right.
-    - `edge_acc`: per ordered pair (i != j), predicted edge = both kept and edge prob > threshold, against
-      `edge_target`; `edge_head_acc`: the edge head alone, on pairs whose agents the record kept.
-    - baselines: `keep_all` (every agent, every edge), `majority` (the train set's majority class),
-      `position_majority` (the train set's majority per agent / per pair).
+
+def kfold_records(
+    records: Sequence[StageRecord], folds: int, seed: int = 0
+) -> list[tuple[list[StageRecord], list[StageRecord]]]:
+    """`folds` (train, held-out) pairs split by task: every task is held out exactly once, its duplicates with it."""
+    tasks = sorted({normalize_task(r.task) for r in records})
+    if not 2 <= folds <= len(tasks):
+        raise InvalidRecordError(f"{folds} folds need between 2 and {len(tasks)} (the number of distinct tasks)")
+    random.Random(seed).shuffle(tasks)
+    part = {t: i % folds for i, t in enumerate(tasks)}
+    return [
+        (
+            [r for r in records if part[normalize_task(r.task)] != k],
+            [r for r in records if part[normalize_task(r.task)] == k],
+        )
+        for k in range(folds)
+    ]
+
+
+def cross_validate(
+    records: Sequence[StageRecord],
+    pool: AgentPool,
+    *,
+    config: TrainConfig | None = None,
+    embed: EmbedFn = embed_texts,
+    extra_train: Sequence[StageRecord] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict[str, float]:
+    """k-fold by task (`config.folds`): train on k - 1 parts (plus `extra_train`, which joins every training part
+    and is never held out), decide on the held-out part; the metrics pool every record's held-out decision.
+
+    With a few dozen records one 20 % hold-out is a handful of tasks and its accuracy swings by tens of points
+    between seeds; k-fold scores every record once. The baselines are fitted on the training part of `records`
+    only, so `extra_train` (another model's records) can only help the pruner, never the baselines. Each fold's
+    model picks its epoch on its own validation split, as `train_pruner` does.
     """
-    cfg = model.config
-    keep_p, edge_p = model.predict(task_emb)  # (R, N), (R, N, N)
-    keep_t, edge_t = (t.numpy().astype(bool) for t in _targets(records))
-    n = keep_t.shape[1]
-    off = ~np.eye(n, dtype=bool)
-    keep = keep_p > cfg.keep_threshold
-    edge = keep[:, :, None] & keep[:, None, :] & (edge_p > cfg.edge_threshold)
-    kept_pairs = keep_t[:, :, None] & keep_t[:, None, :] & off[None]
-    m: dict[str, float] = {
-        "keep_acc": _accuracy(keep, keep_t),
-        "keep_exact": float((keep == keep_t).all(1).mean()),
-        "edge_acc": _accuracy(edge[:, off], edge_t[:, off]),
-        "edge_head_acc": _accuracy((edge_p > cfg.edge_threshold)[kept_pairs], edge_t[kept_pairs]),
-        "mean_kept_pred": float(keep.sum(1).mean()),
-        "mean_kept_true": float(keep_t.sum(1).mean()),
-        "keep_all.keep_acc": _accuracy(np.ones_like(keep_t), keep_t),
-        "keep_all.keep_exact": float(keep_t.all(1).mean()),
-        "keep_all.edge_acc": _accuracy(np.ones_like(edge_t[:, off]), edge_t[:, off]),
-        "keep_all.edge_head_acc": _accuracy(np.ones(int(kept_pairs.sum()), bool), edge_t[kept_pairs]),
-    }
-    if train_records:
-        tk, te = (t.numpy() for t in _targets(train_records))
-        maj_keep, maj_edge = tk.mean() >= 0.5, te[:, off].mean() >= 0.5
-        pos_keep = tk.mean(0) >= 0.5  # (N,)
-        pos_edge = te.mean(0) >= 0.5  # (N, N)
-        # the per-pair edge baseline on kept pairs: among train records that kept both agents
-        both = tk[:, :, None] * tk[:, None, :]
-        pos_edge_kept = (te * both).sum(0) >= 0.5 * both.sum(0)
-        m |= {
-            "majority.keep_acc": _accuracy(np.full_like(keep_t, maj_keep), keep_t),
-            "majority.edge_acc": _accuracy(np.full_like(edge_t[:, off], maj_edge), edge_t[:, off]),
-            "position_majority.keep_acc": _accuracy(np.broadcast_to(pos_keep, keep_t.shape), keep_t),
-            "position_majority.keep_exact": float((pos_keep[None] == keep_t).all(1).mean()),
-            "position_majority.edge_acc": _accuracy(np.broadcast_to(pos_edge, edge_t.shape)[:, off], edge_t[:, off]),
-            "position_majority.edge_head_acc": _accuracy(
-                np.broadcast_to(pos_edge_kept, edge_t.shape)[kept_pairs], edge_t[kept_pairs]
-            ),
-        }
-    return m
+    config = config or TrainConfig()
+    fold_config = replace(config, holdout=0.0)
+    decisions: dict[str, list[Decisions]] = {}
+    held_all: list[StageRecord] = []
+    epochs: list[int] = []
+    for k, (train, held) in enumerate(kfold_records(records, config.folds, config.seed)):
+        ckpt = Path(checkpoint_dir) / f"fold{k}.pt" if checkpoint_dir is not None else None
+        result = train_pruner(
+            [*train, *extra_train],
+            pool,
+            config=fold_config,
+            embed=embed,
+            checkpoint=ckpt,
+            resume=resume,
+            progress=progress,
+        )
+        for name, d in heldout_decisions(result.model, np.asarray(embed([r.task for r in held])), held, train).items():
+            decisions.setdefault(name, []).append(d)
+        held_all += held
+        epochs.append(result.best_epoch)
+    metrics = score_decisions({name: Decisions.concat(parts) for name, parts in decisions.items()}, held_all)
+    return {"folds": float(config.folds), "fold_best_epoch_mean": float(np.mean(epochs))} | metrics
 
 
 def train_pruner(
@@ -318,33 +420,89 @@ def train_domain(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
+    note: str = "",
+    embed: EmbedFn = embed_texts,
 ) -> TrainResult:
-    """Train the pruner of a domain on AGP's released records (and `extra_records`, ours) and save it under
-    `out_dir` (default: the shipped `graph_pruning/weights/<domain>/`)."""
+    """Train the pruner of a domain on AGP's released records and/or `extra_records` (ours) and save it under
+    `out_dir` (default: the shipped `graph_pruning/weights/<domain>/`).
+
+    With `config.folds >= 2` (the default) the reported metrics come from `cross_validate`; the held-out folds are
+    drawn from the records of the model the pruner is for: `extra_records` when given (AGP's, when included, join
+    every training part), else AGP's. The saved model is then trained once on every record, its epoch picked on a
+    validation split as in `train_pruner`. With `folds < 2`, one `config.holdout` split by task. `note` (why these
+    records) is stored with the provenance in the weights' `config.json` (`extra`). Task embeddings (`embed`, MiniLM
+    by default) are cached under `cache_dir`, with the per-run checkpoints a rerun resumes from.
+    """
     pool = get_pool(domain)
-    paths = ([Path(data_dir or default_data_dir()) / AGP_STAGE1_FILES[domain]] if include_agp else []) + [
-        Path(p) for p in extra_records
-    ]
-    records = [r for p in paths for r in load_records(p, pool.size)]
+    config = config or TrainConfig()
+    agp_paths = [Path(data_dir or default_data_dir()) / AGP_STAGE1_FILES[domain]] if include_agp else []
+    our_paths = [Path(p) for p in extra_records]
+    paths = agp_paths + our_paths
+    if not paths:
+        raise InvalidRecordError("no stage-I records to train on: pass record files or include AGP's")
+    for p in paths:
+        if not p.exists():
+            raise InvalidRecordError(f"{p} is missing: pass an existing stage-I record file")
+    agp = [r for p in agp_paths for r in load_records(p, pool.size)]
+    ours = [r for p in our_paths for r in load_records(p, pool.size)]
+    records = agp + ours
     if cache_dir is None:
         import platformdirs
 
         cache_dir = Path(platformdirs.user_cache_dir("prunekit")) / "graph_pruning"
-    cache = EmbeddingCache(Path(cache_dir) / "minilm_embeddings.npz")
+    cache = EmbeddingCache(Path(cache_dir) / "minilm_embeddings.npz", embed=embed)
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR / domain
-    config = config or TrainConfig()
     # the checkpoint name carries the run's identity, so a resume never continues a different run
     run_id = hashlib.sha1(json.dumps([asdict(config), [str(p) for p in paths]]).encode()).hexdigest()[:10]
     checkpoint = Path(cache_dir) / f"stage2_{domain}_{run_id}.pt"
-    result = train_pruner(
-        records, pool, config=config, embed=cache, checkpoint=checkpoint, resume=resume, progress=progress
-    )
+    if config.folds >= 2:
+        target, target_paths = (ours, our_paths) if ours else (agp, agp_paths)
+        extra, extra_paths = (agp, agp_paths) if ours else ([], [])
+        metrics = cross_validate(
+            target,
+            pool,
+            config=config,
+            embed=cache,
+            extra_train=extra,
+            checkpoint_dir=Path(cache_dir) / f"stage2_{domain}_{run_id}_folds",
+            resume=resume,
+            progress=progress,
+        )
+        final = train_pruner(
+            records,
+            pool,
+            config=replace(config, holdout=0.0),
+            embed=cache,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
+        )
+        result = TrainResult(
+            final.model,
+            metrics | {"best_epoch": float(final.best_epoch)},
+            final.history,
+            len(records),
+            len(target),
+            final.best_epoch,
+        )
+        protocol = (
+            f"{config.folds}-fold by task over {', '.join(p.name for p in target_paths)} (each record held out once)"
+            + (f"; {', '.join(p.name for p in extra_paths)} in every training part" if extra_paths else "")
+            + "; the saved model trained on all records"
+        )
+    else:
+        result = train_pruner(
+            records, pool, config=config, embed=cache, checkpoint=checkpoint, resume=resume, progress=progress
+        )
+        protocol = f"one {config.holdout:.0%} hold-out by task; the saved model trained on the rest"
     result.model.config.extra = {
         "trained_on": [p.name for p in paths],
         "records": {"train": result.n_train, "heldout": result.n_heldout},
+        "heldout_protocol": protocol,
         "train_config": asdict(config),
-        "heldout_metrics": {k: round(v, 4) for k, v in result.metrics.items()},
-    }
+        # NaN (e.g. no kept pairs to score the edge head on) is written as null: config.json stays standard JSON
+        "heldout_metrics": {k: (round(v, 4) if v == v else None) for k, v in result.metrics.items()},
+    } | ({"note": note} if note else {})
     result.model.save(out)
     logger.info("saved the %s pruner to %s", domain, out)
     return result
@@ -359,6 +517,8 @@ def _main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-agp", action="store_true", help="do not use AGP's released records")
     parser.add_argument("--out", default=None)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--folds", type=int, default=TrainConfig.folds, help="k-fold by task; < 2: one hold-out")
+    parser.add_argument("--note", default="", help="why these records (stored with the weights)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # a model this small only loses to thread overhead, and the machine is shared
     result = train_domain(
@@ -366,7 +526,8 @@ def _main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         extra_records=args.records,
         include_agp=not args.no_agp,
         out_dir=args.out,
-        config=TrainConfig(epochs=args.epochs),
+        config=TrainConfig(epochs=args.epochs, folds=args.folds),
+        note=args.note,
     )
     print(json.dumps(result.metrics, indent=2))
     return result.metrics

@@ -1,4 +1,4 @@
-"""AGP (multi-agent graph pruning) on the command line: `prunekit agents`, `train agp`."""
+"""AGP (multi-agent graph pruning) on the command line: `prunekit agents`, `train agp`, `eval agents`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import typer
 from app.cli.common import (
     BackendOption,
     ConcurrencyOption,
+    JsonOption,
+    LimitOption,
+    OutOption,
     app,
+    eval_app,
     figures_table,
     load_model,
     print_json_last,
@@ -60,22 +64,24 @@ def agents(
 
 
 # --------------------------------------------------------------------------- train
-_AGP_BENCHMARK_DOMAIN = {"squad": "general", "multiarith": "math", "svamp": "math"}
-
-
 @train_app.command("agp")
 def train_agp(
     stage: Annotated[int, typer.Option("--stage", min=1, max=2, help="1: collect records; 2: train the pruner")],
     domain: Annotated[str, typer.Option("--domain", help="math | general | code")] = "general",
     benchmark: Annotated[
-        str, typer.Option("--benchmark", help="stage 1 training set: squad | multiarith | svamp")
+        str, typer.Option("--benchmark", help="stage 1: only this training set (squad | multiarith | svamp)")
     ] = "",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="stage 1: training tasks to run")] = 200,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="stage 1: training tasks per benchmark")] = 200,
     records: Annotated[
         list[Path] | None, typer.Option("--records", help="stage 1: where to write; stage 2: our records to train on")
     ] = None,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="the shared data folder")] = Path("../shared/data"),
     agp_records: Annotated[bool, typer.Option("--agp-records/--no-agp-records", help="stage 2: also AGP's")] = True,
+    folds: Annotated[
+        int, typer.Option("--folds", min=0, help="stage 2: k-fold by task for the held-out figures (< 2: one split)")
+    ] = 5,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="stage 2: the most epochs per training run")] = 60,
+    note: Annotated[str, typer.Option("--note", help="stage 2: why these records, kept with the weights")] = "",
     out: Annotated[Path | None, typer.Option("--out", help="stage 2: where to save (default: shipped weights)")] = None,
     concurrency: ConcurrencyOption = 8,
     backend: BackendOption = None,
@@ -83,24 +89,87 @@ def train_agp(
     """AGP training: stage 1 keeps the best cheapest teams on training tasks; stage 2 trains the pruner."""
     from graph_pruning import get_pool
 
-    pool = get_pool(domain)
+    get_pool(domain)  # an unknown domain fails here, before any model loads
     if stage == 1:
-        from graph_pruning.data import load_benchmark, training_items
-        from graph_pruning.stage1 import collect_stage1
+        from graph_pruning.stage1 import STAGE1_BENCHMARKS, collect_domain
 
-        benchmark = benchmark or {"general": "squad", "math": "multiarith"}.get(domain, "")
-        if _AGP_BENCHMARK_DOMAIN.get(benchmark) != domain:
+        if benchmark and benchmark not in STAGE1_BENCHMARKS.get(domain, ()):
             raise typer.BadParameter(
                 f"{benchmark!r} is not a stage-1 training set of the {domain} pool", param_hint="--benchmark"
             )
-        out_path = (records or [Path(f"runs/agp/stage1_{domain}_{benchmark}.json")])[0]
-        items = training_items(benchmark, data_dir=data_dir, limit=limit, seed=0)
-        forbidden = load_benchmark(benchmark, data_dir=data_dir)  # the evaluation split: never trained on
+        if not STAGE1_BENCHMARKS.get(domain):
+            raise typer.BadParameter(f"the {domain} pool has no stage-1 training set here", param_hint="--domain")
+        names = (benchmark,) if benchmark else STAGE1_BENCHMARKS[domain]
+        out_path = (records or [Path(f"runs/agp/stage1_{domain}_{'_'.join(names)}.json")])[0]
         model = load_model(settings_for(backend))
-        kept = collect_stage1(items, pool, model, forbidden=forbidden, out_path=out_path, concurrency=concurrency)
+        kept = collect_domain(
+            domain, model, out_path, limit=limit, benchmarks=names, data_dir=data_dir, concurrency=concurrency
+        )
         stderr.print(f"{len(kept)} stage-1 records in {out_path}")
         return
-    from graph_pruning.train import train_domain
+    from graph_pruning.train import TrainConfig, train_domain
 
-    result = train_domain(domain, data_dir=data_dir, extra_records=records or [], include_agp=agp_records, out_dir=out)
-    stderr.print(figures_table(f"stage 2 ({domain})", result.metrics))
+    result = train_domain(
+        domain,
+        data_dir=data_dir,
+        extra_records=records or [],
+        include_agp=agp_records,
+        out_dir=out,
+        config=TrainConfig(epochs=epochs, folds=folds),
+        note=note,
+    )
+    stderr.print(figures_table(f"stage 2 ({domain}): held-out records", result.metrics))
+
+
+# --------------------------------------------------------------------------- eval
+@eval_app.command("agents")
+def eval_agents(
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", help="squad | multiarith | gsm8k | svamp | aqua | humaneval")
+    ] = "squad",
+    limit: LimitOption = None,
+    out: OutOption = Path("runs/agents"),
+    methods: Annotated[
+        str, typer.Option("--methods", help="comma-separated: single,chain,full,random,agp (default: all)")
+    ] = "single,chain,full,random,agp",
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="the shared data folder (default: ../shared/data)")
+    ] = None,
+    pruner: Annotated[
+        Path | None, typer.Option("--pruner", help="a trained pruner's folder (default: the shipped one)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="the random method's seed")] = 0,
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+    backend: BackendOption = None,
+) -> None:
+    """Agent teams side by side on held-out items (stage-I tasks excluded): accuracy, tokens, LLM calls, seconds
+    per task for single, chain, full (3-round debate), random and AGP's pruned team."""
+    from eval.agents import METHODS, evaluate_agents, plot_accuracy_vs_tokens
+    from eval.harness import write_results
+    from graph_pruning.data import BENCHMARKS, load_benchmark
+
+    if benchmark not in BENCHMARKS:
+        raise typer.BadParameter(f"must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}", param_hint="--benchmark")
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"choose from {', '.join(METHODS)}, got {methods!r}", param_hint="--methods")
+    if pruner is not None and not (pruner / "config.json").exists():
+        raise typer.BadParameter(f"{pruner} holds no trained pruner (config.json)", param_hint="--pruner")
+    load_benchmark(benchmark, data_dir=data_dir, limit=1)  # fail on missing data before loading a model
+    result = evaluate_agents(
+        load_model(settings_for(backend)),
+        benchmark,
+        data_dir=data_dir,
+        limit=limit,
+        methods=chosen,
+        concurrency=concurrency,
+        seed=seed,
+        pruner=pruner,
+    )
+    path = write_results(result, out, plots=[plot_accuracy_vs_tokens])
+    stderr.print(figures_table(f"eval agents {benchmark} ({result.config['n_items']} items)", result.metrics))
+    stderr.print(f"wrote {path} and {out / 'report.md'}")
+    if as_json:
+        print_json_last(result.metrics)

@@ -1,13 +1,20 @@
-"""The AGP face: POST /v1/agents and `prunekit agents` run the pruner's team on the embedded model."""
+"""The AGP face: POST /v1/agents and `prunekit agents` run the pruner's team on the embedded model; `prunekit train
+agp` fails in one line on bad input and trains stage II from a records file."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
 
 from app.agents import make_task
 from decoding.errors import InvalidRequestError
-from tests.conftest import SERVICE_KEY
+from graph_pruning.model import GraphPruner
+from graph_pruning.records import StageRecord, save_records
+from tests.conftest import REPO, SERVICE_KEY
 
 PARAGRAPH = "The Eiffel Tower was completed in 1889 for the World's Fair in Paris."
 
@@ -50,3 +57,46 @@ def test_make_task_formats():
     assert make_task("code", "def f(): ...").answer_format == "code"
     with pytest.raises(InvalidRequestError):
         make_task("math", "   ")
+
+
+def _train_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from app.cli import main; main()", "train", "agp", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--stage", "1", "--domain", "math", "--benchmark", "squad"), "--benchmark"),
+        (("--stage", "1", "--domain", "code"), "no stage-1 training set"),
+        (("--stage", "2", "--domain", "general", "--records", "/nonexistent.json", "--no-agp-records"), "missing"),
+        (("--stage", "2", "--domain", "poetry"), "poetry"),
+    ],
+)
+def test_train_agp_bad_input_is_one_line(args, fragment):
+    done = _train_cli(*args)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and fragment in lines[0], done.stderr
+    assert lines[0].startswith("prunekit: error:")
+
+
+@pytest.mark.slow
+def test_train_agp_stage2_on_our_records_from_the_cli(tmp_path):
+    """Stage II on a records file alone (no AGP records), k-fold by task, saved where --out says, with the note."""
+    records = [
+        StageRecord(
+            task=f"Question {i} about {'rivers' if i % 2 else 'kings'}?\n\nA paragraph {i}.",
+            edge_weight=[[0.0] * 9 for _ in range(9)],
+            mask=[0.0 if a == (i % 2) else 1.0 for a in range(9)],
+        )
+        for i in range(10)
+    ]
+    path = save_records(tmp_path / "general_test.json", records)
+    env = os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # the embedding cache and checkpoints
+    args = ("--stage", "2", "--domain", "general", "--records", str(path), "--no-agp-records", "--folds", "2")
+    done = _train_cli(*args, "--epochs", "2", "--out", str(tmp_path / "w"), "--note", "a test", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    extra = GraphPruner.load(tmp_path / "w").config.extra
+    assert extra["trained_on"] == ["general_test.json"] and extra["note"] == "a test"
+    assert extra["heldout_protocol"].startswith("2-fold by task") and extra["records"]["heldout"] == 10
+    assert {"keep_acc", "keep_all.keep_acc", "majority.keep_acc", "edge_acc"} <= set(extra["heldout_metrics"])

@@ -71,6 +71,11 @@ def test_token_f1_and_span_cleaning() -> None:
     assert clean_span(long, context, max_words=3) == "Denver Broncos in"
     assert clean_span("The lighthouse is red.", question="What colour is the lighthouse?") == "red"
     assert clean_span("Denver", question="Who is Denver?") == "Denver"  # never empty
+    # the small model's lead-ins are not part of the span
+    assert clean_span("The answer to this question is: Devonport") == "Devonport"
+    assert clean_span("The answer is Devonport.") == "Devonport"
+    assert clean_span("Final answer - Devonport") == "Devonport"
+    assert clean_span("Answers vary by region") == "Answers vary by region"  # a word that starts with "answer"
 
 
 def test_votes() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from graph_pruning.errors import UnknownDomainError
-from graph_pruning.model import WEIGHTS_DIR, GraphPruner, normalized_adjacency
+from graph_pruning.model import WEIGHTS_DIR, GraphPruner, keep_decision, normalized_adjacency
 from graph_pruning.pools import DOMAINS, get_pool
 from graph_pruning.train import TrainConfig, pruner_loss
 
@@ -120,3 +120,27 @@ def test_shipped_math_pruner_with_minilm() -> None:
     model = GraphPruner.load("math")  # the real encoder
     topology = model.choose("Tom has 3 apples and buys 5 more. How many apples does he have?")
     assert 1 <= len(topology.kept) <= 4 and nx.is_directed_acyclic_graph(topology.graph)
+
+
+def test_never_an_empty_team_the_most_probable_agent_stays() -> None:
+    model = GraphPruner.from_pool(get_pool("math"), embed=fake_embed)
+    low = np.array([0.10, 0.30, 0.05, 0.29])  # nobody above 0.5
+    edge = np.full((4, 4), 0.9)
+    assert model.topology_from_probs(low, edge).kept == [1]
+    assert model.topology_from_probs(np.zeros(4), edge).kept == [0]  # a tie: the lowest index
+    for seed in range(20):  # sampling may draw nobody: the most probable agent then runs
+        assert 1 in model.topology_from_probs(low * 0.01, edge, sample=True, rng=seed).kept
+    batch = keep_decision(np.array([[0.1, 0.4, 0.2, 0.0], [0.9, 0.1, 0.7, 0.2]]), 0.5)
+    assert batch.tolist() == [[False, True, False, False], [True, False, True, False]]
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_shipped_pruner_never_returns_an_empty_team(domain: str) -> None:
+    """Whatever the task, the shipped pruner keeps at least its most probable agent (the weak model's records put
+    every keep probability below 0.5, so this rule is what runs in practice)."""
+    model = GraphPruner.load(domain, embed=fake_embed)
+    tasks = [f"task number {i}: what is {i} + {i}?" for i in range(30)]
+    keep_p, edge_p = model.predict(fake_embed(tasks))
+    for k, e in zip(keep_p, edge_p, strict=True):
+        topology = model.topology_from_probs(k, e)
+        assert topology.kept and int(np.argmax(k)) in topology.kept
