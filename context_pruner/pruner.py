@@ -42,7 +42,7 @@ from context_pruner.errors import (
 from context_pruner.model import WEIGHTS_DIR, PrunerModel, load_pretrained, quantize_int8
 from context_pruner.sentences import Span, join_spans, split_sentences, token_sentence_ids
 
-__all__ = ["FIRST_SENTENCE", "ContextPruner", "PrunedContext", "default_pruner"]
+__all__ = ["FIRST_SENTENCE", "ContextPruner", "PrunedContext", "ScoredContext", "default_pruner"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class PrunedContext:
 
 
 @dataclass(frozen=True)
-class _Scored:
+class ScoredContext:
     """Model outputs for one context, before any threshold is applied."""
 
     text: str
@@ -273,25 +273,26 @@ class ContextPruner:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1024:
             raise InvalidOptionError(f"batch_size must be an integer in [1, 1024], got {batch_size!r}")
         single, questions, groups, title_groups = self._normalise(question, contexts, titles)
-        scored = self._score(questions, groups, title_groups, batch_size)
+        scored = self.score(questions, groups, title_groups, batch_size)
         out = {}
         for t in thresholds:
             flat = [
-                self._decide(s, float(t), always_select_title, first_sentence_title=titles == FIRST_SENTENCE)
+                self.decide(s, float(t), always_select_title, first_sentence_title=titles == FIRST_SENTENCE)
                 for s in scored
             ]
             grouped = self._rank(flat, groups, reorder, top_k)
             out[t] = grouped[0] if single else grouped
         return out
 
-    def _score(
+    def score(
         self,
         questions: list[str],
         groups: list[list[str]],
         title_groups: list[list[str | None]] | None,
         batch_size: int,
-    ) -> list[_Scored]:
-        """Run the encoder over every (question, context) pair; token probabilities merged across blocks."""
+    ) -> list[ScoredContext]:
+        """Model outputs for every (question, context) pair, before any threshold; token probabilities merged across
+        blocks. Inputs as `sweep` normalises them: N questions, N lists of contexts, N lists of titles or None."""
         pairs = [(qi, ci) for qi, g in enumerate(groups) for ci in range(len(g))]
         flat_ctx = [groups[qi][ci] for qi, ci in pairs]
         flat_titles = [title_groups[qi][ci] if title_groups else None for qi, ci in pairs]
@@ -325,7 +326,7 @@ class ContextPruner:
         for item, (_qi, ci) in enumerate(pairs):
             spans = split_sentences(flat_ctx[item])
             out.append(
-                _Scored(
+                ScoredContext(
                     text=flat_ctx[item],
                     index=ci,
                     spans=spans,
@@ -339,7 +340,9 @@ class ContextPruner:
         return out
 
     @staticmethod
-    def _decide(s: _Scored, threshold: float, always_select_title: bool, first_sentence_title: bool) -> PrunedContext:
+    def decide(
+        s: ScoredContext, threshold: float, always_select_title: bool = True, first_sentence_title: bool = False
+    ) -> PrunedContext:
         """Round token decisions to sentences (see the module docstring)."""
         n_sent, sid, p_tok = len(s.spans), s.sentence_ids, s.p_keep
         if n_sent and len(sid):

@@ -34,6 +34,66 @@ def train_hmm(
     stderr.print(f"HMM written to {path}")
 
 
+_GUIDANCE_TRAIN_DATA = {
+    "math": ("agp/multiarith_train.json", "agp/svamp_train.json"),
+    "extract": ("qa/squad_v1.1/train_subset-v1.1.json",),
+    "judge": ("qa/squad_v1.1/train_subset-v1.1.json",),
+}
+
+
+@train_app.command("guidance")
+def train_guidance(
+    tasks: Annotated[list[str], typer.Option("--task", help="math | extract | judge (repeat for several)")] = [  # noqa: B006
+        "math",
+        "extract",
+        "judge",
+    ],
+    weights: Annotated[str, typer.Option("--weights", help="comma-separated candidate weights")] = "0.25,0.5,1.0",
+    limit: Annotated[int, typer.Option("--limit", min=4, help="training items per task")] = 30,
+    hmm_dir: Annotated[Path, typer.Option("--hmm", help="the HMM whose config stores the choice")] = Path(
+        "decoding/weights/hmm-smollm2-h128"
+    ),
+    data_dir: DataDirOption = Path("../shared/data"),
+    concurrency: ConcurrencyOption = 8,
+) -> None:
+    """Deco-G: choose the guidance weight per task on TRAINING items (decog_pruned) and store it in the HMM config."""
+    from decoding.loader import load_embedded
+    from eval.decoding import TASKS, choose_guidance_weight, store_guidance_weights
+
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise typer.BadParameter(f"unknown task {unknown[0]!r}: choose among {', '.join(TASKS)}", param_hint="--task")
+    try:
+        grid = sorted({float(w) for w in weights.split(",") if w.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"{weights!r} is not a list of numbers", param_hint="--weights") from None
+    if not grid or any(w <= 0 for w in grid):
+        raise typer.BadParameter("give positive weights, e.g. 0.25,0.5,1.0", param_hint="--weights")
+    if not (hmm_dir / "config.json").is_file():
+        raise typer.BadParameter(f"no HMM in {hmm_dir}", param_hint="--hmm")
+    paths = {t: [data_dir / p for p in _GUIDANCE_TRAIN_DATA[t]] for t in tasks}
+    for path in (p for ps in paths.values() for p in ps):
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
+    with stderr.status("loading the embedded model"):
+        model = load_embedded()
+    tables, chosen = {}, {}
+    for task in tasks:
+        stderr.print(f"{task}: decog_pruned at weights {grid} on {limit} training items")
+        best, table = choose_guidance_weight(
+            model, task, paths[task], weights=grid, limit=limit, hmm_dir=hmm_dir, concurrency=concurrency
+        )
+        tables[task], chosen[task] = table, best
+        flat = {f"w={w} {k}": v for w, row in table.items() for k, v in row.items() if k in _GUIDANCE_COLUMNS}
+        stderr.print(figures_table(f"{task}: decog_pruned on training items (best w={best})", flat))
+    source = ", ".join(sorted({p.name for ps in paths.values() for p in ps}))
+    path = store_guidance_weights(hmm_dir, tables, chosen, f"{limit} items per task of {source}")
+    stderr.print(f"chosen weights {chosen}; written to {path}")
+
+
+_GUIDANCE_COLUMNS = ("accuracy", "f1", "compliance", "loglik_per_token", "ms_per_step")
+
+
 @train_app.command("nl2sql")
 def train_nl2sql(
     synthesize: Annotated[
@@ -93,19 +153,64 @@ def train_pruner(
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=100)] = 1,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="stop early (time budgets)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=512)] = 16,
+    calibrate_only: Annotated[
+        Path | None,
+        typer.Option("--calibrate-only", help="skip training: only calibrate the weights in this folder"),
+    ] = None,
+    calibration_data: Annotated[
+        str, typer.Option("--calibration-data", help="HotpotQA training file, relative to --data-dir")
+    ] = "qa/hotpotqa/train.jsonl",
+    target_compression: Annotated[
+        float, typer.Option("--target-compression", min=0.05, max=0.95, help="share of context removed at 0.1")
+    ] = 0.55,  # the low end of Provence's operating range (50-80 % removed), leaving room for recall
 ) -> None:
-    """Provence: train the context pruner (token keep/drop + rerank heads) on the training splits; resumable."""
-    from context_pruner.train import TrainConfig, train
+    """Provence: train the context pruner (token keep/drop + rerank heads) on the training splits; resumable.
+
+    After training (or alone, with --calibrate-only) the keep-logit bias is calibrated on a training split so that
+    the default threshold 0.1 removes --target-compression of the context.
+    """
+    from context_pruner.data import is_evaluation_split
 
     if not data_dir.is_dir():
         raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="--data-dir")
-    config = TrainConfig(
-        data_root=str(data_dir),
-        out_dir=str(out),
-        export_dir=str(export) if export else None,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
+    calibration_file = Path(calibration_data) if Path(calibration_data).is_absolute() else data_dir / calibration_data
+    if is_evaluation_split(calibration_file):
+        raise typer.BadParameter(
+            f"{calibration_file.name} is an evaluation split: calibrate on training data",
+            param_hint="--calibration-data",
+        )
+    if not calibration_file.is_file():
+        raise typer.BadParameter(f"{calibration_file} does not exist", param_hint="--calibration-data")
+    if calibrate_only is not None:
+        if not (calibrate_only / "config.json").is_file():
+            raise typer.BadParameter(f"no pruner weights in {calibrate_only}", param_hint="--calibrate-only")
+        weights = calibrate_only
+    else:
+        from context_pruner.train import TrainConfig, train
+
+        config = TrainConfig(
+            data_root=str(data_dir),
+            out_dir=str(out),
+            export_dir=str(export) if export else None,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+        )
+        weights = train(config)
+    _calibrate(weights, calibration_file, target_compression)
+    stderr.print(f"pruner weights in {weights}")
+
+
+def _calibrate(weights: Path, data: Path, target_compression: float) -> None:
+    from context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
+    from context_pruner.data import read_hotpotqa
+    from context_pruner.pruner import ContextPruner
+
+    items = read_hotpotqa(data)
+    with stderr.status(f"calibrating the keep-logit bias on {len(items)} questions of {data.name}"):
+        result = fit_keep_logit_bias(ContextPruner(weights), items, target_compression=target_compression)
+    write_keep_logit_bias(weights, result, data.name)
+    stderr.print(
+        f"keep_logit_bias {result.keep_logit_bias}: compression {result.compression:.3f} at threshold "
+        f"{result.threshold} on {result.questions} training questions"
     )
-    path = train(config)
-    stderr.print(f"pruner weights in {path}")

@@ -38,6 +38,12 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["train", "nl2sql"], "--synthesize"),
         (["train", "nl2sql", "--dpo", "--trajectories", "/nope.jsonl"], "--synthesize first"),
         (["bench", "load", "--url", "http://127.0.0.1:9", "--seconds", "1"], "127.0.0.1:9"),
+        (["train", "pruner", "--calibrate-only", "/nope"], "no pruner weights"),
+        (["train", "pruner", "--calibration-data", "qa/hotpotqa/test.jsonl"], "evaluation split"),
+        (["train", "guidance", "--task", "poetry"], "poetry"),
+        (["train", "guidance", "--weights", "a,b"], "--weights"),
+        (["train", "guidance", "--weights", "0,1"], "positive"),
+        (["train", "guidance", "--hmm", "/nope"], "no HMM"),
     ],
 )
 def test_bad_arguments_give_one_line_and_a_non_zero_exit(args, fragment):
