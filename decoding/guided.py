@@ -7,6 +7,7 @@ guided request. Another model needs its own HMM (`prunekit train hmm`), or `form
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ class FormatGuide:
         self.vocab = vocab  # decoding.decog.TokenVocabulary of the backend's tokenizer
         self.hmm_dir = hmm_dir or DEFAULT_HMM_DIR
         self._hmm: Any = None
+        self._weight = 1.0
         self._lock = threading.Lock()
 
     def hmm(self) -> Any:
@@ -40,6 +42,9 @@ class FormatGuide:
                         f"no distilled HMM at {self.hmm_dir}: run `prunekit train hmm`, or use format_method=hard_mask"
                     )
                 self._hmm = HMM.load(self.hmm_dir)
+                # the guidance weight chosen on training items (`prunekit train guidance`); 1.0 is Deco-G's product
+                meta = json.loads((self.hmm_dir / "config.json").read_text()).get("metadata", {})
+                self._weight = float(meta.get("guidance", {}).get("weight", 1.0))
             return self._hmm
 
     def processor(self, spec: str, method: str, max_new_tokens: int) -> Any:
@@ -49,7 +54,8 @@ class FormatGuide:
         if method == "hard_mask":
             return HardMaskProcessor(dfa, max_new_tokens)
         prune = DEFAULT_PRUNE_MASS if method == "decog_pruned" else None
-        return DecoGProcessor(self.hmm(), dfa, max_new_tokens, prune_mass=prune)
+        hmm = self.hmm()
+        return DecoGProcessor(hmm, dfa, max_new_tokens, prune_mass=prune, weight=self._weight)
 
     def apply(self, params: GenerationParams) -> GenerationParams:
         """`params` with the format's processor appended (unchanged when no format is asked for)."""

@@ -76,6 +76,8 @@ __all__ = [
     "load_task_items",
     "model_tokenizer",
     "parse_answer",
+    "store_guidance_weights",
+    "stored_guidance_weight",
 ]
 
 log = logging.getLogger(__name__)
@@ -341,8 +343,9 @@ def evaluate_decoding(
     """Run every method on the same items of `task`; metrics `<method>.<metric>` (see the module docstring).
 
     `model`: a local backend (llama.cpp or transformers: logits processors and `sequence_logprobs` are needed).
-    `hmm_dir` (default: the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's exponent (default: the HMM's
-    config `guidance.weight`, else 1.0). `items` replaces loading from `data_paths` (tests).
+    `hmm_dir` (default: the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's exponent (default: the weight
+    chosen for `task` on training items and stored in the HMM's config, see `stored_guidance_weight`).
+    `items` replaces loading from `data_paths` (tests).
     """
     if task not in TASKS:
         raise InvalidRequestError(f"task must be one of {TASKS}, got {task!r}")
@@ -365,7 +368,7 @@ def evaluate_decoding(
     if any(m.startswith("decog") for m in methods) and hmm is None:
         hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir)
     if weight is None:
-        weight = float(hmm_meta.get("guidance", {}).get("weight", 1.0))
+        weight = stored_guidance_weight(hmm_meta, task)
     if hmm is not None:
         get_backward_tables(hmm, dfa, budget - 1)  # once, before concurrent requests would each build it
     setup = _Setup(task, spec, parse_format(spec), dfa, hmm, vocab.eos_token_ids[0], budget, weight, prune_mass,
@@ -513,6 +516,49 @@ def choose_guidance_weight(
     for w in weights:
         res = evaluate_decoding(model, task, train_paths, items=items, methods=(method,), weight=w, **kwargs)
         table[w] = {k.split(".", 1)[1]: v for k, v in res.metrics.items()}
-    key = "accuracy" if task in ("math", "judge") else "f1"
+    key = _score_key(task)
     best = max(weights, key=lambda w: (table[w][key], table[w]["loglik_per_token"]))
     return best, table
+
+
+def stored_guidance_weight(hmm_meta: dict[str, Any], task: str | None = None) -> float:
+    """The guidance weight in an HMM's metadata: the one chosen for `task` when there is one, else the general one
+    (the service's default for any format), else 1.0 (Deco-G's plain product of the two distributions)."""
+    guidance = hmm_meta.get("guidance", {})
+    return float(guidance.get("by_task", {}).get(task, guidance.get("weight", 1.0)))
+
+
+def store_guidance_weights(
+    hmm_dir: str | Path, tables: dict[str, dict[float, dict[str, float]]], chosen: dict[str, float], source: str
+) -> Path:
+    """Write the weights chosen per task on training items into the HMM's `config.json` (`metadata.guidance`).
+
+    Tables of earlier runs for other tasks are kept. The general weight (for formats no task covers, e.g. a user's
+    `response_format`) is the one with the best mean score over every stored task, each task's score divided by its
+    best, so that no task dominates by its scale.
+    """
+    path = Path(hmm_dir) / "config.json"
+    cfg = json.loads(path.read_text())
+    guidance = cfg.setdefault("metadata", {}).setdefault("guidance", {})
+    stored = guidance.setdefault("tables", {})
+    stored.update({task: {str(w): row for w, row in table.items()} for task, table in tables.items()})
+    guidance.setdefault("by_task", {}).update(chosen)
+    guidance["chosen_on"] = source
+
+    common = set.intersection(*({float(w) for w in table} for table in stored.values()))
+
+    def mean_relative(w: float) -> float:
+        rel = []
+        for task, table in stored.items():
+            key = _score_key(task)
+            best = max(row[key] for row in table.values())
+            rel.append(table[str(w)][key] / best if best > 0 else 1.0)
+        return sum(rel) / len(rel)
+
+    guidance["weight"] = max(sorted(common), key=mean_relative) if common else guidance.get("weight", 1.0)
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
+
+
+def _score_key(task: str) -> str:
+    return "accuracy" if task in ("math", "judge") else "f1"

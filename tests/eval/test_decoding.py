@@ -224,3 +224,31 @@ def test_tiny_real_run(embedded_model) -> None:
     assert m["hard_mask.compliance"] == m["decog_pruned.compliance"] == 1.0
     assert all(math.isfinite(m[f"{k}.loglik_per_token"]) for k in ("prompt", "hard_mask", "decog_pruned"))
     assert all(r["prediction"] in ("correct", "incorrect") for r in res.items if r["method"] == "decog_pruned")
+
+
+def _table(scores: dict[float, float], key: str) -> dict[float, dict[str, float]]:
+    return {w: {key: s, "loglik_per_token": -1.0} for w, s in scores.items()}
+
+
+def test_stored_weights_per_task_and_general(tmp_path: Path) -> None:
+    from eval.decoding import store_guidance_weights, stored_guidance_weight
+
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 4, "metadata": {"model": "x"}}))
+    math_table = _table({0.5: 0.2, 1.0: 0.4}, "accuracy")  # relative: 0.5, 1.0
+    store_guidance_weights(tmp_path, {"math": math_table}, {"math": 1.0}, "multiarith_train.json")
+    extract_table = _table({0.5: 0.30, 1.0: 0.10}, "f1")  # relative: 1.0, 0.33
+    store_guidance_weights(tmp_path, {"extract": extract_table}, {"extract": 0.5}, "train_subset-v1.1.json")
+    meta = json.loads((tmp_path / "config.json").read_text())["metadata"]
+    assert meta["model"] == "x" and set(meta["guidance"]["tables"]) == {"math", "extract"}  # earlier runs kept
+    assert stored_guidance_weight(meta, "math") == 1.0
+    assert stored_guidance_weight(meta, "extract") == 0.5
+    # general: mean relative score 0.75 at w=0.5 vs 0.67 at w=1.0
+    assert stored_guidance_weight(meta, "judge") == stored_guidance_weight(meta) == 0.5
+    assert stored_guidance_weight({}, "math") == 1.0
+
+
+def test_the_weight_is_chosen_on_training_files_only(tokenizer) -> None:
+    from eval.decoding import choose_guidance_weight
+
+    with pytest.raises(LeakageError):
+        choose_guidance_weight(ScriptedModel(tokenizer, lambda m: ""), "extract", ["dev-v1.1.half_A.json"])
