@@ -154,10 +154,20 @@ def squad_passages(
     max_sentences: int = 10,
     negative_rate: float = 0.3,
     source: str = "squad",
+    same_article_negatives: bool = False,
 ) -> list[Passage]:
     """Per question: a chunk holding the answer sentence (labelled 1, the rest 0); with probability
-    `negative_rate` also a chunk of another article, all 0 (the question does not belong to it)."""
+    `negative_rate` also a chunk of another article, all 0 (the question does not belong to it).
+
+    `same_article_negatives`: the negative comes from another paragraph of the question's own article when it
+    has one: a hard negative on the same topic, as the distractors a retriever returns (HotpotQA's are chosen that
+    way), which is what teaches the rerank head to rank rather than to tell topics apart."""
     out = []
+    paragraphs: dict[str, list[SquadItem]] = {}
+    for it in items:
+        known = paragraphs.setdefault(it.title, [])
+        if all(p.context != it.context for p in known):
+            known.append(it)
     titles = sorted({it.title for it in items})
     by_title: dict[str, list[SquadItem]] = {}
     for it in items:
@@ -176,9 +186,13 @@ def squad_passages(
             b = min(len(sentences), hit[-1] + 1)
         labels = tuple(int(i in hit) for i in range(a, b))
         out.append(Passage(it.question, it.title, tuple(sentences[a:b]), labels, it.id, source))
-        if len(titles) > 1 and rng.random() < negative_rate:
-            other = rng.choice([t for t in titles if t != it.title] or titles)
-            donor = rng.choice(by_title[other])
+        siblings = [p for p in paragraphs[it.title] if p.context != it.context] if same_article_negatives else []
+        if (siblings or len(titles) > 1) and rng.random() < negative_rate:
+            if siblings:
+                donor = rng.choice(siblings)
+            else:
+                other = rng.choice([t for t in titles if t != it.title] or titles)
+                donor = rng.choice(by_title[other])
             dspans = split_sentences(donor.context)
             dsent = [donor.context[x:y] for x, y in dspans]
             if dsent:
@@ -206,6 +220,8 @@ def read_training_passages(
     rng: random.Random,
     hotpot_distractors: int | None = 4,
     squad_questions: int | None = None,
+    squad_negative_rate: float = 0.3,
+    squad_same_article_negatives: bool = False,
 ) -> list[Passage]:
     """Passages from training files, the layout guessed from content; evaluation splits raise `ValueError`.
 
@@ -222,7 +238,9 @@ def read_training_passages(
             items = read_squad(path)
             if squad_questions is not None and squad_questions < len(items):
                 items = rng.sample(items, squad_questions)
-            got = squad_passages(items, rng)
+            got = squad_passages(
+                items, rng, negative_rate=squad_negative_rate, same_article_negatives=squad_same_article_negatives
+            )
         elif '"supporting_facts"' in head:
             got = []
             for passages in _by_group(hotpot_passages(read_hotpotqa(path), source=path.stem)):

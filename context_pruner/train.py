@@ -75,6 +75,8 @@ class TrainConfig:
     label_weight: float = 1.0  # share of the gold label in the teacher score (the rest: bi-encoder cosine)
     hotpot_distractors: int | None = 3  # distractor paragraphs kept per HotpotQA question (None: all)
     squad_questions: int | None = 1500
+    squad_negative_rate: float = 0.3  # share of SQuAD questions that also get a negative passage
+    squad_same_article_negatives: bool = False  # negatives from the question's own article (hard) or another
     max_passages: int | None = None
     checkpoint_every: int = 50
     max_steps: int | None = None  # stop early (tests, time budgets); the schedule still spans the full run
@@ -168,7 +170,14 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     export_dir = Path(config.export_dir) if config.export_dir else out_dir / "weights"
 
-    passages = read_training_passages(_paths(config), rng, config.hotpot_distractors, config.squad_questions)
+    passages = read_training_passages(
+        _paths(config),
+        rng,
+        config.hotpot_distractors,
+        config.squad_questions,
+        squad_negative_rate=config.squad_negative_rate,
+        squad_same_article_negatives=config.squad_same_article_negatives,
+    )
     passages = _label_missing(passages, labeller)
     rng.shuffle(passages)
     if config.max_passages is not None:

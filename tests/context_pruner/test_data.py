@@ -40,6 +40,18 @@ def test_squad_labels_the_answer_sentence_and_adds_negatives(tmp_path):
     assert 1 <= len(positive.sentences) <= 10
 
 
+def test_same_article_negatives_come_from_a_sibling_paragraph_when_there_is_one(tmp_path):
+    from context_pruner.data import SquadItem
+
+    items = read_squad(write_squad(tmp_path / "train.json"))
+    sibling = SquadItem("s3", "Where is the Seine?", "Paris City", "The Seine crosses Paris. It is long.", 4, "Seine")
+    passages = squad_passages([*items, sibling], random.Random(0), negative_rate=1.0, same_article_negatives=True)
+    negatives = {p.group: p for p in passages if not p.relevant}
+    assert "Seine" in " ".join(negatives["s1"].sentences) and negatives["s1"].title == "Paris City"
+    assert "Louvre" in " ".join(negatives["s3"].sentences)
+    assert negatives["s2"].title != "Cats"  # no sibling: another article, as before
+
+
 def test_evaluation_splits_are_refused(tmp_path):
     path = write_hotpot_hf(tmp_path / "dev.jsonl")
     assert is_evaluation_split(path) and is_evaluation_split("x/test.jsonl") and not is_evaluation_split("train.jsonl")
