@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -67,7 +68,7 @@ def train_guidance(
         grid = sorted({float(w) for w in weights.split(",") if w.strip()})
     except ValueError:
         raise typer.BadParameter(f"{weights!r} is not a list of numbers", param_hint="--weights") from None
-    if not grid or any(w <= 0 for w in grid):
+    if not grid or any(not math.isfinite(w) or w <= 0 for w in grid):
         raise typer.BadParameter("give positive weights, e.g. 0.25,0.5,1.0", param_hint="--weights")
     if not (hmm_dir / "config.json").is_file():
         raise typer.BadParameter(f"no HMM in {hmm_dir}", param_hint="--hmm")

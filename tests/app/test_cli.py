@@ -43,6 +43,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["train", "guidance", "--task", "poetry"], "poetry"),
         (["train", "guidance", "--weights", "a,b"], "--weights"),
         (["train", "guidance", "--weights", "0,1"], "positive"),
+        (["train", "guidance", "--weights", "nan,1"], "positive"),
         (["train", "guidance", "--hmm", "/nope"], "no HMM"),
     ],
 )
