@@ -43,10 +43,15 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
 def _shifted(s: ScoredContext, delta: float) -> ScoredContext:
     """The same outputs as if the model had been run with its bias raised by `delta`."""
-    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
-    return dataclasses.replace(s, p_keep=sig(_logit(s.p_keep) + delta), title_p=sig(_logit(s.title_p) + delta))
+    return dataclasses.replace(
+        s, p_keep=_sigmoid(_logit(s.p_keep) + delta), title_p=_sigmoid(_logit(s.title_p) + delta)
+    )
 
 
 def _compression(scored: Sequence[ScoredContext], delta: float, threshold: float) -> float:
@@ -95,7 +100,8 @@ def fit_keep_logit_bias(
     if not items:
         raise InvalidOptionError("no calibration questions: pass a non-empty training file")
     questions = [it.question for it in items]
-    groups = [[" ".join(s.strip() for s in sentences) for _, sentences in it.paragraphs] for it in items]
+    # each paragraph as `prunekit eval qa` sees it: its non-empty sentences joined by one space
+    groups = [[" ".join(t for t in (s.strip() for s in sents) if t) for _, sents in it.paragraphs] for it in items]
     titles = [[title for title, _ in it.paragraphs] for it in items]
     scored = pruner.score(questions, groups, titles, batch_size)
 
