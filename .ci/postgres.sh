@@ -2,7 +2,8 @@
 # Start a throw-away PostgreSQL on 127.0.0.1 for the tests (installing it from Debian when missing)
 # and print the URL to use as PRUNEKIT_TEST_DATABASE_URL. Usage: url=$(bash .ci/postgres.sh)
 set -euo pipefail
-PORT="${PG_PORT:-55432}"
+# a free port unless PG_PORT is given: a server left from an earlier run must not break this one
+PORT="${PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bindir" ]; then
   echo "installing PostgreSQL from Debian's packages" >&2
