@@ -16,10 +16,18 @@ from typing import Any
 from decoding.errors import InvalidRequestError
 from decoding.types import GenerationParams
 
-__all__ = ["DEFAULT_HMM_DIR", "DEFAULT_PRUNE_MASS", "FormatGuide"]
+__all__ = ["DEFAULT_HMM_DIR", "DEFAULT_PRUNE_MASS", "FormatGuide", "stored_guidance_weight"]
 
 DEFAULT_HMM_DIR = Path(__file__).parent / "weights" / "hmm-smollm2-h128"
 DEFAULT_PRUNE_MASS = 0.9  # share of the forward mass whose hidden states the lookahead keeps
+
+
+def stored_guidance_weight(hmm_meta: dict[str, Any], task: str | None = None) -> float:
+    """The guidance weight in an HMM's metadata (`prunekit train guidance` chooses it on training items): the one
+    chosen for `task` when there is one, else the general one (the service's default for any format), else 1.0
+    (Deco-G's plain product of the two distributions)."""
+    guidance = hmm_meta.get("guidance", {})
+    return float(guidance.get("by_task", {}).get(task, guidance.get("weight", 1.0)))
 
 
 class FormatGuide:
@@ -42,9 +50,8 @@ class FormatGuide:
                         f"no distilled HMM at {self.hmm_dir}: run `prunekit train hmm`, or use format_method=hard_mask"
                     )
                 self._hmm = HMM.load(self.hmm_dir)
-                # the guidance weight chosen on training items (`prunekit train guidance`); 1.0 is Deco-G's product
                 meta = json.loads((self.hmm_dir / "config.json").read_text()).get("metadata", {})
-                self._weight = float(meta.get("guidance", {}).get("weight", 1.0))
+                self._weight = stored_guidance_weight(meta)
             return self._hmm
 
     def processor(self, spec: str, method: str, max_new_tokens: int) -> Any:

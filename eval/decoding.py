@@ -60,6 +60,7 @@ from decoding.decog.prompts import (
     load_squad,
     math_messages,
 )
+from decoding.guided import stored_guidance_weight
 from decoding.types import Message
 from eval.harness import EvalResult, progress_bar, run_concurrently
 from eval.metrics.qa import exact_match, max_over_golds, token_f1
@@ -77,7 +78,6 @@ __all__ = [
     "model_tokenizer",
     "parse_answer",
     "store_guidance_weights",
-    "stored_guidance_weight",
 ]
 
 log = logging.getLogger(__name__)
@@ -519,13 +519,6 @@ def choose_guidance_weight(
     key = _score_key(task)
     best = max(weights, key=lambda w: (table[w][key], table[w]["loglik_per_token"]))
     return best, table
-
-
-def stored_guidance_weight(hmm_meta: dict[str, Any], task: str | None = None) -> float:
-    """The guidance weight in an HMM's metadata: the one chosen for `task` when there is one, else the general one
-    (the service's default for any format), else 1.0 (Deco-G's plain product of the two distributions)."""
-    guidance = hmm_meta.get("guidance", {})
-    return float(guidance.get("by_task", {}).get(task, guidance.get("weight", 1.0)))
 
 
 def store_guidance_weights(

@@ -231,7 +231,8 @@ def _table(scores: dict[float, float], key: str) -> dict[float, dict[str, float]
 
 
 def test_stored_weights_per_task_and_general(tmp_path: Path) -> None:
-    from eval.decoding import store_guidance_weights, stored_guidance_weight
+    from decoding.guided import stored_guidance_weight
+    from eval.decoding import store_guidance_weights
 
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 4, "metadata": {"model": "x"}}))
     math_table = _table({0.5: 0.2, 1.0: 0.4}, "accuracy")  # relative: 0.5, 1.0
