@@ -12,6 +12,7 @@ by name (`dev`, `test`) so nothing is ever trained on what it is evaluated on.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import random
@@ -28,6 +29,8 @@ __all__ = [
     "SquadItem",
     "hotpot_passages",
     "is_evaluation_split",
+    "is_held_out_article",
+    "is_squad_file",
     "read_hotpotqa",
     "read_squad",
     "read_training_passages",
@@ -139,6 +142,21 @@ def read_squad(path: str | Path) -> list[SquadItem]:
     return out
 
 
+def is_squad_file(path: str | Path) -> bool:
+    """Whether a training file has SQuAD v1.1's layout (guessed from its first characters)."""
+    head = Path(path).read_text(encoding="utf-8")[:4096]
+    return '"data"' in head and '"paragraphs"' in head
+
+
+def is_held_out_article(title: str, every: int | None) -> bool:
+    """Whether a SQuAD article is held out of training for ranking validation: every `every`-th article by a
+    stable hash of its title (None or 0: none is). Splitting by article, not by question, keeps a held-out
+    question's sibling paragraphs, the hard negatives of its ranking, out of training too."""
+    if not every:
+        return False
+    return int(hashlib.sha256(title.encode("utf-8")).hexdigest(), 16) % every == 0
+
+
 def _chunk(sentences: Sequence[str], must: int | None, rng: random.Random, max_sentences: int) -> tuple[int, int]:
     """A window [a, b) of 1..max_sentences sentences, containing index `must` when given."""
     n = len(sentences)
@@ -222,11 +240,13 @@ def read_training_passages(
     squad_questions: int | None = None,
     squad_negative_rate: float = 0.3,
     squad_same_article_negatives: bool = False,
+    squad_held_out_every: int | None = None,
 ) -> list[Passage]:
     """Passages from training files, the layout guessed from content; evaluation splits raise `ValueError`.
 
     `hotpot_distractors`: distractor paragraphs kept per HotpotQA question (None: all 8); `squad_questions`:
-    a random subset of SQuAD questions (None: all).
+    a random subset of SQuAD questions (None: all), drawn after the articles `is_held_out_article` sets aside
+    for validation are removed.
     """
     out: list[Passage] = []
     for path in paths:
@@ -234,8 +254,8 @@ def read_training_passages(
         if is_evaluation_split(path):
             raise ValueError(f"{path} looks like an evaluation split (dev/test): train only on training splits")
         head = path.read_text(encoding="utf-8")[:4096]
-        if '"data"' in head and '"paragraphs"' in head:
-            items = read_squad(path)
+        if is_squad_file(path):
+            items = [it for it in read_squad(path) if not is_held_out_article(it.title, squad_held_out_every)]
             if squad_questions is not None and squad_questions < len(items):
                 items = rng.sample(items, squad_questions)
             got = squad_passages(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.cli.common import BackendOption, ConcurrencyOption, figures_table, load_model, settings_for, stderr, train_app
+
+if TYPE_CHECKING:
+    from context_pruner.train import TrainConfig
 
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="the shared data folder")]
 
@@ -154,6 +157,10 @@ def train_pruner(
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=100)] = 1,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="stop early (time budgets)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=512)] = 16,
+    recipe: Annotated[
+        Path | None,
+        typer.Option("--recipe", help="a JSON file of TrainConfig fields (context_pruner/recipes/): the stage to run"),
+    ] = None,
     calibrate_only: Annotated[
         Path | None,
         typer.Option("--calibrate-only", help="skip training: only calibrate the weights in this folder"),
@@ -189,17 +196,59 @@ def train_pruner(
     else:
         from context_pruner.train import TrainConfig, train
 
-        config = TrainConfig(
-            data_root=str(data_dir),
-            out_dir=str(out),
-            export_dir=str(export) if export else None,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-        )
+        settings = {
+            "data_root": str(data_dir),
+            "out_dir": str(out),
+            "export_dir": str(export) if export else None,
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "batch_size": batch_size,
+        }
+        if recipe is None:
+            config = TrainConfig(**settings)
+        else:
+            # the recipe says what to train; the command line only says where, and may cap the steps
+            settings = {k: settings[k] for k in ("data_root", "out_dir", "export_dir", "max_steps")}
+            settings = {k: v for k, v in settings.items() if v is not None}
+            try:
+                config = TrainConfig.from_json(recipe, **settings)
+            except (ValueError, TypeError) as exc:
+                raise typer.BadParameter(str(exc), param_hint="--recipe") from exc
         weights = train(config)
+        if recipe is not None:
+            _note_in_config(weights, "recipe", recipe.as_posix())
+        if config.squad_held_out_every:
+            _validate_ranking(weights, config)
     _calibrate(weights, calibration_file, target_compression)
     stderr.print(f"pruner weights in {weights}")
+
+
+def _validate_ranking(weights: Path, config: TrainConfig) -> None:
+    """Rerank recall@1 on the SQuAD articles the recipe held out, beside the bi-encoder; stored with the weights."""
+    from context_pruner.data import is_squad_file
+    from context_pruner.pruner import ContextPruner
+    from context_pruner.train import data_paths
+    from context_pruner.validate import held_out_ranking_groups, validate_ranking
+
+    every = config.squad_held_out_every or 0
+    for path in filter(is_squad_file, data_paths(config)):
+        groups = held_out_ranking_groups(path, every)
+        if not groups:
+            continue
+        with stderr.status(f"ranking validation on {len(groups)} held-out questions of {path.name}"):
+            result = validate_ranking(ContextPruner(weights), groups)
+        stderr.print(figures_table(f"rerank recall@1, held-out articles of {path.name}", vars(result)))
+        _note_in_config(weights, "held_out_ranking", {"file": path.name, "every": every, **vars(result)})
+
+
+def _note_in_config(weights: Path, key: str, value: object) -> None:
+    """Record `key` in the provenance (`extra`) of the weights' config.json."""
+    import json
+
+    cfg_path = weights / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.setdefault("extra", {})[key] = value
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def _calibrate(weights: Path, data: Path, target_compression: float) -> None:

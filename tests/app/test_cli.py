@@ -40,6 +40,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["bench", "load", "--url", "http://127.0.0.1:9", "--seconds", "1"], "127.0.0.1:9"),
         (["train", "pruner", "--calibrate-only", "/nope"], "no pruner weights"),
         (["train", "pruner", "--calibration-data", "qa/hotpotqa/test.jsonl"], "evaluation split"),
+        (["train", "pruner", "--recipe", "/nope.json"], "cannot read the recipe"),
         (["train", "guidance", "--task", "poetry"], "poetry"),
         (["train", "guidance", "--weights", "a,b"], "--weights"),
         (["train", "guidance", "--weights", "0,1"], "positive"),
@@ -132,3 +133,27 @@ def test_sql_answers_on_a_real_database_without_writing_it(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "avg(age)" in result["sql"].lower() and result["rows"] and result["llm_calls"] >= 1
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_train_pruner_from_a_recipe_validates_on_held_out_articles_and_calibrates(tmp_path):
+    from context_pruner.data import is_held_out_article
+    from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_squad_articles
+
+    squad = write_squad_articles(tmp_path / "train_squad.json")
+    write_hotpot_hf(tmp_path / "train.jsonl")
+    every = next(n for n in range(2, 20) if any(is_held_out_article(f"Article {a}", n) for a in range(40)))
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({
+        "data": [squad.name, "train.jsonl"], "encoder_config": TINY_ENCODER, "num_layers": None, "max_length": 64,
+        "batch_size": 4, "squad_held_out_every": every, "label_weight": 1.0,
+    }))  # fmt: skip
+    export = tmp_path / "weights"
+    done = run("train", "pruner", "--recipe", str(recipe), "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"),
+               "--export", str(export), "--max-steps", "2", "--calibration-data", "train.jsonl")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "rerank recall@1" in done.stderr and "keep_logit_bias" in done.stderr
+    extra = json.loads((export / "config.json").read_text())["extra"]
+    held = extra["held_out_ranking"]
+    assert held["file"] == squad.name and held["every"] == every and held["groups"] > 0
+    assert 0.0 <= held["pruner_recall_at_1"] <= 1.0 and held["biencoder_recall_at_1"] > 0.5  # fruit names match
+    assert "keep_logit_bias" in extra and extra["recipe"] == recipe.as_posix()

@@ -93,3 +93,19 @@ def write_squad(path: Path) -> Path:
     }  # fmt: skip
     path.write_text(json.dumps(doc))
     return path
+
+
+def write_squad_articles(path: Path, articles: int = 40, paragraphs: int = 3) -> Path:
+    """Articles whose paragraphs each name their own fruit; a question asks for one paragraph's fruit."""
+    data = []
+    for a in range(articles):
+        paras = []
+        for p in range(paragraphs):
+            context = f"Article {a} part {p}. The fruit of part {p} is fruit{a}x{p}."
+            answer = f"fruit{a}x{p}"
+            qa = {"id": f"{a}-{p}", "question": f"What is the fruit of part {p} in article {a}?",
+                  "answers": [{"answer_start": context.index(answer), "text": answer}]}  # fmt: skip
+            paras.append({"context": context, "qas": [qa]})
+        data.append({"title": f"Article_{a}", "paragraphs": paras})
+    path.write_text(json.dumps({"data": data}))
+    return path

@@ -5,6 +5,8 @@ import pytest
 from context_pruner.data import (
     hotpot_passages,
     is_evaluation_split,
+    is_held_out_article,
+    is_squad_file,
     read_hotpotqa,
     read_squad,
     read_training_passages,
@@ -50,6 +52,21 @@ def test_same_article_negatives_come_from_a_sibling_paragraph_when_there_is_one(
     assert " ".join(negatives["s1"].sentences) in sibling.context and negatives["s1"].title == "Paris City"
     assert " ".join(negatives["s3"].sentences) in items[0].context  # a chunk of the Louvre paragraph
     assert negatives["s2"].title != "Cats"  # no sibling: another article, as before
+
+
+def test_held_out_articles_are_a_stable_share_and_stay_out_of_training(tmp_path):
+    titles = [f"Article {i}" for i in range(2000)]
+    held = [t for t in titles if is_held_out_article(t, 5)]
+    assert 0.15 < len(held) / len(titles) < 0.25  # about one in five
+    assert held == [t for t in titles if is_held_out_article(t, 5)]  # the same split on every call
+    assert not any(is_held_out_article(t, None) or is_held_out_article(t, 0) for t in titles)
+
+    path = write_squad(tmp_path / "train.json")
+    assert is_squad_file(path) and not is_squad_file(write_hotpot_hf(tmp_path / "train.jsonl"))
+    titles_in_file = {it.title for it in read_squad(path)}
+    every = next(n for n in range(2, 50) if any(is_held_out_article(t, n) for t in titles_in_file))
+    passages = read_training_passages([path], random.Random(0), squad_negative_rate=0.0, squad_held_out_every=every)
+    assert passages and not any(is_held_out_article(p.title, every) for p in passages)
 
 
 def test_evaluation_splits_are_refused(tmp_path):

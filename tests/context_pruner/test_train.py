@@ -59,3 +59,37 @@ def test_second_stage_starts_from_trained_weights(tmp_path):
     cfg.out_dir = str(tmp_path / "stage2")
     second = train(cfg, progress=False)
     assert second != first and (second / "model.safetensors").exists()
+
+
+def test_a_recipe_file_sets_the_fields_and_refuses_unknown_names(tmp_path):
+    import pytest
+
+    recipe = tmp_path / "stage.json"
+    recipe.write_text(json.dumps({"_comment": "why", "data": ["a.json"], "lr": 5e-5, "squad_held_out_every": 5}))
+    cfg = TrainConfig.from_json(recipe, out_dir="elsewhere")
+    assert cfg.data == ("a.json",) and cfg.lr == 5e-5 and cfg.squad_held_out_every == 5 and cfg.out_dir == "elsewhere"
+    recipe.write_text(json.dumps({"lr": 1e-4, "learning_rate": 1e-4}))
+    with pytest.raises(ValueError, match="unknown TrainConfig fields \\['learning_rate'\\]"):
+        TrainConfig.from_json(recipe)
+    recipe.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        TrainConfig.from_json(recipe)
+
+
+def test_shipped_recipes_are_valid():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[2] / "context_pruner" / "recipes").glob("*.json"))
+    assert recipes
+    for recipe in recipes:
+        TrainConfig.from_json(recipe)
+
+
+def test_a_later_stage_keeps_the_provenance_of_the_one_it_started_from(tmp_path):
+    first = train(_config(tmp_path, max_steps=1), progress=False)
+    cfg = _config(tmp_path, max_steps=1, init_weights=str(first))
+    cfg.out_dir = str(tmp_path / "stage2")
+    second = train(cfg, progress=False)
+    extra = json.loads((second / "config.json").read_text())["extra"]
+    assert extra["init_weights"]["path"] == str(first)
+    assert extra["init_weights"]["extra"]["train_files"] == ["train.jsonl", "train_squad.json"]
