@@ -104,9 +104,13 @@ class TrainConfig:
         unknown = sorted(set(recipe) - known)
         if unknown:
             raise ValueError(f"{path}: unknown TrainConfig fields {unknown}; known: {sorted(known)}")
-        if "data" in recipe:
-            recipe["data"] = tuple(recipe["data"])
-        return cls(**{**recipe, **overrides})
+        from pydantic import TypeAdapter, ValidationError
+
+        try:  # types checked against the field annotations ("lr": "fast" is an error, not a crash later)
+            return TypeAdapter(cls).validate_python({**recipe, **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"{path}: {problems}") from exc
 
 
 def data_paths(config: TrainConfig) -> list[Path]:

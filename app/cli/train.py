@@ -159,7 +159,11 @@ def train_pruner(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=512)] = 16,
     recipe: Annotated[
         Path | None,
-        typer.Option("--recipe", help="a JSON file of TrainConfig fields (context_pruner/recipes/): the stage to run"),
+        typer.Option(
+            "--recipe",
+            help="a JSON file of TrainConfig fields (context_pruner/recipes/): the stage to run; it sets epochs "
+            "and batch size, the command line only where to read and write and --max-steps",
+        ),
     ] = None,
     calibrate_only: Annotated[
         Path | None,
@@ -212,8 +216,9 @@ def train_pruner(
             settings = {k: v for k, v in settings.items() if v is not None}
             try:
                 config = TrainConfig.from_json(recipe, **settings)
-            except (ValueError, TypeError) as exc:
+            except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--recipe") from exc
+        _check_training_files(config)
         weights = train(config)
         if recipe is not None:
             _note_in_config(weights, "recipe", recipe.as_posix())
@@ -221,6 +226,17 @@ def train_pruner(
             _validate_ranking(weights, config)
     _calibrate(weights, calibration_file, target_compression)
     stderr.print(f"pruner weights in {weights}")
+
+
+def _check_training_files(config: TrainConfig) -> None:
+    from context_pruner.data import is_evaluation_split
+    from context_pruner.train import data_paths
+
+    for path in data_paths(config):
+        if is_evaluation_split(path):
+            raise typer.BadParameter(f"{path} is an evaluation split: train on training splits only")
+        if not path.is_file():
+            raise typer.BadParameter(f"training file {path} does not exist (relative paths are under --data-dir)")
 
 
 def _validate_ranking(weights: Path, config: TrainConfig) -> None:

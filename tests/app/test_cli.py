@@ -157,3 +157,21 @@ def test_train_pruner_from_a_recipe_validates_on_held_out_articles_and_calibrate
     assert held["file"] == squad.name and held["every"] == every and held["groups"] > 0
     assert 0.0 <= held["pruner_recall_at_1"] <= 1.0 and held["biencoder_recall_at_1"] > 0.5  # fruit names match
     assert "keep_logit_bias" in extra and extra["recipe"] == recipe.as_posix()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "fragment"),
+    [
+        ({"data": ["qa/hotpotqa/test.jsonl"]}, "evaluation split"),
+        ({"data": ["nowhere/train.json"]}, "does not exist"),
+        ({"batch_size": "big"}, "batch_size"),
+        ({"learning_rate": 1e-4}, "unknown TrainConfig fields"),
+    ],
+)
+def test_a_bad_pruner_recipe_gives_one_line(tmp_path, recipe, fragment):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    done = run("train", "pruner", "--recipe", str(path), "--out", str(tmp_path / "run"))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("prunekit: error:") and fragment in lines[0]

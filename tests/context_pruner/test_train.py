@@ -71,6 +71,9 @@ def test_a_recipe_file_sets_the_fields_and_refuses_unknown_names(tmp_path):
     recipe.write_text(json.dumps({"lr": 1e-4, "learning_rate": 1e-4}))
     with pytest.raises(ValueError, match="unknown TrainConfig fields \\['learning_rate'\\]"):
         TrainConfig.from_json(recipe)
+    recipe.write_text(json.dumps({"lr": "fast"}))
+    with pytest.raises(ValueError, match="lr: Input should be a valid number"):
+        TrainConfig.from_json(recipe)
     recipe.write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         TrainConfig.from_json(recipe)
