@@ -14,7 +14,6 @@ exact up to the granularity of whole sentences.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from context_pruner.data import HotpotItem
 from context_pruner.errors import InvalidOptionError
+from context_pruner.model import update_config
 from context_pruner.pruner import ContextPruner, ScoredContext
 
 __all__ = ["Calibration", "fit_keep_logit_bias", "write_keep_logit_bias"]
@@ -133,13 +133,9 @@ def fit_keep_logit_bias(
 
 def write_keep_logit_bias(weights_dir: str | Path, calibration: Calibration, source: str) -> Path:
     """Store the calibrated bias in the weights' `config.json`, with where it came from."""
-    path = Path(weights_dir) / "config.json"
-    cfg = json.loads(path.read_text())
-    cfg["keep_logit_bias"] = calibration.keep_logit_bias
-    cfg.setdefault("extra", {})["keep_logit_bias"] = (
+    origin = (
         f"calibrated on {calibration.questions} questions of {source} (a training split): threshold "
         f"{calibration.threshold} -> compression {calibration.compression:.3f} "
         f"(target {calibration.target_compression})"
     )
-    path.write_text(json.dumps(cfg, indent=2) + "\n")
-    return path
+    return update_config(weights_dir, extra={"keep_logit_bias": origin}, keep_logit_bias=calibration.keep_logit_bias)

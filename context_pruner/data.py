@@ -142,9 +142,15 @@ def read_squad(path: str | Path) -> list[SquadItem]:
     return out
 
 
+def _head(path: str | Path) -> str:
+    """A file's first characters, enough to tell the dataset layouts apart."""
+    with open(path, encoding="utf-8") as f:
+        return f.read(4096)
+
+
 def is_squad_file(path: str | Path) -> bool:
     """Whether a training file has SQuAD v1.1's layout (guessed from its first characters)."""
-    head = Path(path).read_text(encoding="utf-8")[:4096]
+    head = _head(path)
     return '"data"' in head and '"paragraphs"' in head
 
 
@@ -253,7 +259,6 @@ def read_training_passages(
         path = Path(path)
         if is_evaluation_split(path):
             raise ValueError(f"{path} looks like an evaluation split (dev/test): train only on training splits")
-        head = path.read_text(encoding="utf-8")[:4096]
         if is_squad_file(path):
             items = [it for it in read_squad(path) if not is_held_out_article(it.title, squad_held_out_every)]
             if squad_questions is not None and squad_questions < len(items):
@@ -261,7 +266,7 @@ def read_training_passages(
             got = squad_passages(
                 items, rng, negative_rate=squad_negative_rate, same_article_negatives=squad_same_article_negatives
             )
-        elif '"supporting_facts"' in head:
+        elif '"supporting_facts"' in _head(path):
             got = []
             for passages in _by_group(hotpot_passages(read_hotpotqa(path), source=path.stem)):
                 gold = [p for p in passages if p.relevant]

@@ -38,6 +38,7 @@ __all__ = [
     "quantize_int8",
     "resolve_base",
     "save_pretrained",
+    "update_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,16 @@ def save_pretrained(model: PrunerModel, folder: str | Path) -> Path:
     (folder / _CONFIG_FILE).write_text(json.dumps(cfg, indent=2, default=str) + "\n")
     logger.info("saved context pruner weights to %s (%d tensors)", folder, len(state))
     return folder
+
+
+def update_config(folder: str | Path, extra: dict[str, Any] | None = None, **fields: Any) -> Path:
+    """Change top-level `fields` of saved weights' `config.json` and add `extra` entries to its provenance."""
+    path = Path(folder) / _CONFIG_FILE
+    cfg = json.loads(path.read_text())
+    cfg.update(fields)
+    cfg.setdefault("extra", {}).update(extra or {})
+    path.write_text(json.dumps(cfg, indent=2, default=str) + "\n")
+    return path
 
 
 def load_tokenizer(cfg: PrunerConfig) -> PreTrainedTokenizerBase:

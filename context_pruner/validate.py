@@ -17,13 +17,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from context_pruner.data import is_held_out_article, read_squad
+from context_pruner.data import is_held_out_article, is_squad_file, read_squad
 
 if TYPE_CHECKING:
     from context_pruner.biencoder import BiEncoder
     from context_pruner.pruner import ContextPruner
+    from context_pruner.train import TrainConfig
 
-__all__ = ["RankingGroup", "RankingValidation", "held_out_ranking_groups", "validate_ranking"]
+__all__ = [
+    "RankingGroup",
+    "RankingValidation",
+    "held_out_ranking_groups",
+    "validate_held_out_articles",
+    "validate_ranking",
+]
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ def held_out_ranking_groups(
 
 
 def _recall_at_1(scores: Sequence[Sequence[float]]) -> float:
-    return float(np.mean([int(np.argmax(s)) == 0 for s in scores])) if scores else 0.0
+    return float(np.mean([int(np.argmax(s)) == 0 for s in scores]))
 
 
 def validate_ranking(
@@ -84,3 +91,24 @@ def validate_ranking(
     biencoder = biencoder or BiEncoder()
     theirs = [biencoder.similarity(g.question, list(g.candidates)).tolist() for g in groups]
     return RankingValidation(len(groups), _recall_at_1(ours), _recall_at_1(theirs))
+
+
+def validate_held_out_articles(weights: str | Path, config: TrainConfig) -> dict[str, RankingValidation]:
+    """`validate_ranking` on the held-out articles of each SQuAD file `config` trained on (by file name), also
+    recorded in the weights' provenance (`extra.held_out_ranking`). Empty when `config` held nothing out."""
+    from context_pruner.model import update_config
+    from context_pruner.pruner import ContextPruner
+    from context_pruner.train import data_paths
+
+    every = config.squad_held_out_every
+    if not every:
+        return {}
+    results: dict[str, RankingValidation] = {}
+    pruner = None
+    for path in filter(is_squad_file, data_paths(config)):
+        groups = held_out_ranking_groups(path, every)
+        if groups:
+            pruner = pruner or ContextPruner(weights)
+            results[path.name] = result = validate_ranking(pruner, groups)
+            update_config(weights, extra={"held_out_ranking": {"file": path.name, "every": every, **vars(result)}})
+    return results

@@ -198,32 +198,32 @@ def train_pruner(
             raise typer.BadParameter(f"no pruner weights in {calibrate_only}", param_hint="--calibrate-only")
         weights = calibrate_only
     else:
+        from context_pruner.model import update_config
         from context_pruner.train import TrainConfig, train
+        from context_pruner.validate import validate_held_out_articles
 
-        settings = {
-            "data_root": str(data_dir),
-            "out_dir": str(out),
-            "export_dir": str(export) if export else None,
-            "epochs": epochs,
-            "max_steps": max_steps,
-            "batch_size": batch_size,
-        }
+        # where to read and write, and how far to go; with a recipe, everything else comes from the recipe
+        where: dict[str, object] = {"data_root": str(data_dir), "out_dir": str(out)}
+        if export is not None:
+            where["export_dir"] = str(export)
+        if max_steps is not None:
+            where["max_steps"] = max_steps
         if recipe is None:
-            config = TrainConfig(**settings)
+            config = TrainConfig(**where, epochs=epochs, batch_size=batch_size)
         else:
-            # the recipe says what to train; the command line only says where, and may cap the steps
-            settings = {k: settings[k] for k in ("data_root", "out_dir", "export_dir", "max_steps")}
-            settings = {k: v for k, v in settings.items() if v is not None}
             try:
-                config = TrainConfig.from_json(recipe, **settings)
+                config = TrainConfig.from_json(recipe, **where)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--recipe") from exc
         _check_training_files(config)
         weights = train(config)
         if recipe is not None:
-            _note_in_config(weights, "recipe", recipe.as_posix())
+            update_config(weights, extra={"recipe": recipe.as_posix()})
         if config.squad_held_out_every:
-            _validate_ranking(weights, config)
+            with stderr.status("ranking validation on held-out SQuAD articles"):
+                validation = validate_held_out_articles(weights, config)
+            for name, result in validation.items():
+                stderr.print(figures_table(f"rerank recall@1, held-out articles of {name}", vars(result)))
     _calibrate(weights, calibration_file, target_compression)
     stderr.print(f"pruner weights in {weights}")
 
@@ -237,34 +237,6 @@ def _check_training_files(config: TrainConfig) -> None:
             raise typer.BadParameter(f"{path} is an evaluation split: train on training splits only")
         if not path.is_file():
             raise typer.BadParameter(f"training file {path} does not exist (relative paths are under --data-dir)")
-
-
-def _validate_ranking(weights: Path, config: TrainConfig) -> None:
-    """Rerank recall@1 on the SQuAD articles the recipe held out, beside the bi-encoder; stored with the weights."""
-    from context_pruner.data import is_squad_file
-    from context_pruner.pruner import ContextPruner
-    from context_pruner.train import data_paths
-    from context_pruner.validate import held_out_ranking_groups, validate_ranking
-
-    every = config.squad_held_out_every or 0
-    for path in filter(is_squad_file, data_paths(config)):
-        groups = held_out_ranking_groups(path, every)
-        if not groups:
-            continue
-        with stderr.status(f"ranking validation on {len(groups)} held-out questions of {path.name}"):
-            result = validate_ranking(ContextPruner(weights), groups)
-        stderr.print(figures_table(f"rerank recall@1, held-out articles of {path.name}", vars(result)))
-        _note_in_config(weights, "held_out_ranking", {"file": path.name, "every": every, **vars(result)})
-
-
-def _note_in_config(weights: Path, key: str, value: object) -> None:
-    """Record `key` in the provenance (`extra`) of the weights' config.json."""
-    import json
-
-    cfg_path = weights / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg.setdefault("extra", {})[key] = value
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def _calibrate(weights: Path, data: Path, target_compression: float) -> None:

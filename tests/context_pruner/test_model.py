@@ -93,3 +93,15 @@ def test_shipped_int8_pruner_stays_close_to_fp32_on_real_passages():
     # quantizing every Linear (FFN down-projections too) gave 0.098 / 0.235 here and rerank shifts of 0.12
     assert err.mean() < 0.05 and np.quantile(err, 0.9) < 0.15
     assert [a.rerank for a in fp32] == pytest.approx([b.rerank for b in int8], abs=0.08)
+
+
+def test_update_config_changes_fields_and_adds_provenance(tmp_path):
+    model, _ = tiny_model()
+    folder = save_pretrained(model, tmp_path / "w")
+    from context_pruner.model import update_config
+
+    update_config(folder, extra={"recipe": "r.json"}, keep_logit_bias=0.5)
+    update_config(folder, extra={"note": "second"})
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["keep_logit_bias"] == 0.5 and cfg["extra"] == {"recipe": "r.json", "note": "second"}
+    assert load_pretrained(folder)[0].cfg.keep_logit_bias == 0.5
