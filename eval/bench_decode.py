@@ -5,7 +5,8 @@ Figures (flat keys `<backend>.<figure>`):
   best of `rounds` rounds; plain and hooked single-stream rounds alternate);
 - `<default>.hook_single_tok_s`: single stream with a no-op logits processor (the per-step hook that
   Deco-G uses), and `hook_slowdown` = 1 - hook / plain;
-- `<default>.ttft_500_s`: time to first token for a ~500-token prompt;
+- `<default>.ttft_500_s`: time to first token for a 500-token chat prompt (median of 3), and
+  `<default>.ttft_prompt_tokens`: that prompt's length as the model counts it;
 - `hf_generate.single_tok_s` / `hf_generate.batch8_tok_s`: plain transformers `generate`;
 - `<default>.speedup_single` over `hf_generate`; `<default>.greedy_agreement` with transformers;
 - `<default>.rss_mb`: resident memory of this process with only the default backend loaded and
@@ -14,6 +15,8 @@ Figures (flat keys `<backend>.<figure>`):
 
 from __future__ import annotations
 
+import bisect
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -95,14 +98,33 @@ def _concurrent(model: ChatModel, params: GenerationParams, n: int) -> float:
     return _tokens_per_s(run)
 
 
-def _ttft(model: ChatModel, prompt_tokens: int = 500) -> float:
-    filler = " ".join(f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens // 14))
-    messages = [{"role": "user", "content": filler + "\nSummarise the notes."}]
-    started = time.perf_counter()
-    for chunk in model.stream(messages, GenerationParams(max_tokens=8)):
-        if chunk.text:
-            break
-    return time.perf_counter() - started
+def ttft_messages(model: ChatModel, prompt_tokens: int = 500) -> list[dict[str, str]]:
+    """A user message whose chat prompt is `prompt_tokens` long, or a token short where the next word takes two,
+    when `model` can encode a chat (a served model cannot: ~0.8 words a token)."""
+    words = " ".join(f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens)).split()
+
+    def messages(n: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": " ".join(words[:n]) + "\nSummarise the notes."}]
+
+    encode = getattr(model, "encode_chat", None)
+    if encode is None:
+        return messages(prompt_tokens * 4 // 5)
+    # the prompt grows with the number of words: the last count that still fits
+    fits = bisect.bisect_right(range(1, len(words) + 1), prompt_tokens, key=lambda n: len(encode(messages(n))))
+    return messages(max(1, fits))
+
+
+def _ttft(model: ChatModel, prompt_tokens: int = 500, trials: int = 3) -> float:
+    """Median seconds from request to the first text of a `prompt_tokens`-token prompt (one trial is noise)."""
+    messages = ttft_messages(model, prompt_tokens)
+    times = []
+    for _ in range(trials):
+        started = time.perf_counter()
+        for chunk in model.stream(messages, GenerationParams(max_tokens=8)):
+            if chunk.text:
+                break
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def bench_decode(
@@ -131,6 +153,8 @@ def bench_decode(
     figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
     figures[f"{name}.batch{batch}_tok_s"] = max(_concurrent(model, params, batch) for _ in range(rounds))
     figures[f"{name}.ttft_500_s"] = _ttft(model)
+    if hasattr(model, "encode_chat"):
+        figures[f"{name}.ttft_prompt_tokens"] = len(model.encode_chat(ttft_messages(model)))
     figures[f"{name}.rss_mb"] = rss_mb()
     if load_hf is not None:
         hf_model = load_hf()

@@ -1,0 +1,37 @@
+"""The time-to-first-token prompt of `prunekit bench decode` has the length the bar names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from decoding import ChatChunk
+from eval.bench_decode import ttft_messages
+
+TEMPLATE_TOKENS = 7
+
+
+class WordModel:
+    """A fake chat model whose tokens are whitespace words, plus a fixed chat template."""
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        return list(range(TEMPLATE_TOKENS + sum(len(m["content"].split()) for m in messages)))
+
+    def stream(self, messages, params=None) -> Iterator[ChatChunk]:
+        yield ChatChunk("")
+        yield ChatChunk("ok")
+
+
+class ServedModel:
+    def stream(self, messages, params=None) -> Iterator[ChatChunk]:
+        yield ChatChunk("ok")
+
+
+def test_prompt_has_the_requested_length_when_the_model_encodes():
+    model = WordModel()
+    for n in (50, 500, 1000):
+        assert len(model.encode_chat(ttft_messages(model, n))) == n
+
+
+def test_served_model_gets_an_estimate():
+    content = ttft_messages(ServedModel(), 500)[0]["content"]
+    assert 350 <= len(content.split()) <= 450
