@@ -114,9 +114,8 @@ def ttft_messages(model: ChatModel, prompt_tokens: int = 500) -> list[dict[str, 
     return messages(max(1, fits))
 
 
-def _ttft(model: ChatModel, prompt_tokens: int = 500, trials: int = 3) -> float:
-    """Median seconds from request to the first text of a `prompt_tokens`-token prompt (one trial is noise)."""
-    messages = ttft_messages(model, prompt_tokens)
+def _ttft(model: ChatModel, messages: list[dict[str, str]], trials: int = 3) -> float:
+    """Median seconds from request to the first text of `messages` (one trial is noise)."""
     times = []
     for _ in range(trials):
         started = time.perf_counter()
@@ -152,9 +151,10 @@ def bench_decode(
     figures[f"{name}.hook_single_tok_s"] = max(hooked_runs)
     figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
     figures[f"{name}.batch{batch}_tok_s"] = max(_concurrent(model, params, batch) for _ in range(rounds))
-    figures[f"{name}.ttft_500_s"] = _ttft(model)
+    ttft_prompt = ttft_messages(model, 500)
+    figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompt)
     if hasattr(model, "encode_chat"):
-        figures[f"{name}.ttft_prompt_tokens"] = len(model.encode_chat(ttft_messages(model)))
+        figures[f"{name}.ttft_prompt_tokens"] = len(model.encode_chat(ttft_prompt))
     figures[f"{name}.rss_mb"] = rss_mb()
     if load_hf is not None:
         hf_model = load_hf()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from decoding import ChatChunk
 from eval.bench_decode import ttft_messages
 
 TEMPLATE_TOKENS = 7
@@ -16,14 +13,9 @@ class WordModel:
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         return list(range(TEMPLATE_TOKENS + sum(len(m["content"].split()) for m in messages)))
 
-    def stream(self, messages, params=None) -> Iterator[ChatChunk]:
-        yield ChatChunk("")
-        yield ChatChunk("ok")
-
 
 class ServedModel:
-    def stream(self, messages, params=None) -> Iterator[ChatChunk]:
-        yield ChatChunk("ok")
+    """A chat model that cannot encode: the prompt length is estimated."""
 
 
 def test_prompt_has_the_requested_length_when_the_model_encodes():
