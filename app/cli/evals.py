@@ -74,8 +74,9 @@ def eval_nq(
 def eval_spider(
     data: Annotated[Path, typer.Option("--data", help="the Spider folder")] = Path("../shared/data/spider"),
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="a seeded sample stratified by hardness (default: all)")
+        int | None, typer.Option("--limit", min=1, help="a seeded sample stratified by database (default: all)")
     ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="the sample's seed: another seed, other questions")] = 0,
     methods: Annotated[
         str, typer.Option("--methods", help="comma-separated: gold,single_shot,single_shot_demos,learnat")
     ] = "gold,single_shot,single_shot_demos,learnat",
@@ -94,7 +95,7 @@ def eval_spider(
     if not (data / "dev.json").is_file():
         raise typer.BadParameter(f"{data} has no dev.json", param_hint="--data")
     model = load_model(settings_for(backend)) if chosen != ("gold",) else None
-    result = evaluate_spider(model, data, limit=limit, methods=chosen, concurrency=concurrency)
+    result = evaluate_spider(model, data, limit=limit, seed=seed, methods=chosen, concurrency=concurrency)
     finish_eval(result, out, as_json)
 
 

@@ -33,6 +33,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["sql", "--db", __file__, "  "], "empty"),
         (["eval", "spider", "--data", "/nope"], "dev.json"),
         (["eval", "spider", "--methods", "gold,oracle"], "--methods"),
+        (["eval", "spider", "--seed", "-1"], "--seed"),
         (["eval", "decoding", "--task", "poetry"], "--task"),
         (["eval", "rag", "--data", "/does/not/exist.jsonl"], "does not exist"),
         (["train", "nl2sql"], "--synthesize"),
@@ -104,6 +105,23 @@ def test_eval_nq_writes_results(tmp_path: Path):
     assert results["metrics"] == metrics and len(results["items"]) == 4
     assert 0.0 <= metrics["closed_book.f1"] <= 1.0
     assert (out / "report.md").is_file() and (out / "metrics.png").is_file()
+
+
+def test_eval_spider_seed_draws_another_sample(tmp_path: Path):
+    from tests.conftest import require_data
+
+    data = require_data("spider/dev.json").parent
+    questions = {}
+    for seed in ("0", "1"):
+        out = tmp_path / seed
+        args = ("eval", "spider", "--data", str(data), "--methods", "gold", "--limit", "6", "--seed", seed)
+        done = run(*args, "--out", str(out), "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1])["gold.ex"] == 1.0
+        results = json.loads((out / "results.json").read_text())
+        assert results["config"]["seed"] == int(seed) and len(results["items"]) == 6
+        questions[seed] = {item["question"] for item in results["items"]}
+    assert questions["0"] != questions["1"]
 
 
 def test_ingest_files_and_folders(tmp_path: Path):
