@@ -76,7 +76,9 @@ def eval_spider(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="a seeded sample stratified by database (default: all)")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="the sample's seed: another seed, other questions")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="with --limit: the seed (another seed, other questions)")
+    ] = 0,
     methods: Annotated[
         str, typer.Option("--methods", help="comma-separated: gold,single_shot,single_shot_demos,learnat")
     ] = "gold,single_shot,single_shot_demos,learnat",
