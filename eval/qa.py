@@ -11,11 +11,13 @@ Metrics (`<method>.<metric>`): `compression` (share of context tokens removed), 
 gold supporting sentences kept), `all_evidence_kept`, `recall_at_1` (HotpotQA: a gold passage ranked
 first), `answer_f1`, `answer_em`, and `prunekit.prune_ms_per_passage`. A gold sentence counts as kept
 when most of its characters are inside kept sentences, so the pruner's own sentence splitter may differ
-from the dataset's.
+from the dataset's. A context longer than the reader's window is cut at its end to fit (`fit_context`;
+`context_cut_chars` in the item's record).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import time
@@ -223,8 +225,9 @@ def evaluate_qa(
         params = GenerationParams(max_tokens=max_tokens)
 
         def read(record: dict[str, Any]) -> str:
-            prompt = READER_PROMPT.format(context=record["context"], question=record["question"])
-            return model.chat([{"role": "user", "content": prompt}], params).text.strip()
+            context = fit_context(model, record["context"], record["question"], max_tokens)
+            record["context_cut_chars"] = len(record["context"]) - len(context)
+            return model.chat(_reader_messages(context, record["question"]), params).text.strip()
 
         outputs = run_concurrently(read, records, concurrency=concurrency, description="answering")
         for record, out in zip(records, outputs, strict=True):
@@ -271,6 +274,30 @@ def _fill(
         kept[p].append(span)
         used += lengths[i]
     return kept
+
+
+def _reader_messages(context: str, question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": READER_PROMPT.format(context=context, question=question)}]
+
+
+def fit_context(model: ChatModel, context: str, question: str, max_tokens: int) -> str:
+    """`context`, its tail cut at a word boundary where the reader's prompt + answer would overflow the model's
+    window (`context_length`); unchanged for a model that cannot count its tokens (a served model), whose
+    server then answers with its own error. Every method's context goes through this, so a long unpruned
+    context is read as far as the window goes rather than counted as a failure."""
+    encode, window = getattr(model, "encode_chat", None), getattr(model, "context_length", None)
+    if encode is None or window is None:
+        return context
+    budget = window - max_tokens
+
+    def fits(n_words: int) -> bool:
+        return len(encode(_reader_messages(" ".join(words[:n_words]), question))) <= budget
+
+    words = context.split(" ")
+    if fits(len(words)):
+        return context
+    keep = bisect.bisect_left(range(len(words) + 1), True, key=lambda n: not fits(n)) - 1
+    return " ".join(words[: max(keep, 0)])
 
 
 def _metrics(records: list[dict[str, Any]], answered: bool) -> dict[str, float]:

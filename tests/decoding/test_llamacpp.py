@@ -17,7 +17,7 @@ QUESTIONS = ["What is the capital of France?", "What is 2+2?", "Name three color
 @pytest.fixture(scope="module")
 def fidelity_model():
     """f16 weights: llama.cpp with the transformers path's numerics (greedy output must match)."""
-    model = llamacpp.LlamaCppModel.embedded(quant="f16", slots=4, n_ctx=4096)
+    model = llamacpp.LlamaCppModel.embedded(quant="f16", slots=4, slot_context=2048)
     yield model
     model.close()
 

@@ -10,7 +10,7 @@ import pytest
 from decoding.errors import InvalidRequestError
 from decoding.types import ChatChunk, ChatResult, Usage
 from eval.harness import write_results
-from eval.qa import evaluate_qa, load_qa, plot_sweep
+from eval.qa import READER_PROMPT, evaluate_qa, fit_context, load_qa, plot_sweep
 
 HOTPOT = [
     {
@@ -119,3 +119,44 @@ def test_without_answers_needs_no_model(tmp_path, pruner):
     assert "prunekit.answer_f1" not in result.metrics and "prunekit.recall_at_1" not in result.metrics
     with pytest.raises(InvalidRequestError, match="needs a model"):
         evaluate_qa(None, squad, pruner=pruner, answer=True)
+
+
+class SmallWindowReader(Reader):
+    """A scripted reader with a 60-word window that refuses longer prompts, as a real model does."""
+
+    context_length = 60
+
+    def encode_chat(self, messages):
+        return messages[-1]["content"].split()
+
+    def chat(self, messages, params=None):
+        if len(self.encode_chat(messages)) + params.max_tokens > self.context_length:
+            raise InvalidRequestError("exceeds the model's context")
+        return super().chat(messages, params)
+
+
+def test_a_context_longer_than_the_window_is_cut_to_fit(tmp_path, pruner):
+    long = [{**HOTPOT[0], "context": {**HOTPOT[0]["context"]}}]
+    long[0]["context"]["sentences"] = [*HOTPOT[0]["context"]["sentences"][:2], ["Water flows. " * 40]]
+    result = evaluate_qa(SmallWindowReader(), write_hotpot(tmp_path, long), pruner=pruner, max_tokens=8)
+    full = next(r for r in result.items if r["method"] == "full")
+    assert "error" not in full and full["context_cut_chars"] > 0
+    assert full["f1"] == 1.0  # Paris comes before the cut
+    pruned = next(r for r in result.items if r["method"] == "prunekit")
+    assert pruned["context_cut_chars"] == 0
+
+
+def test_fit_context_with_the_embedded_model(embedded_model):
+    question = "What flows?"
+    context = " ".join(f"word{i}" for i in range(4000))  # far beyond the window
+    cut = fit_context(embedded_model, context, question, max_tokens=24)
+    assert context.startswith(cut) and len(cut) < len(context)
+
+    def prompt_tokens(text: str) -> int:
+        content = READER_PROMPT.format(context=text, question=question)
+        return len(embedded_model.encode_chat([{"role": "user", "content": content}]))
+
+    assert prompt_tokens(cut) <= embedded_model.context_length - 24 < prompt_tokens(cut + " word4000 word4001")
+    short = "Water flows."
+    assert fit_context(embedded_model, short, question, max_tokens=24) == short
+    assert fit_context(Reader(), context, question, max_tokens=24) == context  # a model that cannot count
