@@ -34,6 +34,7 @@ __all__ = [
     "WEIGHTS_DIR",
     "PrunerConfig",
     "PrunerModel",
+    "first_layers",
     "load_pretrained",
     "quantize_int8",
     "resolve_base",
@@ -166,6 +167,17 @@ class PrunerModel(nn.Module):
         token_logits = self.token_head(self.dropout(h))  # (B, T, 2)
         rerank = self.rerank_head(self.dropout(h[:, 0])).squeeze(-1)  # (B,)
         return token_logits, rerank
+
+
+def first_layers(model: PrunerModel, num_layers: int) -> PrunerModel:
+    """A copy of `model` with only its first `num_layers` encoder layers (and the same embeddings and heads): where
+    a smaller student starts from its teacher."""
+    cfg = PrunerConfig.from_dict({**asdict(model.cfg), "num_layers": num_layers})
+    student = PrunerModel(cfg, AutoModel.from_config(_encoder_config(cfg)))
+    missing, _ = student.load_state_dict(model.state_dict(), strict=False)  # the upper layers are left out
+    if missing:
+        raise ValueError(f"the student's tensors {missing[:3]} are not in the teacher")
+    return student
 
 
 def save_pretrained(model: PrunerModel, folder: str | Path) -> Path:

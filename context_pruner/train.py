@@ -15,6 +15,11 @@ of one topic: with hard same-article negatives and label_weight 0.3 (`recipes/st
 held-out SQuAD articles rose from 0.48 to 0.80 (0.63 at label_weight 0.5). Both terms lie in [0, 1], so lambda
 is 1-2 here rather than Provence's 0.05 on unbounded logits.
 
+Distillation into a smaller student (`teacher_weights`): a trained pruner reads the same batches; its keep
+probability of every context token is mixed into the token target (`soft_label_weight`) and its rerank score
+replaces the teacher score above. With `init_weights` and a smaller `num_layers`, the student starts from the
+teacher's first layers and heads, so what it must learn is how to do in k layers what the teacher does in more.
+
 CPU, fp32, AdamW with linear warm-up then linear decay, batches bucketed by length; a checkpoint every
 `checkpoint_every` steps in `out_dir`, from which a rerun resumes. Never imported at serve time.
 """
@@ -42,6 +47,7 @@ from context_pruner.model import (
     DEFAULT_BASE,
     PrunerConfig,
     PrunerModel,
+    first_layers,
     load_pretrained,
     load_tokenizer,
     save_pretrained,
@@ -87,7 +93,9 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     encoder_config: dict | None = field(default=None)  # random encoder of this shape instead of base_model (tests)
-    init_weights: str | None = None  # start from these pruner weights instead of base_model
+    init_weights: str | None = None  # start from these pruner weights (their first num_layers layers)
+    teacher_weights: str | None = None  # distil from this trained pruner (module docstring)
+    soft_label_weight: float = 0.5  # with a teacher: token target = this * teacher keep prob + rest * gold label
 
     @classmethod
     def from_json(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -213,7 +221,8 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
         passages = passages[: config.max_passages]
     if not passages:
         raise ValueError("no training passages: check config.data")
-    teacher = _teacher_scores(config, passages, out_dir / "teacher.npz")
+    teacher = _teacher_scores(config, passages, out_dir / "teacher.npz") if not config.teacher_weights else None
+    teacher_model = load_pretrained(config.teacher_weights)[0].eval() if config.teacher_weights else None
 
     mcfg = PrunerConfig(
         base_model=config.base_model,
@@ -221,9 +230,12 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
         max_length=config.max_length,
         encoder_config=config.encoder_config,
     )
-    if config.init_weights:  # continue from a trained pruner (a new domain, a second stage)
+    if config.init_weights:  # continue from a trained pruner (a new domain, a second stage, a student)
         model, tokenizer = load_pretrained(config.init_weights)
         model.cfg.max_length = config.max_length
+        layers = model.cfg.num_layers or model.encoder.config.num_hidden_layers
+        if config.num_layers is not None and config.num_layers < layers:
+            model = first_layers(model, config.num_layers)
         mcfg = model.cfg
     else:
         model = PrunerModel.from_base(mcfg)
@@ -288,9 +300,14 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
         labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)  # (B, T)
         for row, i in enumerate(idx):
             labels[row, : len(examples[i].labels)] = torch.from_numpy(examples[i].labels)
-        target = torch.tensor(teacher[idx], dtype=torch.float32)  # (B,)
         token_logits, rerank = model(ids, mask, types)  # (B, T, 2), (B,)
-        token_loss = ce(token_logits.reshape(-1, 2), labels.reshape(-1))
+        if teacher_model is None:
+            target = torch.tensor(teacher[idx], dtype=torch.float32)  # (B,)
+            token_loss = ce(token_logits.reshape(-1, 2), labels.reshape(-1))
+        else:
+            with torch.no_grad():
+                teacher_logits, target = teacher_model(ids, mask, types)
+            token_loss = _soft_token_loss(token_logits, labels, teacher_logits, config.soft_label_weight)
         rerank_loss = torch.mean((target - rerank) ** 2)
         loss = token_loss + config.rerank_weight * rerank_loss
         optim.zero_grad(set_to_none=True)
@@ -313,9 +330,26 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
         "steps": step,
         "batch_size": config.batch_size,
         "lr": config.lr,
-        "teacher": f"{config.label_weight} * gold label + {1 - config.label_weight:.2f} * bi-encoder cosine",
+        "teacher": (
+            f"{config.label_weight} * gold label + {1 - config.label_weight:.2f} * bi-encoder cosine"
+            if teacher_model is None
+            else f"distilled from {config.teacher_weights}: token target {config.soft_label_weight} * its keep "
+            f"probability + {1 - config.soft_label_weight:.2f} * gold label; rerank target its score"
+        ),
         "rerank_weight": config.rerank_weight,
     }
     if earlier is not None:
         model.cfg.extra["init_weights"] = {"path": config.init_weights, "extra": earlier}
     return save_pretrained(model, export_dir)
+
+
+def _soft_token_loss(
+    logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor, soft_weight: float
+) -> torch.Tensor:
+    """Cross-entropy of the student's keep/drop against a soft target on the labelled (context) tokens:
+    soft_weight * the teacher's keep probability + (1 - soft_weight) * the gold label."""
+    used = labels != IGNORE  # (B, T)
+    keep_target = soft_weight * teacher_logits.softmax(-1)[..., 1] + (1 - soft_weight) * labels.clamp(min=0).float()
+    log_p = logits.log_softmax(-1)  # (B, T, 2)
+    loss = -(keep_target * log_p[..., 1] + (1 - keep_target) * log_p[..., 0])
+    return loss[used].mean()

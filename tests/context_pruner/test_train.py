@@ -96,3 +96,39 @@ def test_a_later_stage_keeps_the_provenance_of_the_one_it_started_from(tmp_path)
     extra = json.loads((second / "config.json").read_text())["extra"]
     assert extra["init_weights"]["path"] == str(first)
     assert extra["init_weights"]["extra"]["train_files"] == ["train.jsonl", "train_squad.json"]
+
+
+def test_a_smaller_student_distils_from_its_teacher(tmp_path):
+    from context_pruner.model import first_layers, load_pretrained
+
+    torch.manual_seed(0)
+    teacher = train(_config(tmp_path, max_steps=2), progress=False)  # TINY_ENCODER: 2 layers
+    cfg = _config(tmp_path, max_steps=2, init_weights=str(teacher), teacher_weights=str(teacher))
+    cfg.num_layers, cfg.out_dir = 1, str(tmp_path / "student")
+    student_dir = train(cfg, progress=False)
+    saved = json.loads((student_dir / "config.json").read_text())
+    assert saved["num_layers"] == 1 and saved["extra"]["teacher"].startswith(f"distilled from {teacher}")
+    student, _ = load_pretrained(student_dir)
+    assert len(student.encoder.encoder.layer) == 1
+    # where the student starts: the teacher's first layer, embeddings and heads, unchanged
+    big, _ = load_pretrained(teacher)
+    small = first_layers(big, 1)
+    for name, tensor in small.state_dict().items():
+        assert torch.equal(tensor, big.state_dict()[name]), name
+    assert ContextPruner(student_dir, quantize=False).prune("Where is the Louvre?", ["It is in Paris."])
+
+
+def test_soft_token_loss_is_lowest_at_the_teachers_own_logits():
+    from context_pruner.encoding import IGNORE
+    from context_pruner.train import _soft_token_loss
+
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 5, 2)
+    labels = torch.tensor([[IGNORE, 1, 0, 1, IGNORE], [IGNORE, 0, 0, IGNORE, IGNORE]])
+    at_teacher = _soft_token_loss(teacher.clone().requires_grad_(), labels, teacher, soft_weight=1.0)
+    for _ in range(5):
+        other = teacher + torch.randn(2, 5, 2)
+        assert _soft_token_loss(other, labels, teacher, soft_weight=1.0) > at_teacher
+    # soft_weight 0 is the gold cross-entropy on the labelled tokens
+    gold = torch.nn.functional.cross_entropy(teacher.reshape(-1, 2), labels.reshape(-1), ignore_index=IGNORE)
+    torch.testing.assert_close(_soft_token_loss(teacher, labels, teacher, soft_weight=0.0), gold)
