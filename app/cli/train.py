@@ -237,6 +237,10 @@ def _check_training_files(config: TrainConfig) -> None:
             raise typer.BadParameter(f"{path} is an evaluation split: train on training splits only")
         if not path.is_file():
             raise typer.BadParameter(f"training file {path} does not exist (relative paths are under --data-dir)")
+    for name in ("init_weights", "teacher_weights"):
+        folder = getattr(config, name)
+        if folder and not (Path(folder) / "config.json").is_file():
+            raise typer.BadParameter(f"{name}: no pruner weights in {folder}", param_hint="--recipe")
 
 
 def _calibrate(weights: Path, data: Path, target_compression: float) -> None:

@@ -184,6 +184,8 @@ def test_train_pruner_from_a_recipe_validates_on_held_out_articles_and_calibrate
         ({"data": ["nowhere/train.json"]}, "does not exist"),
         ({"batch_size": "big"}, "batch_size"),
         ({"learning_rate": 1e-4}, "unknown TrainConfig fields"),
+        ({"teacher_weights": "/nope"}, "teacher_weights: no pruner weights in /nope"),
+        ({"init_weights": "/nope"}, "init_weights: no pruner weights in /nope"),
     ],
 )
 def test_a_bad_pruner_recipe_gives_one_line(tmp_path, recipe, fragment):
