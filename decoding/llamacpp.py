@@ -17,7 +17,9 @@ so with 8 long prompts in flight prefill ran at half speed and decoding at two t
 the weights (Q8_0, ~145 MB) + `slots * slot_context` KV cells (~23 KB per cell for SmolLM2 in f16,
 so ~566 MB for 8 x 3072, which keeps the service under 1.5 GB) + ~100 MB of compute buffers,
 whatever the number of concurrent requests. A request's prompt + answer must fit its sequence's cache
-(3072 tokens by default, `slot_context`; the model was trained to 8192).
+(3072 tokens by default, `slot_context`; the model was trained to 8192). A sequence's cache keeps its last
+request's tokens: the next request that starts the same way (a chat's next turn, an agent's next call on the
+same task, the chat template's header) is given that sequence and prefills only the rest (`_claim`).
 
 Weights: the package ships Q4_1. We re-encode it once into the cache (`prepare_fast_weights`), as
   - `q8_0` (default, speed): faster kernels on this CPU than Q4_1's (single stream ~110 vs ~98
@@ -108,7 +110,9 @@ class _Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     seq: int = -1
-    pos: int = 0
+    pos: int = 0  # tokens of this job in its sequence's KV cache (positions 0..pos-1)
+    reused: int = 0  # of which, kept from the sequence's previous request (a shared prefix)
+    failed: bool = False  # the KV cache of its sequence is in an unknown state
     generated: list[int] = field(default_factory=list)
     input_ids: torch.Tensor | None = None  # (1, T): what logits processors see
     matcher: StopMatcher | None = None
@@ -167,6 +171,9 @@ class LlamaCppModel:
         self._batch = llama.llama_batch_init(self._n_batch, 0, 1)
         self._template = _chat_template(self._model)
         self._eog = frozenset(t for t in range(self.n_vocab) if llama.llama_vocab_is_eog(self._vocab, t))
+
+        self._cached: list[list[int]] = [[] for _ in range(slots)]  # tokens each sequence's cache holds
+        self.reused_prompt_tokens = 0  # prompt tokens not prefilled again thanks to a cached prefix (a counter)
 
         self._guide: FormatGuide | None = None
         self._guide_lock = threading.Lock()
@@ -294,12 +301,13 @@ class LlamaCppModel:
                 admitted: list[_Job] = []
                 while self._waiting and free_seqs:  # each fits its own sequence's cache (`_check_budget`)
                     job = self._waiting.popleft()
-                    job.seq = free_seqs.pop()
+                    self._claim(job, free_seqs)
                     admitted.append(job)
             for job in admitted:
                 try:
                     self._prefill(job)
                 except BaseException as exc:  # hand the failure to the caller, keep serving others
+                    job.failed = True
                     self._finish(job, exc)
                 if job.done:
                     self._release(job, free_seqs)
@@ -310,6 +318,7 @@ class LlamaCppModel:
                     self._decode_step(active)
                 except BaseException as exc:
                     for job in active:
+                        job.failed = True
                         self._finish(job, BackendError(f"llama.cpp decoding failed: {exc}"))
                 for job in [j for j in active if j.done]:
                     active.remove(job)
@@ -317,8 +326,31 @@ class LlamaCppModel:
         for job in active + list(self._waiting):
             self._finish(job, BackendError("the model was closed"))
 
+    def _claim(self, job: _Job, free_seqs: list[int]) -> None:
+        """Give `job` the free sequence whose cache shares the longest prefix with its prompt, and drop the rest.
+
+        A request's tokens stay in its sequence's cache after it ends (prompt caching, as llama.cpp's server does),
+        so a follow-up that starts the same way (a chat's next turn, an agent's next call on the same task, the
+        chat template's fixed header) skips that part of the prefill. At least the prompt's last token is
+        decoded again: its logits are the first thing the request needs.
+        """
+        prompt = job.prompt_ids
+        seq = max(free_seqs, key=lambda s: _common_prefix(self._cached[s], prompt))
+        free_seqs.remove(seq)
+        keep = min(_common_prefix(self._cached[seq], prompt), len(prompt) - 1)
+        if keep < len(self._cached[seq]) and not llama.llama_memory_seq_rm(self._memory, seq, keep, -1):
+            llama.llama_memory_seq_rm(self._memory, seq, -1, -1)  # partial removal refused: start empty
+            keep = 0
+        job.seq, job.reused = seq, keep
+        self._cached[seq] = self._cached[seq][:keep]
+        self.reused_prompt_tokens += keep
+
     def _release(self, job: _Job, free_seqs: list[int]) -> None:
-        llama.llama_memory_seq_rm(self._memory, job.seq, -1, -1)
+        if job.failed:
+            llama.llama_memory_seq_rm(self._memory, job.seq, -1, -1)
+            self._cached[job.seq] = []
+        else:
+            self._cached[job.seq] = (job.prompt_ids + job.score_ids + job.generated)[: job.pos]
         free_seqs.append(job.seq)
 
     def _decode(self, tokens: Sequence[tuple[int, int, int, bool]]) -> None:
@@ -344,7 +376,7 @@ class LlamaCppModel:
             job.out.put(self._score(job))
             job.done = True
             return
-        last_row = self._decode_prompt(job.prompt_ids, job.seq)
+        last_row = self._decode_prompt(job.prompt_ids, job.seq, job.reused)
         job.pos = len(job.prompt_ids)
         if job.kind == "next":
             job.out.put(torch.log_softmax(torch.from_numpy(self._logits(last_row).copy()), dim=-1))
@@ -357,9 +389,10 @@ class LlamaCppModel:
             job.input_ids = torch.tensor([job.prompt_ids])
         self._advance(job, self._logits(last_row))
 
-    def _decode_prompt(self, ids: list[int], seq: int) -> int:
-        """Prefill `ids` into sequence `seq` in chunks; return the batch row holding the last logits."""
-        for start in range(0, len(ids), self._n_batch):
+    def _decode_prompt(self, ids: list[int], seq: int, cached: int) -> int:
+        """Prefill `ids[cached:]` into sequence `seq` (the first `cached` are in its cache) in chunks; return the
+        batch row holding the last logits."""
+        for start in range(cached, len(ids), self._n_batch):
             chunk = ids[start : start + self._n_batch]
             self._decode([(t, start + i, seq, start + i == len(ids) - 1) for i, t in enumerate(chunk)])
         return len(chunk) - 1
@@ -368,7 +401,7 @@ class LlamaCppModel:
         ids = job.prompt_ids + job.score_ids
         first_wanted = len(job.prompt_ids) - 1  # the logits at position p predict token p + 1
         out: list[float] = []
-        for start in range(0, len(ids) - 1, self._n_batch):
+        for start in range(job.reused, len(ids) - 1, self._n_batch):
             chunk = ids[start : min(start + self._n_batch, len(ids) - 1)]
             self._decode([(t, start + i, job.seq, start + i >= first_wanted) for i, t in enumerate(chunk)])
             for i in range(len(chunk)):
@@ -376,6 +409,7 @@ class LlamaCppModel:
                 if p >= first_wanted:
                     row = torch.from_numpy(self._logits(i).copy())
                     out.append(float(torch.log_softmax(row, dim=-1)[ids[p + 1]]))
+        job.pos = len(ids) - 1
         return out
 
     def _decode_step(self, active: list[_Job]) -> None:
@@ -437,6 +471,14 @@ class LlamaCppModel:
             buf = ctypes.create_string_buffer(-n)
             n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _chat_template(model: Any) -> Any:

@@ -5,8 +5,10 @@ Figures (flat keys `<backend>.<figure>`):
   best of `rounds` rounds; plain and hooked single-stream rounds alternate);
 - `<default>.hook_single_tok_s`: single stream with a no-op logits processor (the per-step hook that
   Deco-G uses), and `hook_slowdown` = 1 - hook / plain;
-- `<default>.ttft_500_s`: time to first token for a 500-token chat prompt (median of 3), and
-  `<default>.ttft_prompt_tokens`: that prompt's length as the model counts it;
+- `<default>.ttft_500_s`: time to first token for a 500-token chat prompt (median of 3 prompts that differ from
+  their first word on, so a prompt cache can only hold the chat template's fixed header), with
+  `<default>.ttft_prompt_tokens` (that length as the model counts it) and, for a backend that caches prompts,
+  `<default>.ttft_reused_tokens` (prompt tokens per trial taken from the cache rather than prefilled);
 - `hf_generate.single_tok_s` / `hf_generate.batch8_tok_s`: plain transformers `generate`;
 - `<default>.speedup_single` over `hf_generate`; `<default>.greedy_agreement` with transformers;
 - `<default>.rss_mb`: resident memory of this process with only the default backend loaded and
@@ -98,10 +100,12 @@ def _concurrent(model: ChatModel, params: GenerationParams, n: int) -> float:
     return _tokens_per_s(run)
 
 
-def ttft_messages(model: ChatModel, prompt_tokens: int = 500) -> list[dict[str, str]]:
+def ttft_messages(model: ChatModel, prompt_tokens: int = 500, variant: int = 0) -> list[dict[str, str]]:
     """A user message whose chat prompt is `prompt_tokens` long, or a token short where the next word takes two,
-    when `model` can encode a chat (a served model cannot: ~0.8 words a token)."""
-    words = " ".join(f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens)).split()
+    when `model` can encode a chat (a served model cannot: ~0.8 words a token). Messages of different `variant`s
+    differ from their first word on."""
+    notes = (f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens))
+    words = [f"Log{variant}:", *" ".join(notes).split()]
 
     def messages(n: int) -> list[dict[str, str]]:
         return [{"role": "user", "content": " ".join(words[:n]) + "\nSummarise the notes."}]
@@ -114,10 +118,10 @@ def ttft_messages(model: ChatModel, prompt_tokens: int = 500) -> list[dict[str, 
     return messages(max(1, fits))
 
 
-def _ttft(model: ChatModel, messages: list[dict[str, str]], trials: int = 3) -> float:
-    """Median seconds from request to the first text of `messages` (one trial is noise)."""
+def _ttft(model: ChatModel, prompts: list[list[dict[str, str]]]) -> float:
+    """Median seconds from request to the first text, one trial per prompt (one trial is noise)."""
     times = []
-    for _ in range(trials):
+    for messages in prompts:
         started = time.perf_counter()
         for chunk in model.stream(messages, GenerationParams(max_tokens=8)):
             if chunk.text:
@@ -151,10 +155,13 @@ def bench_decode(
     figures[f"{name}.hook_single_tok_s"] = max(hooked_runs)
     figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
     figures[f"{name}.batch{batch}_tok_s"] = max(_concurrent(model, params, batch) for _ in range(rounds))
-    ttft_prompt = ttft_messages(model, 500)
-    figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompt)
+    ttft_prompts = [ttft_messages(model, 500, variant) for variant in range(3)]
+    reused_before = getattr(model, "reused_prompt_tokens", None)
+    figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompts)
     if hasattr(model, "encode_chat"):
-        figures[f"{name}.ttft_prompt_tokens"] = len(model.encode_chat(ttft_prompt))
+        figures[f"{name}.ttft_prompt_tokens"] = statistics.median(len(model.encode_chat(p)) for p in ttft_prompts)
+    if reused_before is not None:
+        figures[f"{name}.ttft_reused_tokens"] = (model.reused_prompt_tokens - reused_before) / len(ttft_prompts)
     figures[f"{name}.rss_mb"] = rss_mb()
     if load_hf is not None:
         hf_model = load_hf()

@@ -126,6 +126,27 @@ def test_scoring_matches_transformers(fidelity_model, hf_model):
     assert float(nxt.exp().sum()) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_a_cached_prompt_prefix_is_reused_and_changes_nothing(fidelity_model, hf_model):
+    """Prompt caching: a request that starts like the previous one on its sequence skips that part of the prefill;
+    the answers stay those of the transformers path (f16), turn after turn."""
+    params = GenerationParams(max_tokens=12)
+    first = [{"role": "user", "content": "Name a large city in France."}]
+    answer = fidelity_model.chat(first, params).text
+    assert answer == hf_model.chat(first, params).text
+    follow_up = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And in Spain?"}]
+    before = fidelity_model.reused_prompt_tokens
+    assert fidelity_model.chat(follow_up, params).text == hf_model.chat(follow_up, params).text
+    assert fidelity_model.reused_prompt_tokens - before >= len(fidelity_model.encode_chat(first))
+    before = fidelity_model.reused_prompt_tokens
+    again = fidelity_model.chat(follow_up, params).text  # the same prompt: all but its last token is cached
+    assert again == hf_model.chat(follow_up, params).text
+    assert fidelity_model.reused_prompt_tokens - before == len(fidelity_model.encode_chat(follow_up)) - 1
+    prompt = fidelity_model.encode_chat(FRANCE)
+    completion = fidelity_model.tokenize("The capital of France is Paris.", special=False)
+    fresh = fidelity_model.sequence_logprobs(prompt, completion)
+    assert fidelity_model.sequence_logprobs(prompt, completion) == pytest.approx(fresh, abs=1e-4)
+
+
 def test_budget_errors(embedded_model):
     with pytest.raises(InvalidRequestError, match="exceeds the model's context"):
         embedded_model.chat(FRANCE, GenerationParams(max_tokens=embedded_model.context_length))

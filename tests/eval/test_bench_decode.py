@@ -22,6 +22,8 @@ def test_prompt_has_the_requested_length_when_the_model_encodes():
     model = WordModel()
     for n in (50, 500, 1000):
         assert len(model.encode_chat(ttft_messages(model, n))) == n
+    variants = [ttft_messages(model, 500, v)[0]["content"] for v in range(3)]
+    assert len({v.split()[0] for v in variants}) == 3  # they differ from the first word on
 
 
 def test_served_model_gets_an_estimate():
