@@ -255,12 +255,6 @@ class DecoGProcessor:
     token-independent term sum_z alpha(z) L(z) / sum_z alpha(z) (as if the token said nothing about the hidden
     state). Compliance stays exact; only the weights of tokens the LLM deems negligible change.
     `tables`: precomputed backward tables (else from the LRU cache).
-    `condition_on_forced_text`: after a token that leaves the format only one way on (the `orrect"` after `inc`
-    in a choice between "correct" and "incorrect"), the HMM term is p(format done | prefix, v, that text), the
-    forced text observed rather than predicted. Predicting it would multiply in the HMM's probability of every
-    forced token, which the LLM itself gives almost surely once it has begun the word: a weak HMM then favours
-    whichever option takes fewer tokens (measured on SQuAD training items with H=128: ~15x the odds for the
-    one-token "correct" over the two-token "incorrect"). False gives the plain recurrence.
 
     The per-step math runs in numpy on the CPU (small arrays: numpy's per-call overhead is a fraction of
     torch's); the HMM must live on the CPU. Scores may live anywhere: the result goes back to their device.
@@ -280,7 +274,6 @@ class DecoGProcessor:
         weight: float = 1.0,
         candidate_gap: float | None = None,
         tables: BackwardTables | None = None,
-        condition_on_forced_text: bool = True,
     ) -> None:
         if hmm.vocab_size != token_dfa.vocab_size:
             raise VocabularyMismatchError(
@@ -299,7 +292,6 @@ class DecoGProcessor:
         self.weight = float(weight)
         self.prune_mass = prune_mass
         self.candidate_gap = candidate_gap
-        self.condition_on_forced_text = condition_on_forced_text
         need = max_new_tokens - 1  # longest window after a candidate token
         if tables is None or tables.max_len < need or tables.hmm is not hmm or tables.dfa is not token_dfa:
             tables = get_backward_tables(hmm, token_dfa, need)
@@ -436,50 +428,7 @@ class DecoGProcessor:
             num = prod[which, np.arange(len(ids))]  # each token's own next-state row
             out[ids] = row[ids] + w * self._log_ratio(num, prod[-1]) + offset[first:][which]
             self._exact_sum += len(ids)
-        if self.condition_on_forced_text and tr.dfa.forced_end is not None:
-            self._condition_on_forced_text(out, row, plan, small, (lo, hi), alpha_h, shift[0])
         return out
-
-    def _condition_on_forced_text(
-        self,
-        out: np.ndarray,
-        row: np.ndarray,
-        plan: _Plan,
-        groups: tuple[int, ...],
-        window: tuple[int, int],
-        alpha: np.ndarray,
-        base: float,
-    ) -> None:
-        """In place on `out`: for the tokens of `groups` after which the format forces some text, the HMM term
-        becomes log p(done | prefix, v, forced text), relative to `base` like every other term.
-
-        `alpha`: the (pruned, zero-padded) forward vector (H,). The hidden-state posterior after v is carried
-        through the forced tokens, renormalised after each (conditioning, not predicting), then meets the
-        lookahead of the state the text leads to, with the length window shortened by its tokens.
-        """
-        dfa = self.tracker.dfa
-        assert dfa.forced_end is not None
-        lo, hi = window
-        for g in groups:
-            end = int(dfa.forced_end[plan.group_states[g]])
-            if end < 0:
-                continue
-            forced = dfa.forced_tokens[plan.group_states[g]]
-            lo_end, hi_end = max(0, lo - len(forced)), hi - len(forced)
-            if hi_end < 0:
-                continue  # the split takes more tokens than the budget left: keep the plain term
-            log_l = self._log_lookahead(np.array([end]), lo_end, hi_end, None)[0]  # (H,)
-            top = log_l.max()
-            if not np.isfinite(top):
-                continue
-            ids = plan.group_ids[g]
-            post = alpha[None, :] * self._emission_t[ids]  # (n, H): hidden state that emitted v, unnormalised
-            for token in forced:
-                post /= np.maximum(post.sum(axis=1, keepdims=True), self._tiny)
-                post = _mm(post, self._transition) * self._emission_t[token][None, :]
-            post /= np.maximum(post.sum(axis=1, keepdims=True), self._tiny)
-            done = np.maximum(post @ np.exp(log_l - top), self._tiny)  # (n,) p(done | ...) / e^top
-            out[ids] = row[ids] + self.weight * (np.log(done) + top - base)
 
     def _small_rows(self, plan: _Plan, groups: tuple[int, ...], ids: np.ndarray) -> np.ndarray:
         """Emission rows (n_s, H) of the small groups' tokens, cached with the backward tables (same HMM and DFA)."""

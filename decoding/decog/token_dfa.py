@@ -54,10 +54,6 @@ class TokenDFA:
     key: str = ""
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # identity for caches of derived tables
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # derived data (torch plans), per consumer
-    # Per state, the text the format forces next (one way on, until a branch or an accepting state), as tokens,
-    # and the state they lead to (-1: nothing forced). Guidance conditions on this text instead of predicting it.
-    forced_tokens: tuple[tuple[int, ...], ...] = ()
-    forced_end: np.ndarray | None = None  # (S,) int
     _groups: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict, repr=False)
     _reach: np.ndarray | None = field(default=None, repr=False)
 
@@ -214,9 +210,7 @@ def build_token_dfa(
     final = n
     for eos in vocab.eos_token_ids:
         table[:n, eos] = np.where(accepting[:n], final, DEAD)
-    forced_tokens, forced_end = _forced_text(automaton, order, table, vocab)
-    dfa = TokenDFA(table, accepting, 0, final, vocab.eos_token_ids, key=key, forced_tokens=forced_tokens,
-                   forced_end=forced_end)  # fmt: skip
+    dfa = TokenDFA(table, accepting, 0, final, vocab.eos_token_ids, key=key)
     if dfa.min_tokens_to_finish()[0] >= np.iinfo(np.int32).max:
         raise UnsatisfiableFormatError(
             f"the format {key} cannot be written with this tokenizer's vocabulary: check its characters"
@@ -229,60 +223,6 @@ def build_token_dfa(
         time.perf_counter() - t0,
     )
     return dfa
-
-
-def forced_bytes(automaton: ByteAutomaton, state: int, limit: int = 256) -> bytes:
-    """The bytes `automaton` forces from byte `state`: while the state is not accepting and exactly one byte leads
-    on, that byte (a literal such as the rest of `incorrect"` once `inc` is written)."""
-    out = bytearray()
-    while len(out) < limit and not automaton.accepting[state]:
-        nxt = np.flatnonzero(automaton.table[state] >= 0)
-        if len(nxt) != 1:
-            break
-        out.append(int(nxt[0]))
-        state = int(automaton.table[state, nxt[0]])
-    return bytes(out)
-
-
-def _forced_text(
-    automaton: ByteAutomaton, order: list[int], table: np.ndarray, vocab: TokenVocabulary
-) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
-    """Per token state: the forced bytes as tokens (greedy longest match over the vocabulary, a stand-in for the
-    tokenizer's own split) and the token state after them; () and -1 where nothing is forced or the split fails."""
-    pieces = _piece_index(vocab)
-    longest = max((len(b) for b in pieces), default=0)
-    tokens: list[tuple[int, ...]] = []
-    ends = np.full(table.shape[0], DEAD, dtype=np.int64)
-    for i, byte_state in enumerate(order):
-        data = forced_bytes(automaton, byte_state)
-        split, pos = [], 0
-        while pos < len(data):
-            size = next((n for n in range(min(longest, len(data) - pos), 0, -1) if data[pos : pos + n] in pieces), 0)
-            if not size:
-                break
-            split.append(pieces[data[pos : pos + size]])
-            pos += size
-        state = i
-        for t in split if pos == len(data) else []:
-            state = int(table[state, t])
-            if state == DEAD:
-                break
-        if split and pos == len(data) and state != DEAD:
-            tokens.append(tuple(split))
-            ends[i] = state
-        else:
-            tokens.append(())
-    tokens.append(())  # the final state
-    return tuple(tokens), ends
-
-
-def _piece_index(vocab: TokenVocabulary) -> dict[bytes, int]:
-    """bytes -> a token spelling exactly them (the lowest id where several do)."""
-    index: dict[bytes, int] = {}
-    for i, b in enumerate(vocab.token_bytes):
-        if b and b not in index and i not in vocab.eos_token_ids:
-            index[b] = i
-    return index
 
 
 @dataclass(frozen=True)

@@ -68,56 +68,6 @@ def test_decog_equals_brute_force(spec: str, max_new: int, min_new: int, bulk_mi
     assert ids[-1] == TOY_EOS and dfa.accepts(ids)
 
 
-def brute_force_conditioned(hmm, dfa, prefix, llm, max_new, min_new) -> torch.Tensor:
-    """Like `brute_force_guided`, but after a token v that forces text f the term is P_HMM(done | prefix, v, f)."""
-    g = len(prefix)
-    lo, hi = max(0, min_new - g), max_new - g - 1
-    state = dfa.walk(prefix)
-    out = torch.full((V,), -math.inf, dtype=torch.float64)
-    for v in range(V):
-        nxt = dfa.step(state, v)
-        if nxt < 0:
-            continue
-        forced = list(dfa.forced_tokens[nxt]) if dfa.forced_end[nxt] >= 0 else []
-        head = [*prefix, v, *forced]
-        done = sum(
-            seq_prob(hmm, hmm.initial, [*head, *cont])
-            for k in range(max(0, lo - len(forced)), hi - len(forced) + 1)
-            for cont in all_sequences(V, k)
-            if finishes(dfa, state, [v, *forced, *cont])
-        )
-        if done > 0:
-            out[v] = llm[v] + math.log(done / seq_prob(hmm, hmm.initial, head))
-    return torch.log_softmax(out, dim=0)
-
-
-def test_forced_text_is_observed_not_predicted() -> None:
-    """`choice:x|bab`: after "b" the format forces "ab". Conditioned (the default), the term after "b" is
-    P(done | b, ab); plain, it is P(ab, done | b), so it also carries P_HMM(ab | b): the bias against options
-    that take more tokens. Both agree with brute force, and differ by exactly that factor."""
-    dfa = toy_dfa("choice:x|bab")
-    hmm = HMM.random(3, V, seed=7, dtype=torch.float64)
-    llm = torch.randn(V, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    got = {}
-    for condition, reference in [(True, brute_force_conditioned), (False, brute_force_guided)]:
-        proc = DecoGProcessor(hmm, dfa, 5, condition_on_forced_text=condition)
-        got[condition] = proc(torch.tensor([[4]]), llm[None].clone())[0]
-        want = reference(hmm, dfa, [], llm, 5, 0)
-        assert torch.equal(torch.isinf(got[condition]), torch.isinf(want))
-        finite = torch.isfinite(want)
-        torch.testing.assert_close(got[condition][finite], want[finite], rtol=1e-9, atol=1e-9)
-    a, b, ab, x = (TOY_TOKENS.index(t) for t in ("a", "b", "ab", "x"))
-    log_odds = {c: float(got[c][b] - got[c][x]) for c in got}  # x forces nothing: its term is the same in both
-
-    def p(*seq: int) -> float:
-        return seq_prob(hmm, hmm.initial, list(seq))
-
-    plain = (p(b, ab, TOY_EOS) + p(b, a, b, TOY_EOS)) / p(b)  # "ab" predicted, in either split
-    conditioned = p(b, ab, TOY_EOS) / p(b, ab)  # "ab" observed (the greedy split)
-    assert log_odds[False] - log_odds[True] == pytest.approx(math.log(plain / conditioned), abs=1e-9)
-    assert plain < conditioned  # with this HMM, predicting "ab" costs "bab" odds, as with "incorrect" on SmolLM2
-
-
 def test_prune_mass_one_equals_unpruned_and_pruning_reports() -> None:
     dfa = toy_dfa("pivot:<free>b<int>")
     hmm = HMM.random(8, V, seed=2, concentration=0.2)

@@ -15,7 +15,6 @@ from decoding.decog.hmm import HMM
 from decoding.decog.token_dfa import compile_token_dfa
 from decoding.decog.vocab import TokenVocabulary
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
-from tests.decoding.decog.toy import TOY_TOKENS, toy_dfa
 
 
 def test_straddling_and_multi_token_pivots_on_a_toy_vocabulary() -> None:
@@ -123,29 +122,6 @@ def test_smollm2_json_format(smol) -> None:
     for text in bad:
         assert not dfa.accepts(_ids(tok, text)), text
     assert not dfa.accepts(_ids(tok, good[0])[:-1])
-
-
-def test_forced_text_after_a_token_that_commits_to_a_literal(smol) -> None:
-    tok, vocab = smol
-    dfa = compile_token_dfa('json:{"verdict": ["correct", "incorrect"]}', vocab)
-    after_inc = dfa.walk(_ids(tok, '{"verdict": "inc'))
-    forced = dfa.forced_tokens[after_inc]
-    assert tok.decode(list(forced)) == 'orrect"'
-    assert dfa.forced_end[after_inc] == dfa.walk(list(forced), after_inc)
-    assert not dfa.accepting[dfa.forced_end[after_inc]]  # JSON whitespace may follow: the forced text stops there
-    after_correct = dfa.walk(_ids(tok, '{"verdict": "correct'))
-    assert tok.decode(list(dfa.forced_tokens[after_correct])) == '"'
-    free = dfa.walk(_ids(tok, '{"verdict": "correct"'))  # whitespace or "}": two ways on, nothing forced
-    assert dfa.forced_tokens[free] == () and dfa.forced_end[free] == -1
-
-
-def test_forced_text_on_a_toy_vocabulary() -> None:
-    dfa = toy_dfa("choice:x|bab")
-    after_b = dfa.step(dfa.initial_state, TOY_TOKENS.index("b"))
-    assert dfa.forced_tokens[after_b] == (TOY_TOKENS.index("ab"),)  # the longest token spelling the rest
-    assert dfa.accepting[dfa.forced_end[after_b]]
-    after_x = dfa.step(dfa.initial_state, TOY_TOKENS.index("x"))
-    assert dfa.forced_tokens[after_x] == () and dfa.forced_end[after_x] == -1  # accepting: EOS may come
 
 
 @pytest.mark.parametrize("spec", ["pivot:<free>The answer is <int>", 'json:{"answer": "string"}'])
