@@ -12,6 +12,7 @@ import os
 import random
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,11 +93,13 @@ def bench_prune(
     num_threads: int | None = None,
     pruner: ContextPruner | None = None,
     quantize: bool = True,
+    weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Time `ContextPruner.prune` end to end (splitting, tokenising, encoder, rounding) on synthetic passages.
 
     Returns passages/s, ms per passage, resident memory after the pruner's run, and the same encoder-only
     throughput for a DeBERTa-v3-large-sized model on `deberta_passages` of the same inputs (0 skips it).
+    `weights`: a pruner weights folder (default: the shipped weights), when no `pruner` is given.
 
     >>> bench_prune(n_passages=32, deberta_passages=0)["passages_per_s"] > 0
     True
@@ -104,7 +107,7 @@ def bench_prune(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     rss_before = _rss_mb()
-    pruner = pruner or ContextPruner(quantize=quantize)
+    pruner = pruner or ContextPruner(weights, quantize=quantize)
     question, passages = synthetic_passages(pruner.tokenizer, n_passages, tokens)
     pruner.prune(question, passages[:batch_size], batch_size=batch_size)  # warm-up (allocator, oneDNN kernels)
     start = time.perf_counter()

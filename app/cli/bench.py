@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from app.cli.common import (
+    PrunerOption,
     bench_app,
+    check_pruner_weights,
     figures_table,
     print_json_last,
     stderr,
@@ -43,12 +45,19 @@ def bench_prune_cmd(
     batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
     deberta: Annotated[int, typer.Option(min=0, max=64, help="passages for the DeBERTa-v3-large reference")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+    pruner: PrunerOption = None,
 ) -> None:
     """Passages/s of the context pruner, beside a DeBERTa-v3-large-sized encoder (Provence's size)."""
     from context_pruner.bench import bench_prune
 
     with stderr.status("benchmarking the context pruner"):
-        figures = bench_prune(n_passages=passages, tokens=tokens, batch_size=batch_size, deberta_passages=deberta)
+        figures = bench_prune(
+            n_passages=passages,
+            tokens=tokens,
+            batch_size=batch_size,
+            deberta_passages=deberta,
+            weights=check_pruner_weights(pruner),
+        )
     stderr.print(figures_table("bench prune", {k: v for k, v in figures.items() if isinstance(v, int | float)}))
     if as_json:
         print_json_last(figures)

@@ -85,3 +85,23 @@ LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="evaluat
 OutOption = Annotated[Path, typer.Option("--out", help="output folder")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the metrics as JSON on the last line")]
 ConcurrencyOption = Annotated[int, typer.Option("--concurrency", min=1, max=64, help="concurrent LLM calls")]
+PrunerOption = Annotated[
+    Path | None,
+    typer.Option("--pruner", help="context pruner weights folder (`prunekit train pruner`); default: the shipped ones"),
+]
+
+
+def check_pruner_weights(weights: Path | None) -> Path | None:
+    """`weights` when it holds pruner weights (None: the shipped ones); a one-line error otherwise."""
+    if weights is None or all((weights / name).is_file() for name in ("config.json", "model.safetensors")):
+        return weights
+    raise typer.BadParameter(f"no pruner weights in {weights} (config.json + model.safetensors)", param_hint="--pruner")
+
+
+def load_pruner(weights: Path | None) -> Any:
+    """The shipped context pruner (shared by the process), or the one in `weights`."""
+    from context_pruner import default_pruner
+    from context_pruner.pruner import ContextPruner
+
+    checked = check_pruner_weights(weights)
+    return default_pruner() if checked is None else ContextPruner(checked)

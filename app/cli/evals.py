@@ -14,10 +14,12 @@ from app.cli.common import (
     JsonOption,
     LimitOption,
     OutOption,
+    PrunerOption,
     eval_app,
     figures_table,
     finish_eval,
     load_model,
+    load_pruner,
     print_json_last,
     settings_for,
     stderr,
@@ -34,17 +36,18 @@ def eval_qa(
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="prunekit's threshold")] = 0.1,
     answer: Annotated[bool, typer.Option("--answer/--no-answer", help="let the LLM answer (F1/EM)")] = True,
     backend: BackendOption = None,
+    pruner: PrunerOption = None,
 ) -> None:
     """Context pruning vs. full / bi-encoder / random context on HotpotQA or SQuAD (compression, evidence
     recall, rerank recall@1, answer F1/EM)."""
-    from context_pruner import default_pruner
     from eval.harness import write_results
     from eval.qa import evaluate_qa, load_qa, plot_sweep
 
     load_qa(data, 1)  # fail on a bad path before loading models
+    context_pruner = load_pruner(pruner)
     model = load_model(settings_for(backend)) if answer else None
     result = evaluate_qa(
-        model, data, pruner=default_pruner(), limit=limit, threshold=threshold, concurrency=concurrency, answer=answer
+        model, data, pruner=context_pruner, limit=limit, threshold=threshold, concurrency=concurrency, answer=answer
     )
     path = write_results(result, out, plots=[plot_sweep])
     stderr.print(figures_table("eval qa", result.metrics))

@@ -47,6 +47,8 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["train", "guidance", "--weights", "0,1"], "positive"),
         (["train", "guidance", "--weights", "nan,1"], "positive"),
         (["train", "guidance", "--hmm", "/nope"], "no HMM"),
+        (["eval", "qa", "--pruner", "/nope", "--no-answer"], "no pruner weights in /nope"),
+        (["bench", "prune", "--pruner", "/nope"], "no pruner weights in /nope"),
     ],
 )
 def test_bad_arguments_give_one_line_and_a_non_zero_exit(args, fragment):
@@ -195,3 +197,15 @@ def test_a_bad_pruner_recipe_gives_one_line(tmp_path, recipe, fragment):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode != 0 and len(lines) == 1, done.stderr
     assert lines[0].startswith("prunekit: error:") and fragment in lines[0]
+
+
+def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
+    from context_pruner.model import PrunerConfig, PrunerModel, save_pretrained
+    from tests.context_pruner.helpers import TINY_ENCODER
+
+    weights = save_pretrained(PrunerModel.from_base(PrunerConfig(encoder_config=dict(TINY_ENCODER), num_layers=1)),
+                              tmp_path / "tiny")  # fmt: skip
+    done = run("bench", "prune", "--pruner", str(weights), "--passages", "8", "--deberta", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["num_layers"] == 1 and figures["passages_per_s"] > 0
