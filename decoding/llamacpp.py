@@ -335,9 +335,10 @@ class LlamaCppModel:
         decoded again: its logits are the first thing the request needs.
         """
         prompt = job.prompt_ids
-        seq = max(free_seqs, key=lambda s: _common_prefix(self._cached[s], prompt))
+        shared = {s: _common_prefix(self._cached[s], prompt) for s in free_seqs}
+        seq = max(shared, key=shared.__getitem__)
         free_seqs.remove(seq)
-        keep = min(_common_prefix(self._cached[seq], prompt), len(prompt) - 1)
+        keep = min(shared[seq], len(prompt) - 1)
         if keep < len(self._cached[seq]) and not llama.llama_memory_seq_rm(self._memory, seq, keep, -1):
             llama.llama_memory_seq_rm(self._memory, seq, -1, -1)  # partial removal refused: start empty
             keep = 0
