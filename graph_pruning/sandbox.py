@@ -92,31 +92,42 @@ def run_python(
         Path(workdir, "candidate.py").write_text(code, encoding="utf-8")
         bootstrap = _BOOTSTRAP.format(memory=memory_bytes, cpu=max(1, int(timeout) + 1), fsize=1 << 22)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "PYTHONHASHSEED": "0"}
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", bootstrap],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # own process group: a timeout kills whatever the code forked
-        )
+        # Output goes to files, not pipes: RLIMIT_FSIZE caps their size (a print loop cannot fill our memory), and a
+        # process the code detaches from its group cannot keep us waiting for a pipe to close.
+        out_path, err_path = Path(workdir, "stdout"), Path(workdir, "stderr")
+        with out_path.open("wb") as out_file, err_path.open("wb") as err_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", bootstrap],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_file,
+                stderr=err_file,
+                start_new_session=True,  # own process group: a timeout kills whatever the code forked
+            )
         timed_out = False
         try:
-            out, err = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
+        # Also after a clean exit: children the code left running in its group go with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        out, err = _head(out_path, max_output_bytes), _head(err_path, max_output_bytes)
     return SandboxResult(
         ok=proc.returncode == 0 and not timed_out,
         returncode=proc.returncode,
-        stdout=out[:max_output_bytes].decode("utf-8", "replace"),
-        stderr=err[:max_output_bytes].decode("utf-8", "replace"),
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
         timed_out=timed_out,
         seconds=time.perf_counter() - start,
     )
+
+
+def _head(path: Path, limit: int) -> bytes:
+    with path.open("rb") as f:
+        return f.read(limit)
 
 
 def run_tests(code: str, tests: list[str] | tuple[str, ...], *, timeout: float = 5.0) -> tuple[int, list[str]]:

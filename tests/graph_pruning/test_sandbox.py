@@ -15,6 +15,21 @@ def test_timeout_kills_the_process() -> None:
     assert result.timed_out and not result.ok and result.seconds < 5
 
 
+def test_a_detached_child_does_not_keep_the_caller_waiting() -> None:
+    # the child leaves the process group (so the group kill misses it) and sleeps: the old pipe-based capture
+    # waited for it to close its copy of stdout
+    code = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(8)\n    os._exit(0)\nprint('parent done')"
+    )
+    result = run_python(code, timeout=2.0)
+    assert result.ok and result.stdout.strip() == "parent done" and result.seconds < 4
+
+
+def test_output_is_capped_on_disk_and_in_the_result() -> None:
+    result = run_python("while True:\n    print('x' * 1000)", timeout=3.0, max_output_bytes=4096)
+    assert not result.ok and len(result.stdout) == 4096
+
+
 def test_no_network() -> None:
     result = run_python("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\nprint('connected')")
     assert not result.ok and "connected" not in result.stdout
