@@ -4,7 +4,6 @@ team for it, run the team, and report what the pruning saved."""
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from typing import Any
 
 from decoding import ChatModel, InvalidRequestError
@@ -33,12 +32,18 @@ def make_task(domain: str, question: str, context: str = "", choices: tuple[str,
     raise InvalidRequestError(f"domain must be math, general or code; got {domain!r}")
 
 
-@lru_cache(maxsize=3)
+_PRUNERS: dict[str, Any] = {}
+
+
 def pruner_for(domain: str) -> Any:
+    """The shipped graph pruner of `domain`, loaded once (the check is under the lock, so two first requests at
+    once do not both load it)."""
     from graph_pruning import GraphPruner
 
-    with _LOCK:  # the encoder and weights load once per domain
-        return GraphPruner.load(domain)
+    with _LOCK:
+        if domain not in _PRUNERS:
+            _PRUNERS[domain] = GraphPruner.load(domain)
+        return _PRUNERS[domain]
 
 
 def solve(model: ChatModel, task: AgentTask, domain: str) -> dict[str, Any]:

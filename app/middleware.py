@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
+import hmac
 import json
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from app.errors import error_body
 
-__all__ = ["CatchAll", "RateLimit", "RequestContext", "current_request_id"]
+__all__ = ["CatchAll", "RateLimit", "RequestContext"]
 
 log = logging.getLogger("prunekit.access")
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-def current_request_id() -> str:
-    return _request_id.get()
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -30,13 +26,23 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
-def _client_key(scope: dict[str, Any]) -> str:
-    """Who is calling: a hash of the bearer token (never the token itself), else the client address."""
-    token = _header(scope, b"authorization").partition(" ")[2]
-    if token:
-        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+def _bearer(scope: dict[str, Any]) -> str:
+    return _header(scope, b"authorization").partition(" ")[2]
+
+
+def _key_id(token: str) -> str:
+    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:12]  # a hash: keys never reach the logs
+
+
+def _address(scope: dict[str, Any]) -> str:
     client = scope.get("client") or ("-", 0)
     return f"ip:{client[0]}"
+
+
+def _caller(scope: dict[str, Any]) -> str:
+    """For the access log: the bearer token as sent (hashed), else the client address."""
+    token = _bearer(scope)
+    return _key_id(token) if token else _address(scope)
 
 
 class RequestContext:
@@ -51,7 +57,6 @@ class RequestContext:
             return
         given = _header(scope, b"x-request-id")
         request_id = given if 0 < len(given) <= 64 and given.replace("-", "").isalnum() else uuid.uuid4().hex
-        token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500
 
@@ -71,27 +76,40 @@ class RequestContext:
                 "path": scope.get("path"),
                 "status": status,
                 "ms": round((time.perf_counter() - started) * 1000, 1),
-                "client": _client_key(scope),
+                "client": _caller(scope),
             }
             log.info(json.dumps(record))
-            _request_id.reset(token)
 
 
 class RateLimit:
-    """A token bucket per client (API key hash, or address without keys): `per_minute` requests,
-    bursts up to `burst`. Over the limit: 429 with `Retry-After`. Health checks are exempt."""
+    """A token bucket per client (a configured API key, else the client address): `per_minute` requests,
+    bursts up to `burst`. Over the limit: 429 with `Retry-After`. Health checks are exempt.
 
-    def __init__(self, app: Any, per_minute: int, burst: int | None = None) -> None:
+    Only a configured key earns a bucket of its own: keyed by any token sent, a client could make up a fresh
+    token per request and never be limited. Buckets left idle long enough to be full again are dropped, so the
+    table holds only the recently active clients.
+    """
+
+    def __init__(self, app: Any, per_minute: int, burst: int | None = None, api_keys: Sequence[str] = ()) -> None:
         self.app = app
         self.rate = per_minute / 60.0
         self.burst = float(burst or max(1, per_minute // 6))
+        self.api_keys = tuple(api_keys)
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill time)
         self._lock = threading.Lock()
+        self._last_sweep = time.monotonic()
+
+    def client(self, scope: dict[str, Any]) -> str:
+        token = _bearer(scope)
+        if token and any(hmac.compare_digest(token, key) for key in self.api_keys):
+            return _key_id(token)
+        return _address(scope)
 
     def _take(self, client: str) -> float:
         """0 when allowed, else the seconds until a token is available."""
         now = time.monotonic()
         with self._lock:
+            self._sweep(now)
             tokens, last = self._buckets.get(client, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens >= 1.0:
@@ -100,11 +118,19 @@ class RateLimit:
             self._buckets[client] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
+    def _sweep(self, now: float) -> None:
+        """Drop the buckets that have refilled (a full bucket is the same as none); at most once a refill time."""
+        refill = self.burst / self.rate
+        if now - self._last_sweep < refill:
+            return
+        self._last_sweep = now
+        self._buckets = {c: (tokens, last) for c, (tokens, last) in self._buckets.items() if now - last < refill}
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or self.rate <= 0 or scope.get("path") == "/health":
             await self.app(scope, receive, send)
             return
-        wait = self._take(_client_key(scope))
+        wait = self._take(self.client(scope))
         if wait <= 0:
             await self.app(scope, receive, send)
             return

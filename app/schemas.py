@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "THREAD_ID_PATTERN",
     "AgentsRequest",
     "ChatCompletionRequest",
     "ChatMessageIn",
@@ -15,6 +16,8 @@ __all__ = [
     "SqlRequest",
     "StreamOptions",
 ]
+
+THREAD_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 
 class TextPart(BaseModel):
@@ -61,7 +64,7 @@ class ChatCompletionRequest(BaseModel):
     format: str | None = Field(None, min_length=1, max_length=2000)
     format_method: Literal["decog", "decog_pruned", "hard_mask"] = "decog"
     # Keep the conversation server-side; send only the new messages each time.
-    thread_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    thread_id: str | None = Field(None, min_length=1, max_length=128, pattern=THREAD_ID_PATTERN)
     # Route extensions: the RAG collection (default PRUNEKIT_RAG_COLLECTION), the SQL database (a name on the
     # allow-list), the agent pool's domain; `progress` adds progress chunks to a stream (see the README).
     collection: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")

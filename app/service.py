@@ -14,6 +14,7 @@ the `prunekit` object.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -21,9 +22,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from sse_starlette import EventSourceResponse
 
@@ -33,7 +34,7 @@ from app.graphs.chat import params_to_state
 from app.graphs.router import MODEL_ROUTES, RouterResources, build_router_graph
 from app.limits import BodySizeLimit
 from app.middleware import CatchAll, RateLimit, RequestContext
-from app.schemas import AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
+from app.schemas import THREAD_ID_PATTERN, AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
 from app.settings import Settings
 from app.threads import open_checkpointer
 from app.web import web_router
@@ -66,24 +67,23 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
                 log.info("serving %s through backend %s", ", ".join(MODEL_ROUTES), app.state.model.name)
                 yield
         finally:
-            store = resources._cache.get("store")
-            if store is not None:
-                store.close()
+            resources.close()
 
     app = FastAPI(title="prunekit", version="0.1.0", lifespan=lifespan)
     # Outermost last: every request gets an id and a log line, then the rate limit, then the body limit.
     app.add_middleware(CatchAll)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute, api_keys=settings.api_keys)
     app.add_middleware(RequestContext)
     app.state.model = model
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(web_router())  # the chat page at /
 
-    def require_key(request: Request) -> None:
+    def require_key(request: Request) -> str:
+        """Refuse a request without a configured key; return who owns its threads ("" when keys are off)."""
         if not settings.api_keys:
-            return
+            return ""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, k) for k in settings.api_keys):
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
                 "authentication_error",
                 "invalid_api_key",
             )
+        return hashlib.sha256(token.encode()).hexdigest()[:16]
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -105,8 +106,10 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             "data": [{"id": m, "object": "model", "created": 0, "owned_by": "prunekit"} for m in MODEL_ROUTES],
         }
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)], response_model=None)
-    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | EventSourceResponse:
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(
+        body: ChatCompletionRequest, owner: str = Depends(require_key)
+    ) -> dict[str, Any] | EventSourceResponse:
         route = MODEL_ROUTES.get(body.model)
         if route is None:
             raise ApiError(
@@ -137,7 +140,7 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         graph, config = app.state.chat_graph, None
         if body.thread_id is not None:
-            graph, config = app.state.thread_graph, _thread_config(body.thread_id)
+            graph, config = app.state.thread_graph, _thread_config(owner, body.thread_id)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await _stream_response(graph, state, config, completion_id, body.model, include_usage, body.progress)
@@ -210,9 +213,11 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             "usage": {"context_tokens": before, "kept_tokens": after, "removed_tokens": before - after},
         }
 
-    @app.get("/v1/threads/{thread_id}", dependencies=[Depends(require_key)])
-    async def get_thread(thread_id: str) -> dict[str, Any]:
-        snapshot = await run_in_threadpool(app.state.thread_graph.get_state, _thread_config(thread_id))
+    @app.get("/v1/threads/{thread_id}")
+    async def get_thread(
+        thread_id: Annotated[str, Path(max_length=128, pattern=THREAD_ID_PATTERN)], owner: str = Depends(require_key)
+    ) -> dict[str, Any]:
+        snapshot = await run_in_threadpool(app.state.thread_graph.get_state, _thread_config(owner, thread_id))
         if not snapshot.values:
             raise ApiError(404, f"thread {thread_id!r} does not exist", code="thread_not_found")
         return {"id": thread_id, "object": "thread", "messages": snapshot.values.get("messages", [])}
@@ -220,8 +225,9 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
     return app
 
 
-def _thread_config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
+def _thread_config(owner: str, thread_id: str) -> dict[str, Any]:
+    """A thread id lives in its API key's namespace: one client cannot read or extend another's conversation."""
+    return {"configurable": {"thread_id": f"{owner}/{thread_id}" if owner else thread_id}}
 
 
 def _open_store(settings: Settings) -> Any:
@@ -280,15 +286,17 @@ async def _stream_response(
     With `progress`, the graph's progress events come as chunks with `choices: []` and `prunekit.progress`
     (off by default: clients that index `choices[0]` of every chunk would break on them).
 
-    Events are awaited up to the first text delta before the response starts, so a request the
-    model refuses (e.g. a prompt longer than the context) still gets a proper 4xx, not a broken stream.
+    Events are awaited up to the first one the client is sent (a text delta, or a progress event when asked
+    for) before the response starts, so a request that fails before then (e.g. a prompt longer than the
+    model's context, an agents task the domain cannot take) still gets a proper 4xx, not a broken stream.
     """
     graph_events = graph.stream(state, config, stream_mode=["custom", "values"])
     events = iterate_in_threadpool(graph_events)
     buffered: list[Any] = []
     while (event := await anext(events, None)) is not None:
         buffered.append(event)
-        if event[0] == "custom":
+        mode, payload = event
+        if mode == "custom" and (payload.get("delta") or (progress and "progress" in payload)):
             break
     created = int(time.time())
 

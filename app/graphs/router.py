@@ -68,14 +68,27 @@ class RouterResources:
     sql_demos: Any = None  # a Spider folder with train_spider_slim.json: demonstrations for the SQL agent
     default_collection: str = "default"
     embed: Any = None  # texts -> normalised vectors; default: the shared MiniLM encoder
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # factories nest
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # guards `_key_locks`
+    _key_locks: dict[str, threading.RLock] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def _once(self, key: str, make: Any) -> Any:
+        """`make()` once per key. A lock per key: a slow first build (the SQL demonstrations index) holds back
+        only the requests that need that object, and a built one is read without any lock."""
+        if key in self._cache:
+            return self._cache[key]
         with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.RLock())  # re-entrant: factories nest
+        with key_lock:
             if key not in self._cache:
                 self._cache[key] = make()
             return self._cache[key]
+
+    def close(self) -> None:
+        """Close what was opened on first use (the vector store this object built; a given one is the caller's)."""
+        store = self._cache.pop("store", None)
+        if store is not None:
+            store.close()
 
     def encoder(self) -> Any:
         if self.embed is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 
 import httpx
 
+from app.middleware import RateLimit
 from app.service import create_app
 from app.settings import Settings
 from tests.conftest import LiveServer
@@ -55,3 +58,43 @@ def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable(tmp_p
         # the same keep-alive connection serves the next request (no reset after the 500)
         assert client.get("/health").status_code == 200
     assert any("secret internal detail" in (r.exc_text or "") for r in caplog.records)  # but it is logged
+
+
+def _status_of(limiter: RateLimit, token: str | None = None, address: str = "10.0.0.1") -> int:
+    """One request through the rate limiter in front of an app that always answers 200."""
+
+    async def ok(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limiter.app = ok
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    scope = {"type": "http", "path": "/v1/models", "headers": headers, "client": (address, 1)}
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(limiter(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_made_up_tokens_share_their_address_bucket() -> None:
+    limiter = RateLimit(None, per_minute=60, burst=3, api_keys=["k1"])
+    statuses = [_status_of(limiter, token=f"made-up-{i}") for i in range(4)]
+    assert statuses == [200, 200, 200, 429]  # a fresh token per request does not earn a fresh bucket
+    assert _status_of(limiter, token="k1") == 200  # a configured key has its own
+    assert _status_of(limiter, address="10.0.0.2") == 200  # and so has another address
+
+
+def test_refilled_buckets_are_dropped() -> None:
+    limiter = RateLimit(None, per_minute=120, burst=1)  # refills in 0.5 s
+    for i in range(20):
+        _status_of(limiter, address=f"10.0.1.{i}")
+    assert len(limiter._buckets) == 20
+    time.sleep(0.6)
+    _status_of(limiter, address="10.0.2.1")
+    assert list(limiter._buckets) == ["ip:10.0.2.1"]

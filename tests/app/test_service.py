@@ -121,10 +121,13 @@ def test_chunked_body_over_the_limit_gets_413(http):
     assert response.status_code == 413
 
 
-def test_prompt_over_the_context_is_a_400_even_when_streaming(http, embedded_model):
+@pytest.mark.parametrize("model", ["prunekit-chat", "prunekit-auto"])
+def test_prompt_over_the_context_is_a_400_even_when_streaming(http, embedded_model, model):
+    # prunekit-auto sends a progress event (the route it chose) before the model refuses: the stream must
+    # still not have started
     long = "word " * (embedded_model.context_length + 10)
     for stream in (False, True):
-        body = {"model": "prunekit-chat", "messages": [{"role": "user", "content": long}], "stream": stream}
+        body = {"model": model, "messages": [{"role": "user", "content": long}], "stream": stream}
         response = http.post("/v1/chat/completions", json=body)
         assert response.status_code == 400, stream
         assert "context" in response.json()["error"]["message"]

@@ -71,3 +71,18 @@ def test_stateless_requests_keep_no_thread(live_service):
     bad = {**body, "thread_id": "has spaces"}
     response = httpx.post(f"{live_service.url}/v1/chat/completions", json=bad, headers=headers, timeout=30)
     assert response.status_code == 400 and "thread_id" in response.json()["error"]["message"]
+
+
+def test_a_thread_belongs_to_the_key_that_made_it(tmp_path, embedded_model):
+    settings = Settings(data_dir=tmp_path, api_keys=["k1", "k2"])
+    body = {"model": "prunekit-chat", "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 4}
+    with LiveServer(create_app(settings, model=embedded_model)) as server:
+        as_k1, as_k2 = ({"Authorization": f"Bearer {k}"} for k in ("k1", "k2"))
+        made = httpx.post(
+            f"{server.url}/v1/chat/completions", json={**body, "thread_id": "shared-name"}, headers=as_k1, timeout=120
+        )
+        assert made.status_code == 200, made.text
+        assert httpx.get(f"{server.url}/v1/threads/shared-name", headers=as_k1).status_code == 200
+        assert httpx.get(f"{server.url}/v1/threads/shared-name", headers=as_k2).status_code == 404
+        bad = httpx.get(f"{server.url}/v1/threads/bad%20id", headers=as_k1)
+        assert 400 <= bad.status_code < 500 and "error" in bad.json()
