@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from context_pruner.errors import InvalidOptionError
 from context_pruner.pruner import ContextPruner
 
 __all__ = ["bench_prune", "synthetic_passages"]
@@ -41,7 +42,7 @@ def synthetic_passages(tokenizer: Any, n: int, tokens: int, seed: int = 0) -> tu
     q_len = len(tokenizer(_QUESTION, add_special_tokens=False)["input_ids"])
     n_ctx = tokens - 3 - q_len
     if n_ctx < 2:
-        raise ValueError(f"tokens={tokens} leaves no room for a passage after the question")
+        raise InvalidOptionError(f"tokens={tokens} leaves no room for a passage after the question")
     rng = random.Random(seed)
     passages = []
     for _ in range(n):

@@ -75,7 +75,10 @@ def train_agp(
     records: Annotated[
         list[Path] | None, typer.Option("--records", help="stage 1: where to write; stage 2: our records to train on")
     ] = None,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="the shared data folder")] = Path("../shared/data"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="the shared data folder (default: $PRUNEKIT_SHARED_DATA or ../shared/data)"),
+    ] = None,
     agp_records: Annotated[bool, typer.Option("--agp-records/--no-agp-records", help="stage 2: also AGP's")] = True,
     folds: Annotated[
         int, typer.Option("--folds", min=0, help="stage 2: k-fold by task for the held-out figures (< 2: one split)")
@@ -133,7 +136,8 @@ def eval_agents(
         str, typer.Option("--methods", help="comma-separated: single,chain,full,random,agp (default: all)")
     ] = "single,chain,full,random,agp",
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="the shared data folder (default: ../shared/data)")
+        Path | None,
+        typer.Option("--data-dir", help="the shared data folder (default: $PRUNEKIT_SHARED_DATA or ../shared/data)"),
     ] = None,
     pruner: Annotated[
         Path | None, typer.Option("--pruner", help="a trained pruner's folder (default: the shipped one)")

@@ -41,7 +41,7 @@ def bench_decode_cmd(
 @bench_app.command("prune")
 def bench_prune_cmd(
     passages: Annotated[int, typer.Option(min=8, max=4096, help="passages to prune")] = 256,
-    tokens: Annotated[int, typer.Option(min=16, max=512, help="tokens per passage")] = 256,
+    tokens: Annotated[int, typer.Option(min=32, max=512, help="tokens per encoder input (question + passage)")] = 256,
     batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
     deberta: Annotated[int, typer.Option(min=0, max=64, help="passages for the DeBERTa-v3-large reference")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from app.settings import Settings
+from decoding.errors import InvalidRequestError
 
 log = logging.getLogger("prunekit")
 # typer vendors its own click; its usage errors all derive from the base of BadParameter.
@@ -46,7 +48,18 @@ def settings_for(backend: str | None) -> Settings:
         if backend not in ("embedded", "hf", "openai"):
             raise typer.BadParameter(f"must be embedded, hf or openai, got {backend!r}", param_hint="--backend")
         overrides["backend"] = backend
-    return Settings(**overrides)
+    return load_settings(**overrides)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from PRUNEKIT_* variables (and .env); a bad value is one line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PRUNEKIT_{'_'.join(str(part) for part in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidRequestError(f"invalid setting: {problems}") from exc
 
 
 def load_model(settings: Settings) -> Any:

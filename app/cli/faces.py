@@ -13,12 +13,12 @@ from app.cli.common import (
     BackendOption,
     app,
     load_model,
+    load_settings,
     print_json_last,
     settings_for,
     stderr,
     stdout,
 )
-from app.settings import Settings
 
 
 # --------------------------------------------------------------------------- context pruning
@@ -41,7 +41,10 @@ def prune(
         for path in files:
             if not path.is_file():
                 raise typer.BadParameter(f"{path} is not a file", param_hint="FILES")
-            contexts.append(path.read_text(encoding="utf-8"))
+            try:
+                contexts.append(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                raise typer.BadParameter(f"{path} is not UTF-8 text ({exc.reason})", param_hint="FILES") from exc
     else:
         raw = sys.stdin.read()
         try:
@@ -50,7 +53,10 @@ def prune(
             payload = {"contexts": [raw]}
         if not isinstance(payload, dict) or not isinstance(payload.get("contexts", []), list):
             raise typer.BadParameter('stdin JSON must be {"question": str, "contexts": [str, ...]}', param_hint="stdin")
-        question = question or str(payload.get("question", ""))
+        given = payload.get("question")
+        if given is not None and not isinstance(given, str):
+            raise typer.BadParameter(f"the stdin JSON's question must be a string, got {given!r}", param_hint="stdin")
+        question = question or given or ""
         contexts, titles = payload.get("contexts", []), payload.get("titles")
     if not question.strip():
         raise typer.BadParameter("give the question with --question (or in the stdin JSON)", param_hint="--question")
@@ -91,7 +97,7 @@ def ingest(
         title, text = read_document(path)
         pieces = chunk_text(text, max_chars=max_chars, overlap_chars=overlap)
         chunks += [Chunk(text=t, source=str(path), index=i, title=title) for i, t in enumerate(pieces)]
-    settings = Settings()
+    settings = load_settings()
     with stderr.status(f"embedding {len(chunks)} chunks from {len(files)} files"):
         store = VectorStore(load_embedder(), **settings.vector_store_location())
         try:

@@ -100,7 +100,7 @@ def chunk_text(text: str, *, max_chars: int = 800, overlap_chars: int = 150) -> 
     """
     if max_chars <= overlap_chars:
         raise InvalidRequestError("max_chars must be larger than overlap_chars")
-    sentences = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split(" "))) if s and s.strip()]
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
     pieces: list[str] = []
     for sentence in sentences:  # a sentence longer than a chunk is cut into windows
         pieces += [sentence[i : i + max_chars] for i in range(0, len(sentence), max_chars - overlap_chars)]

@@ -31,6 +31,9 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["bench", "decode", "--max-tokens", "2"], "--max-tokens"),
         (["sql", "--db", "/does/not/exist.sqlite", "How many?"], "--db"),
         (["sql", "--db", __file__, "  "], "empty"),
+        (["sql", "--db", __file__, "How many?"], "not a readable SQLite database"),
+        (["prune", "--question", "why?", sys.executable], "is not UTF-8 text"),
+        (["bench", "prune", "--tokens", "16"], "--tokens"),
         (["eval", "spider", "--data", "/nope"], "dev.json"),
         (["eval", "spider", "--methods", "gold,oracle"], "--methods"),
         (["eval", "spider", "--seed", "-1"], "--seed"),
@@ -58,6 +61,24 @@ def test_bad_arguments_give_one_line_and_a_non_zero_exit(args, fragment):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("prunekit: error:") and fragment in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_setting_names_the_variable():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PRUNEKIT_PORT": "abc"}
+    done = subprocess.run([*PRUNEKIT, "serve"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "PRUNEKIT_PORT" in done.stderr and done.stderr.strip().startswith("prunekit: error:")
+
+
+def test_prune_reads_a_null_question_as_missing():
+    done = subprocess.run(
+        [*PRUNEKIT, "prune"],
+        input=json.dumps({"question": None, "contexts": ["Paris is in France."]}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "give the question" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_help_lists_the_commands():
