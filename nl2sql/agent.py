@@ -210,6 +210,8 @@ class DatabaseContext:
 
 
 class _DatabaseCache:
+    """Contexts by (file, modification time): a database edited on disk is read again, once."""
+
     def __init__(self, n_examples: int) -> None:
         self.n_examples = n_examples
         self._items: dict[tuple[Path, float], DatabaseContext] = {}
@@ -231,6 +233,10 @@ class _DatabaseCache:
                     return self._items[key]
             ctx = DatabaseContext.open(p, self.n_examples)
             with self._lock:
+                # the database changed on disk: its older contexts (and their build gates) will never be asked for
+                for stale in [k for k in self._items if k[0] == p]:
+                    del self._items[stale]
+                    self._building.pop(stale, None)
                 self._items[key] = ctx
             return ctx
 
@@ -444,7 +450,10 @@ class NL2SQLAgent:
                 top_k_columns=self.config.top_k_columns,
             )
             schema, tables = linked.schema, linked.table_names
-        return {"schema_text": render_schema(schema), "linked_tables": tables}
+        text = render_schema(schema)
+        if len(text) > self.config.budget.max_schema_chars:  # a wide schema: its example values go first
+            text = render_schema(schema, examples=False)
+        return {"schema_text": text, "linked_tables": tables}
 
     def _retrieve(self, question: str, db_path: str, draft_sql: str | None = None) -> list[Demonstration]:
         if self.index is None or self.config.k_demos == 0:

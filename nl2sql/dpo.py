@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -302,7 +301,3 @@ def _save_checkpoint(
     state = {"step": step, "stats": stats.to_dict(), "rng": list(rng.getstate()), "config": asdict(config)}
     (ckpt / "trainer_state.json").write_text(json.dumps(state))
     log.info("checkpoint at step %d in %s", step, ckpt)
-
-
-def mean_loss(stats: DPOStats) -> float:
-    return sum(stats.losses) / len(stats.losses) if stats.losses else math.nan

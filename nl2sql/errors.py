@@ -52,4 +52,4 @@ class SQLExecutionError(SQLError):
 
 
 class DatabaseNotFoundError(NL2SQLError, InvalidRequestError):
-    """The database file does not exist (or is not a file)."""
+    """The database file does not exist, is not a file, or is not a readable SQLite database."""

@@ -10,8 +10,9 @@ model (the embedded SmolLM2-135M has an 8k context and little instruction follow
   "SQL only" organisation), so each costs a few dozen tokens;
 - the schema of the linked tables only, as compact CREATE TABLE text with a few example values, in the
   last user turn, next to the question;
-- a character budget (`PromptBudget`) that drops demonstrations, then example values, before a prompt
-  could overflow the context.
+- a character budget (`PromptBudget`): a linked schema past `max_schema_chars` loses its example values,
+  and demonstrations are dropped (last first) until the prompt fits `max_prompt_chars`. A schema too large
+  even then makes the model refuse the call; the agent records the refusal as the call's `error`.
 
 Parsing (`extract_sql`, `parse_steps`) is robust to junk: code fences, prose before or after, a
 trailing sentence after the query, several queries (the first or the last is taken).
@@ -67,6 +68,7 @@ class PromptBudget:
     """Limits in characters (about 3.5 characters a token for SmolLM2's tokenizer on SQL and English)."""
 
     max_prompt_chars: int = 12_000  # ~3.4k tokens: leaves room in an 8k context shared by batched requests
+    max_schema_chars: int = 8_000  # past this, the schema is shown without its example values
     max_demo_sql_chars: int = 600  # a longer gold SQL teaches little and costs much
 
 
@@ -291,7 +293,6 @@ def answer_messages(question: str, sql: str, columns: Sequence[str], rows: Seque
 
 _FENCE = re.compile(r"```(?:sql|sqlite|SQL)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
 _START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
-_LABEL = re.compile(r"^\s*(?:final\s+)?(?:sql|query|answer)\s*\d*\s*:\s*", re.IGNORECASE)
 
 
 def _parses(sql: str) -> bool:

@@ -403,11 +403,12 @@ class SafeDatabase:
                 log.warning("query stuck past its hard deadline; connection abandoned: %.80s", text)
                 raise SQLTimeoutError(f"the query ran past its {timeout:g} s budget and was stopped", sql, timeout)
             guard.deadline = float("inf")
-        if "error" in box:
-            err = box["error"]
+            err = box.get("error")
             if isinstance(err, (sqlite3.Error, sqlite3.Warning)):
-                raise self._translate(err, guard, overrides.last_error, sql, timeout) from err
-            raise err
+                # translated under the lock: the next query on this connection clears the guard's record
+                raise self._translate(err, guard.timed_out, guard.denied, overrides.last_error, sql, timeout) from err
+        if "error" in box:
+            raise box["error"]
         columns, rows, truncated = box["result"]
         return QueryResult(columns=columns, rows=rows, truncated=truncated, elapsed_s=time.monotonic() - started)
 
@@ -439,11 +440,13 @@ class SafeDatabase:
         return columns, rows, truncated
 
     @staticmethod
-    def _translate(err: Exception, guard: _Guard, function_error: str, sql: str, timeout: float) -> Exception:
-        if guard.timed_out:
+    def _translate(
+        err: Exception, timed_out: bool, denied: Sequence[str], function_error: str, sql: str, timeout: float
+    ) -> Exception:
+        if timed_out:
             return SQLTimeoutError(f"the query ran past its {timeout:g} s budget and was stopped", sql, timeout)
-        if guard.denied:
-            return UnsafeSQLError(f"not allowed by the read-only policy: {', '.join(guard.denied[:3])}", sql)
+        if denied:
+            return UnsafeSQLError(f"not allowed by the read-only policy: {', '.join(denied[:3])}", sql)
         if isinstance(err, (sqlite3.Warning, sqlite3.ProgrammingError)) and "one statement" in str(err):
             return UnsafeSQLError(f"SQLite refused the SQL: {err}", sql)
         if function_error:

@@ -132,6 +132,11 @@ def _connect_ro(path: str | Path) -> sqlite3.Connection:
         raise DatabaseNotFoundError(f"no SQLite database at {p}")
     conn = sqlite3.connect(f"file:{urllib.parse.quote(str(p))}?mode=ro", uri=True)
     conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
+    try:  # connecting succeeds on any file: the first read tells whether it is a database
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as err:
+        conn.close()
+        raise DatabaseNotFoundError(f"{p} is not a readable SQLite database: {err}") from err
     return conn
 
 

@@ -78,6 +78,16 @@ def test_prompt_holds_linked_tables_only(db: Path) -> None:
     assert "CREATE TABLE score" in model.calls[0][0][-1]["content"]
 
 
+def test_a_schema_over_its_budget_is_shown_without_example_values(db: Path) -> None:
+    model = ScriptedModel(responder())
+    agent_for(model, link=False).answer(QUESTION, db)
+    assert "-- e.g." in model.calls[0][0][-1]["content"]
+    model = ScriptedModel(responder())
+    agent_for(model, link=False, budget=prompts.PromptBudget(max_schema_chars=50)).answer(QUESTION, db)
+    prompt = model.calls[0][0][-1]["content"]
+    assert "CREATE TABLE singer" in prompt and "-- e.g." not in prompt
+
+
 def test_votes_pick_the_result_most_candidates_agree_on() -> None:
     a = Candidate("draft", "a", "ok", rows=[(1,)])
     b = Candidate("decompose", "b", "ok", rows=[(2,)])
@@ -237,3 +247,17 @@ def test_linking_embeds_schema_names_once_per_database(db: Path) -> None:
     first = embed.n_texts
     agent.answer("How many stadiums are there?", db)
     assert first > 10 and embed.n_texts == first + 1  # only the new question
+
+
+def test_the_database_cache_reads_an_edited_file_again_and_forgets_the_old_one(db: Path) -> None:
+    import os
+
+    from nl2sql.agent import _DatabaseCache
+
+    cache = _DatabaseCache(n_examples=0)
+    first = cache.get(db)
+    assert cache.get(db) is first
+    stat = db.stat()
+    os.utime(db, (stat.st_atime, stat.st_mtime + 5))  # as if edited
+    second = cache.get(db)
+    assert second is not first and list(cache._items.values()) == [second]

@@ -74,6 +74,13 @@ def test_introspection_does_not_touch_the_file(toy_path: Path) -> None:
         introspect_sqlite(toy_path.parent / "missing.sqlite")
 
 
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are notes, not tables\n" * 50)
+    with pytest.raises(DatabaseNotFoundError, match="not a readable SQLite database"):
+        introspect_sqlite(notes)
+
+
 def test_render_schema_is_compact_create_table_text(toy: Schema) -> None:
     text = render_schema(toy)
     assert "CREATE TABLE singer (\n  singer_id INTEGER PRIMARY KEY, -- e.g. 1, 2, 3\n" in text
