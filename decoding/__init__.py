@@ -1,8 +1,9 @@
 """decoding: the only place that talks to an LLM.
 
 Backends behind one `ChatModel` protocol: `LocalModel` (transformers, in-process),
-`LlamaCppModel` (the embedded model's fast path) and `OpenAIModel` (any OpenAI-compatible server).
-Heavy backends are imported on first use, so `import decoding` stays cheap.
+`decoding.llamacpp.LlamaCppModel` (the embedded model's fast path; its own import, since llama-cpp-python is an
+optional build) and `OpenAIModel` (any OpenAI-compatible server). Heavy backends are imported on first use, so
+`import decoding` stays cheap.
 """
 
 from __future__ import annotations

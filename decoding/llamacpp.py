@@ -98,7 +98,8 @@ def prepare_fast_weights(cache_dir: Path | None = None, quant: str = "q8_0") -> 
 
 @dataclass(eq=False)
 class _Job:
-    """One request as the scheduler sees it. Fields below `out` belong to the scheduler thread."""
+    """One request as the scheduler sees it. `out` carries results to the caller, `cancelled` comes from the
+    caller (a stream closed early); the fields below them belong to the scheduler thread."""
 
     prompt_ids: list[int]
     params: GenerationParams
@@ -189,10 +190,20 @@ class LlamaCppModel:
         return cls(prepare_fast_weights(cache_dir, quant), name=EMBEDDED_MODEL_NAME, **kwargs)
 
     def close(self) -> None:
+        """Stop the scheduler (requests still in flight fail with BackendError) and free llama.cpp's memory."""
         with self._wakeup:
             self._closed = True
             self._wakeup.notify()
         self._thread.join(timeout=10)
+        if self._thread.is_alive():  # stuck in a decode: freeing now would pull memory from under it
+            log.warning("llama.cpp scheduler did not stop within 10 s; its memory is left allocated")
+            return
+        with self._guide_lock:  # format_guide() reads the vocabulary, which belongs to the model
+            if self._model is not None:
+                llama.llama_batch_free(self._batch)
+                llama.llama_free(self._ctx)
+                llama.llama_model_free(self._model)
+                self._model = self._ctx = None
 
     # ----------------------------------------------------------------- ChatModel
     def chat(self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None) -> ChatResult:
@@ -206,8 +217,7 @@ class LlamaCppModel:
     def stream_ids(self, prompt_ids: Sequence[int], params: GenerationParams | None = None) -> Iterator[ChatChunk]:
         """Generate after raw prompt token ids (no chat template)."""
         job = _Job(list(prompt_ids), self.format_guide().apply(params or GenerationParams()))
-        self._check_budget(job)
-        self._submit(job)
+        self._check_budget(job)  # bad requests fail here, at the call; the work starts at the first read
         return self._drain(job)
 
     def format_guide(self) -> FormatGuide:
@@ -215,6 +225,8 @@ class LlamaCppModel:
         with self._guide_lock:
             if self._guide is None:
                 from decoding.decog import TokenVocabulary
+
+                self._check_open()
 
                 # control tokens (<|im_start|>...) have no text: None keeps them out of every format
                 pieces = [
@@ -231,6 +243,7 @@ class LlamaCppModel:
         return self.tokenize(text)
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        self._check_open()
         data = text.encode()
         buf = (llama.llama_token * (len(data) + 8))()
         n = llama.llama_tokenize(self._vocab, data, len(data), buf, len(buf), False, special)
@@ -277,6 +290,9 @@ class LlamaCppModel:
         return result
 
     def _drain(self, job: _Job) -> Iterator[ChatChunk]:
+        # Submitted here, not by stream_ids: a stream dropped before its first read never takes a sequence
+        # (a generator that never started does not run its `finally`, so it could not cancel).
+        self._submit(job)
         try:
             while True:
                 item = job.out.get()
@@ -308,7 +324,7 @@ class LlamaCppModel:
                     self._prefill(job)
                 except BaseException as exc:  # hand the failure to the caller, keep serving others
                     job.failed = True
-                    self._finish(job, exc)
+                    self._fail(job, exc)
                 if job.done:
                     self._release(job, free_seqs)
                 else:
@@ -319,12 +335,12 @@ class LlamaCppModel:
                 except BaseException as exc:
                     for job in active:
                         job.failed = True
-                        self._finish(job, BackendError(f"llama.cpp decoding failed: {exc}"))
+                        self._fail(job, BackendError(f"llama.cpp decoding failed: {exc}"))
                 for job in [j for j in active if j.done]:
                     active.remove(job)
                     self._release(job, free_seqs)
         for job in active + list(self._waiting):
-            self._finish(job, BackendError("the model was closed"))
+            self._fail(job, BackendError("the model was closed"))
 
     def _claim(self, job: _Job, free_seqs: list[int]) -> None:
         """Give `job` the free sequence whose cache shares the longest prefix with its prompt, and drop the rest.
@@ -420,7 +436,7 @@ class LlamaCppModel:
             try:
                 self._advance(job, self._logits(i))
             except Exception as exc:  # e.g. a logits processor refusing: fail this request only
-                self._finish(job, exc)
+                self._fail(job, exc)
 
     def _advance(self, job: _Job, logits: np.ndarray) -> None:
         """Pick the job's next token from `logits` and stream the text it completes."""
@@ -461,11 +477,16 @@ class LlamaCppModel:
         job.out.put(ChatChunk(tail, finish_reason=finish, usage=usage))
         job.done = True
 
-    def _finish(self, job: _Job, error: BaseException) -> None:
+    def _fail(self, job: _Job, error: BaseException) -> None:
         job.out.put(error)
         job.done = True
 
+    def _check_open(self) -> None:
+        if self._model is None:
+            raise BackendError("the model is closed")
+
     def _piece(self, token: int) -> bytes:
+        self._check_open()
         buf = ctypes.create_string_buffer(64)
         n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         if n < 0:  # rare long token: retry with the size llama.cpp asked for

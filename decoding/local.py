@@ -105,9 +105,20 @@ class LocalModel:
     def generate_batch(
         self, conversations: Sequence[Sequence[Mapping[str, Any]]], params: GenerationParams | None = None
     ) -> list[ChatResult]:
-        """Plain HF `generate` over a left-padded batch (offline jobs and the speed baseline)."""
+        """Plain HF `generate` over a left-padded batch (offline jobs and the speed baseline).
+
+        No format guidance here: its processors follow one sequence each (use `chat`/`stream` per request).
+        """
         params = params or GenerationParams()
+        if params.format is not None:
+            raise InvalidRequestError("generate_batch does not apply formats: use chat() per request")
+        if params.logits_processors and len(conversations) > 1:
+            raise InvalidRequestError("logits processors run one sequence at a time: use chat() per request")
         prompts = [self.encode_chat(c) for c in conversations]
+        if not prompts:
+            return []
+        for prompt in prompts:
+            self._check_budget(len(prompt), params.max_tokens)
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_token_ids)
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])  # (B, T)

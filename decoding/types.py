@@ -50,6 +50,14 @@ def normalize_messages(messages: Iterable[Mapping[str, Any]]) -> list[Message]:
     return out
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How to sample. `temperature=0` means greedy decoding (the default: small models ramble when sampled).
@@ -71,14 +79,23 @@ class GenerationParams:
     format_method: str = "decog"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+        # Params arrive from JSON (the service, graph state): wrong types get the same clear error as wrong values.
+        if not _is_int(self.max_tokens) or self.max_tokens < 1:
             raise InvalidRequestError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise InvalidRequestError(f"temperature must be in [0, 2], got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p}")
-        if isinstance(self.stop, str):  # a lone string is a common slip: treat it as one stop sequence
-            object.__setattr__(self, "stop", (self.stop,))
+        if not _is_number(self.temperature) or not 0.0 <= self.temperature <= 2.0:
+            raise InvalidRequestError(f"temperature must be a number in [0, 2], got {self.temperature!r}")
+        if not _is_number(self.top_p) or not 0.0 < self.top_p <= 1.0:
+            raise InvalidRequestError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
+        stop = self.stop
+        if stop is None:
+            stop = ()
+        elif isinstance(stop, str):  # a lone string is a common slip: treat it as one stop sequence
+            stop = (stop,)
+        elif not isinstance(stop, list | tuple):
+            raise InvalidRequestError(f"stop must be a string or a list of strings, got {type(stop).__name__}")
+        object.__setattr__(self, "stop", tuple(stop))
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidRequestError("stop sequences must be non-empty strings")
         if self.format is not None and not (isinstance(self.format, str) and self.format.strip()):

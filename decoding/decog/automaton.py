@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -136,7 +136,6 @@ class ByteAutomaton:
     accepting: np.ndarray  # (N,) bool
     initial: int
     char_states: int  # states 0..char_states-1 are character states (no pending bytes)
-    _info: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def num_states(self) -> int:

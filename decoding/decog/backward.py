@@ -21,9 +21,10 @@ At a decoding step with forward vector alpha(z) = p(z_{t+1} = z | x_1..t), DFA s
 
     p(v, format done in time | x_1..t) = sum_z alpha(z) B[z, v] sum_z' T[z, z'] W_[lo, hi](delta(s, v), z')
 
-(`BackwardTables.log_lookahead` gives the inner sum; `guidance.py` does the rest). Budget conventions: lengths
-count every token including the closing EOS; with g tokens generated, max_new_tokens M and min_new_tokens m,
-the window after the candidate is lo = max(0, m - g), hi = M - g - 1, so the output ends with EOS at a position
+(`BackwardTables.log_lookahead` is the inner sum in torch: the reference that the tests hold `guidance.py`'s
+per-step numpy version to). Budget conventions: lengths count every token including the closing EOS; with g tokens
+generated, max_new_tokens M and min_new_tokens m, the window after the candidate is lo = max(0, m - g),
+hi = M - g - 1, so the output ends with EOS at a position
 in [m + 1, M], i.e. at least m tokens of text and at most M tokens in all.
 
 Everything is in log space (float32): probabilities of long outputs reach e^-300 and beyond. The tables depend on
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _CACHE: OrderedDict[tuple[str, str], BackwardTables] = OrderedDict()
 CACHE_SIZE = 8
+CACHE_BYTES = 512 * 2**20  # tables grow with budget x DFA states x hidden size: bound the cache by memory too
 _LOCK = threading.Lock()
 
 
@@ -90,6 +92,7 @@ class BackwardTables:
             log_c[k] = _scatter_logsumexp(terms, src_idx, s)
         self.log_c = log_c
         self.log_cum = torch.logcumsumexp(log_c, dim=0)  # (K+1, S, H): log sum_{j <= k} C_j
+        self.nbytes = 2 * log_c.numel() * log_c.element_size()
         log.info(
             "backward tables: %d states x %d hidden x %d lengths in %.3f s",
             s,
@@ -148,7 +151,8 @@ def _scatter_logsumexp(terms: torch.Tensor, index: torch.Tensor, n: int) -> torc
 
 
 def get_backward_tables(hmm: HMM, dfa: TokenDFA, max_len: int) -> BackwardTables:
-    """Cached tables (LRU of `CACHE_SIZE`, keyed by DFA and HMM) covering lengths 0..max_len at least.
+    """Cached tables (LRU of at most `CACHE_SIZE` tables and `CACHE_BYTES`, keyed by DFA and HMM) covering
+    lengths 0..max_len at least.
 
     Thread-safe: the cache is locked, the computation is not (two threads may build the same table once each).
     """
@@ -160,9 +164,11 @@ def get_backward_tables(hmm: HMM, dfa: TokenDFA, max_len: int) -> BackwardTables
             return tables
     tables = BackwardTables(hmm, dfa, max_len)
     with _LOCK:
-        _CACHE[key] = tables
+        cached = _CACHE.get(key)
+        if cached is None or cached.max_len < tables.max_len:  # another thread may have built a longer one
+            _CACHE[key] = tables
         _CACHE.move_to_end(key)
-        while len(_CACHE) > CACHE_SIZE:
+        while len(_CACHE) > 1 and (len(_CACHE) > CACHE_SIZE or sum(t.nbytes for t in _CACHE.values()) > CACHE_BYTES):
             _CACHE.popitem(last=False)
     return tables
 

@@ -103,6 +103,8 @@ def run_benchmark(
     `forced_ids`: token ids of an output in the format, EOS last; `logits`: the LLM's (1, V) scores before each
     (default: random, which makes `candidate_gap` useless: real logits are far peakier).
     """
+    if len(forced_ids) < 3:  # the first step is set aside (it builds the start state's plan): time at least two
+        raise ValueError(f"the output to teacher-force needs at least 3 tokens (EOS included), got {len(forced_ids)}")
     if logits is None:
         g = torch.Generator().manual_seed(seed)
         logits = [2.0 * torch.randn(1, vocab.size, generator=g) for _ in forced_ids]
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(embedded_hf_dir())
     vocab = TokenVocabulary.from_tokenizer(tokenizer)
     forced = [*tokenizer.encode(args.output, add_special_tokens=False), vocab.eos_token_ids[0]]
+    if len(forced) < 3:
+        parser.error("--output must be at least two tokens long")
     logits = None
     if args.llm:
         chat = [{"role": "user", "content": DEFAULT_PROMPT}]

@@ -47,7 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from decoding.decog.hmm import HMM
+from decoding.decog.hmm import HMM, PAD, assignment_counts
 from decoding.decog.prompts import DEFAULT_MIX, distillation_prompts
 from decoding.errors import InvalidRequestError
 from decoding.types import GenerationParams, Message
@@ -67,7 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PAD = -1
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)  # per-entry emission pseudocounts tried on the held-out sequences
 
 
@@ -393,36 +392,6 @@ def assign_clusters(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def hard_counts(
-    clusters: torch.Tensor, tokens: torch.Tensor, hidden_size: int, vocab_size: int
-) -> dict[str, torch.Tensor]:
-    """Initial (H,), transition (H, H) and emission (H, V) counts of hard assignments (N, T); -1 tokens are pads."""
-    valid = tokens >= 0
-    h, v = hidden_size, vocab_size
-    init = torch.bincount(clusters[:, 0][valid[:, 0]], minlength=h).double()
-    pair = valid[:, :-1] & valid[:, 1:]
-    trans = torch.bincount(clusters[:, :-1][pair] * h + clusters[:, 1:][pair], minlength=h * h).double().view(h, h)
-    emis = torch.bincount(clusters[valid] * v + tokens[valid], minlength=h * v).double().view(h, v)
-    return {"initial": init, "transition": trans, "emission": emis}
-
-
-def smoothed_hmm(
-    counts: Mapping[str, torch.Tensor], alphas: tuple[float, float, float], *, eos_token_id: int | None
-) -> HMM:
-    """M-step from (expected or hard) counts with per-entry pseudocounts (initial, transition, emission)."""
-
-    def rows(c: torch.Tensor, a: float) -> torch.Tensor:
-        c = c.double() + a
-        return (c / c.sum(-1, keepdim=True)).log().float()
-
-    return HMM(
-        rows(counts["initial"], alphas[0]),
-        rows(counts["transition"], alphas[1]),
-        rows(counts["emission"], alphas[2]),
-        eos_token_id=eos_token_id,
-    )
-
-
 def loglik_per_token(hmm: HMM, tokens: torch.Tensor, batch_size: int = 512) -> float:
     """Mean log-likelihood per token (EOS included) of right-padded sequences."""
     return float(hmm.loglikelihood(tokens, batch_size).sum()) / max(int((tokens >= 0).sum()), 1)
@@ -491,7 +460,7 @@ def fit_hmm(
         while not state["done"] and state["step"] < config.max_em_steps:
             t0 = time.perf_counter()
             counts, train_ll = hmm.expected_counts(train, config.em_batch_size)
-            hmm = smoothed_hmm(counts, alphas, eos_token_id=eos_token_id)
+            hmm = HMM.m_step(counts, alphas, eos_token_id=eos_token_id)
             held_ll = loglik_per_token(hmm, held, config.em_batch_size)
             state["step"] += 1
             state["history"].append(
@@ -543,15 +512,15 @@ def _initialise(
         centroids = kmeans(fit, h - 1, iters=config.kmeans_iters, seed=config.seed, progress=lambda: bar.advance(task))
     clusters = torch.full(tokens.shape, h - 1, dtype=torch.long)
     clusters[text] = assign_clusters(x_all, centroids)
-    counts = hard_counts(clusters, tokens, h, vocab_size)
+    counts = assignment_counts(clusters, tokens, h, vocab_size)
     kmeans_s = time.perf_counter() - t0
     # The emission pseudocount decides how much mass unseen tokens get: pick it on the held-out sequences.
     scores = {}
     for a in config.alpha_grid:
-        hmm = smoothed_hmm(counts, (config.alpha_initial, config.alpha_transition, a), eos_token_id=eos_token_id)
+        hmm = HMM.m_step(counts, (config.alpha_initial, config.alpha_transition, a), eos_token_id=eos_token_id)
         scores[a] = loglik_per_token(hmm, held, config.em_batch_size)
     alpha = max(scores, key=lambda a: scores[a])
-    hmm = smoothed_hmm(counts, (config.alpha_initial, config.alpha_transition, alpha), eos_token_id=eos_token_id)
+    hmm = HMM.m_step(counts, (config.alpha_initial, config.alpha_transition, alpha), eos_token_id=eos_token_id)
     log.info("LVD init: held-out %.4f nats/token (emission alpha %g), k-means %.1f s", scores[alpha], alpha, kmeans_s)
     state = {
         "fingerprint": fingerprint,
@@ -630,7 +599,7 @@ def distill_hmm(
     eos_id = eos_token_id
     cached: list[HiddenStateProjector] = [projector] if projector is not None else []
 
-    def get_projector() -> HiddenStateProjector:  # reading the embedding matrix only when sampling is left to do
+    def get_projector() -> HiddenStateProjector:  # built once, on first use (sampling; the vocabulary size)
         if not cached:
             cached.append(HiddenStateProjector.embedded(config.feature_tokens, seed=config.seed))
         return cached[0]

@@ -44,6 +44,7 @@ import json
 import logging
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,15 +274,19 @@ class JsonObject(Format):
         for key, spec in frozen:
             _json_value_pattern(key, spec)  # validates
 
-    def python_regex(self) -> str:
+    def _object_pattern(self, quote: Callable[[str], str]) -> str:
+        # keys as written in UTF-8, not as \\uXXXX escapes: what a model writes (and valid JSON either way)
         ws = _JSON_WS
-        members = [f"{re.escape(json.dumps(k))}{ws}:{ws}{_json_value_pattern(k, v)}" for k, v in self.fields]
+        members = [
+            f"{quote(json.dumps(k, ensure_ascii=False))}{ws}:{ws}{_json_value_pattern(k, v)}" for k, v in self.fields
+        ]
         return r"\{" + ws + f"{ws},{ws}".join(members) + ws + r"\}"
 
+    def python_regex(self) -> str:
+        return self._object_pattern(re.escape)
+
     def fsm(self) -> Any:
-        ws = _JSON_WS
-        members = [f"{_literal(json.dumps(k))}{ws}:{ws}{_json_value_pattern(k, v)}" for k, v in self.fields]
-        return _pattern_fsm(r"\{" + ws + f"{ws},{ws}".join(members) + ws + r"\}")
+        return _pattern_fsm(self._object_pattern(_literal))
 
 
 # --------------------------------------------------------------------------- compilation
@@ -514,7 +519,7 @@ def _json_value_pattern(key: str, spec: Any) -> str:
         if set(as_dict) == {"enum"} and isinstance(as_dict["enum"], tuple):
             return _json_value_pattern(key, as_dict["enum"])
     elif isinstance(spec, tuple) and spec and all(isinstance(x, str) for x in spec):
-        return "(?:" + "|".join(_literal(json.dumps(x)) for x in spec) + ")"
+        return "(?:" + "|".join(_literal(json.dumps(x, ensure_ascii=False)) for x in spec) + ")"
     raise FormatSpecError(
         f"JSON value spec for {key!r} is {spec!r}: use one of {sorted(_JSON_VALUE_PATTERNS)}, "
         'a list of strings (enum), {"enum": [...]} or {"pattern": "<regex>"}'

@@ -315,7 +315,6 @@ class DecoGProcessor:
         self._mass_sum = 0.0
         self._exact_sum = 0
         self.last_kept = self.hmm.hidden_size
-        self.last_mass = 1.0
 
     @property
     def state(self) -> int:
@@ -396,7 +395,6 @@ class DecoGProcessor:
         lo, hi = tr.window()
         keep, mass = self._keep()
         self.last_kept = self.hmm.hidden_size if keep is None else len(keep)
-        self.last_mass = mass
         self._kept_sum += self.last_kept
         self._mass_sum += mass
         alpha = self._alpha if keep is None else self._alpha[keep]  # (K,)

@@ -16,8 +16,10 @@ underflow. EM (Baum-Welch) runs on batches of padded token sequences (pad = -1, 
 at a time over the whole batch: emissions are looked up by gathering rows of `emission.T` (V, H), never by
 materialising (N, T, H, V).
 
-`HMM.from_counts` builds the count-based initialisation of Ctrl-G's latent-variable distillation from
-hidden-state cluster assignments; the sampling and clustering themselves live in the distillation script.
+One M-step serves everything that turns counts into parameters (`HMM.m_step`: counts plus a pseudocount per
+entry): Baum-Welch's expected counts (`em_step`, and the distillation's EM loop) and the hard counts of
+hidden-state cluster assignments (`assignment_counts`, `from_counts`: the count-based initialisation of Ctrl-G's
+latent-variable distillation; the sampling and clustering themselves live in `distill.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from decoding.decog.errors import HMMFileError, VocabularyMismatchError
 
-__all__ = ["HMM", "HMMConfig"]
+__all__ = ["HMM", "PAD", "HMMConfig", "assignment_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -200,21 +203,29 @@ class HMM:
             if int(cv.min()) < 0 or int(cv.max()) >= hidden_size:
                 raise ValueError(f"cluster ids must lie in [0, {hidden_size}) at every valid position")
         h, v = hidden_size, vocab_size
-        first = valid[:, 0]
-        init = torch.bincount(clusters[:, 0][first], minlength=h).to(torch.float64)
-        pair = valid[:, :-1] & valid[:, 1:]  # (N, T-1): both ends of the transition are real tokens
-        src, dst = clusters[:, :-1][pair], clusters[:, 1:][pair]
-        trans = torch.bincount(src * h + dst, minlength=h * h).to(torch.float64).view(h, h)
-        emis = torch.bincount(clusters[valid] * v + tokens[valid], minlength=h * v).to(torch.float64).view(h, v)
-        init += pseudocount / h
-        trans += pseudocount / h
-        emis += pseudocount / v
-        return cls(
-            _safe_log_normalise(init, dim=0).to(dtype),
-            _safe_log_normalise(trans, dim=1).to(dtype),
-            _safe_log_normalise(emis, dim=1).to(dtype),
-            eos_token_id=eos_token_id,
+        counts = assignment_counts(clusters, tokens, h, v)
+        return cls.m_step(
+            counts, (pseudocount / h, pseudocount / h, pseudocount / v), eos_token_id=eos_token_id, dtype=dtype
         )
+
+    @classmethod
+    def m_step(
+        cls,
+        counts: Mapping[str, torch.Tensor],
+        pseudocounts: tuple[float, float, float],
+        *,
+        eos_token_id: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> HMM:
+        """Parameters from counts (`initial` (H,), `transition` (H, H), `emission` (H, V); expected or hard) plus
+        a pseudocount per entry of each table (a symmetric Dirichlet prior). A row with no mass at all (possible
+        only with a zero pseudocount: a hidden state EM never visits) becomes uniform: its value cannot change the
+        likelihood."""
+        tables = [
+            _safe_log_normalise(counts[name].double() + pc, dim=-1).to(dtype)
+            for name, pc in zip(("initial", "transition", "emission"), pseudocounts, strict=True)
+        ]
+        return cls(*tables, eos_token_id=eos_token_id)
 
     # ------------------------------------------------------------------ inference
     def _check_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,10 +313,8 @@ class HMM:
         """
         counts, total = self.expected_counts(tokens, batch_size)
         h, v = self.hidden_size, self.vocab_size
-        init = _mstep_rows(counts["initial"][None], pseudocount / h, self.log_initial[None])[0]
-        trans = _mstep_rows(counts["transition"], pseudocount / h, self.log_transition)
-        emis = _mstep_rows(counts["emission"], pseudocount / v, self.log_emission)
-        return HMM(init, trans, emis, eos_token_id=self.eos_token_id), total
+        pseudocounts = (pseudocount / h, pseudocount / h, pseudocount / v)
+        return HMM.m_step(counts, pseudocounts, eos_token_id=self.eos_token_id, dtype=self.dtype), total
 
     def log_prior(self, pseudocount: float) -> float:
         """log of the (unnormalised) Dirichlet prior that `pseudocount` stands for: sum (pc / row_size) log theta."""
@@ -367,9 +376,16 @@ def _safe_log_normalise(counts: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(total > 0, (counts / total.clamp_min(1e-300)).log(), uniform)
 
 
-def _mstep_rows(counts: torch.Tensor, pseudo: float, old_log: torch.Tensor) -> torch.Tensor:
-    """Normalised rows of counts + pseudo, as logs; a row without any mass keeps its old parameters."""
-    counts = counts + pseudo
-    total = counts.sum(1, keepdim=True)
-    new = (counts / total.clamp_min(torch.finfo(counts.dtype).tiny)).log()
-    return torch.where(total > 0, new, old_log)
+def assignment_counts(
+    clusters: torch.Tensor, tokens: torch.Tensor, hidden_size: int, vocab_size: int
+) -> dict[str, torch.Tensor]:
+    """Initial (H,), transition (H, H) and emission (H, V) counts (float64) of hard hidden-state assignments
+    `clusters` (N, T) to `tokens` (N, T); padding positions (negative token ids, PAD) are ignored."""
+    clusters, tokens = clusters.long(), tokens.long()
+    valid = tokens >= 0
+    h, v = hidden_size, vocab_size
+    init = torch.bincount(clusters[:, 0][valid[:, 0]], minlength=h).double()
+    pair = valid[:, :-1] & valid[:, 1:]  # (N, T-1): both ends of the transition are real tokens
+    trans = torch.bincount(clusters[:, :-1][pair] * h + clusters[:, 1:][pair], minlength=h * h).double().view(h, h)
+    emis = torch.bincount(clusters[valid] * v + tokens[valid], minlength=h * v).double().view(h, v)
+    return {"initial": init, "transition": trans, "emission": emis}

@@ -53,7 +53,7 @@ class TokenDFA:
     eos_token_ids: tuple[int, ...]
     key: str = ""
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # identity for caches of derived tables
-    cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # derived data (torch plans), per consumer
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # derived data (the guidance plans), per consumer
     _groups: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict, repr=False)
     _reach: np.ndarray | None = field(default=None, repr=False)
 
@@ -86,10 +86,6 @@ class TokenDFA:
         return s != DEAD and (s == self.final_state or bool(self.accepting[s]))
 
     # ------------------------------------------------------------------ structure
-    def allowed(self, state: int) -> np.ndarray:
-        """Token ids allowed in `state` (sorted)."""
-        return np.flatnonzero(self.next_state[state] >= 0)
-
     def groups(self, state: int) -> list[tuple[int, np.ndarray]]:
         """Allowed tokens of `state` grouped by next state, largest group first: [(next_state, token ids), ...]."""
         if state not in self._groups:
@@ -124,7 +120,8 @@ class TokenDFA:
         This is what guarantees compliance: a token is allowed only if its next state can still finish within the
         remaining budget. Computed once up to the largest `max_len` asked for.
         """
-        if self._reach is None or self._reach.shape[0] < max_len + 1:
+        reach = self._reach  # one read: a concurrent request (DFAs are shared) may replace it meanwhile
+        if reach is None or reach.shape[0] < max_len + 1:
             adj = np.zeros((self.num_states, self.num_states), dtype=np.int32)  # adj[u, v] = 1: a token leads u -> v
             for u in range(self.num_states):
                 for v, _ in self.groups(u):
@@ -133,8 +130,9 @@ class TokenDFA:
             reach[0, self.final_state] = True
             for k in range(1, max_len + 1):
                 reach[k] = (adj @ reach[k - 1].astype(np.int32)) > 0
-            self._reach = reach
-        return self._reach[: max_len + 1]
+            if self._reach is None or self._reach.shape[0] < reach.shape[0]:  # keep the longest
+                self._reach = reach
+        return reach[: max_len + 1]
 
     def min_tokens_to_finish(self) -> np.ndarray:
         """(S,) fewest tokens (EOS included) from each state to `final_state`; a large number if impossible."""

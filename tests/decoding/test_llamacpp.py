@@ -165,3 +165,26 @@ def test_auto_falls_back_to_transformers_when_llama_cpp_is_missing(monkeypatch, 
         model = load_embedded("auto")
     assert isinstance(model, LocalModel)
     assert any("llama-cpp-python is not available" in r.message for r in caplog.records)
+
+
+def test_a_closed_model_frees_its_memory_and_refuses_requests():
+    from decoding.errors import BackendError
+
+    model = llamacpp.LlamaCppModel.embedded(slots=1, slot_context=256)
+    assert model.chat(FRANCE, GenerationParams(max_tokens=2)).text
+    model.close()
+    model.close()  # twice is fine
+    for call in (lambda: model.chat(FRANCE), lambda: model.tokenize("hi"), lambda: model.detokenize([1, 2])):
+        with pytest.raises(BackendError, match="closed"):
+            call()
+
+
+def test_a_stream_dropped_unread_takes_no_sequence():
+    model = llamacpp.LlamaCppModel.embedded(slots=1, slot_context=256)
+    try:
+        dropped = [model.stream(FRANCE, GenerationParams(max_tokens=200)) for _ in range(3)]
+        del dropped  # never read: nothing was queued, so the one sequence is free at once
+        assert not model._waiting
+        assert model.chat(FRANCE, GenerationParams(max_tokens=4)).text
+    finally:
+        model.close()

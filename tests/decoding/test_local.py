@@ -95,3 +95,12 @@ def test_generate_batch_matches_the_token_loop(hf_model):
     questions = [FRANCE, [{"role": "user", "content": "Name three colors."}]]
     batched = hf_model.generate_batch(questions, params)
     assert [r.text for r in batched] == [hf_model.chat(q, params).text for q in questions]
+
+
+def test_generate_batch_refuses_what_it_cannot_apply(hf_model):
+    with pytest.raises(InvalidRequestError, match="formats"):
+        hf_model.generate_batch([FRANCE], GenerationParams(format='json:{"answer": "string"}'))
+    with pytest.raises(InvalidRequestError, match="one sequence"):
+        hf_model.generate_batch([FRANCE, FRANCE], GenerationParams(logits_processors=(lambda ids, s: s,)))
+    with pytest.raises(InvalidRequestError, match="context"):
+        hf_model.generate_batch([[{"role": "user", "content": "word " * 9000}]], GenerationParams(max_tokens=8))

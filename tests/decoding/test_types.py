@@ -32,6 +32,14 @@ def test_normalize_messages_rejects_bad_input(messages, fragment):
         ({"top_p": 0.0}, "top_p"),
         ({"stop": ("",)}, "stop"),
         ({"stop": ("a", "b", "c", "d", "e")}, "at most 4"),
+        # wrong types, as JSON can bring them
+        ({"max_tokens": True}, "max_tokens"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_p": None}, "top_p"),
+        ({"seed": "42"}, "seed"),
+        ({"stop": 7}, "stop"),
+        ({"stop": ["ok", 3]}, "stop"),
     ],
 )
 def test_generation_params_reject_out_of_range(kwargs, fragment):
@@ -41,6 +49,8 @@ def test_generation_params_reject_out_of_range(kwargs, fragment):
 
 def test_generation_params_accept_a_single_stop_string():
     assert GenerationParams(stop="\n").stop == ("\n",)
+    assert GenerationParams(stop=None).stop == ()
+    assert GenerationParams(stop=["a", "b"]).stop == ("a", "b")  # a JSON list becomes a tuple
 
 
 def test_collect_joins_chunks_and_takes_the_final_usage():

@@ -57,6 +57,19 @@ def test_cache_reuses_and_grows() -> None:
     assert torch.allclose(t2.log_c[:6], t1.log_c, equal_nan=True)
 
 
+def test_cache_is_bounded_by_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decoding.decog import backward
+
+    backward.clear_backward_cache()
+    hmm = HMM.random(2, toy_dfa("choice:ab|12").vocab_size, seed=1)
+    first = get_backward_tables(hmm, toy_dfa("choice:ab|12"), 40)
+    monkeypatch.setattr(backward, "CACHE_BYTES", first.nbytes + 1)  # room for one table of this size
+    second = get_backward_tables(hmm, toy_dfa("choice:a|1"), 40)
+    assert list(backward._CACHE.values()) == [second]  # the least recently used one went
+    assert get_backward_tables(hmm, toy_dfa("choice:a|1"), 10) is second
+    backward.clear_backward_cache()
+
+
 def test_vocab_mismatch() -> None:
     dfa = toy_dfa("choice:ab|12")
     with pytest.raises(VocabularyMismatchError):

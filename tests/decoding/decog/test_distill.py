@@ -16,7 +16,6 @@ from decoding.decog.distill import (
     HiddenStateProjector,
     assign_clusters,
     distill_hmm,
-    hard_counts,
     kmeans,
     unigram_loglik,
 )
@@ -114,18 +113,6 @@ def test_kmeans_finds_separated_blobs() -> None:
     assert float(dist.min(1).values.max()) < 0.2  # every true center has a centroid next to it
     labels = assign_clusters(x, found)
     assert all(len(set(labels[i * 200 : (i + 1) * 200].tolist())) == 1 for i in range(3))
-
-
-def test_hard_counts_agree_with_hmm_from_counts() -> None:
-    g = torch.Generator().manual_seed(0)
-    clusters = torch.randint(3, (20, 6), generator=g)
-    tokens = torch.randint(7, (20, 6), generator=g)
-    tokens[::3, 4:] = -1  # some shorter sequences
-    counts = hard_counts(clusters, tokens, 3, 7)
-    ref = HMM.from_counts(clusters, tokens, 3, 7, pseudocount=0.0, dtype=torch.float64)
-    assert torch.allclose(counts["transition"] / counts["transition"].sum(1, keepdim=True), ref.transition)
-    assert torch.allclose(counts["emission"] / counts["emission"].sum(1, keepdim=True), ref.emission)
-    assert int(counts["emission"].sum()) == int((tokens >= 0).sum())
 
 
 def test_unigram_baseline_is_exact() -> None:

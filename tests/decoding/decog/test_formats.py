@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,6 +97,13 @@ def test_json_whitespace_and_escapes() -> None:
     assert not auto.accepts('{"answer": "a\nb", "n": 1, "ok": true}')  # raw newline inside a string
     enum = compile_format('json:{"verdict": ["correct", "incorrect"]}')
     assert enum.accepts('{"verdict": "incorrect"}') and not enum.accepts('{"verdict": "maybe"}')
+
+
+def test_json_keys_and_choices_outside_ascii_are_matched_as_written() -> None:
+    spec = 'json:{"città": ["Zürich", "Genève"]}'
+    auto = compile_format(spec)
+    assert auto.accepts('{"città": "Zürich"}') and not auto.accepts('{"citt\\u00e0": "Z\\u00fcrich"}')
+    assert re.fullmatch(parse_format(spec).python_regex(), '{"città": "Genève"}')
 
 
 def test_one_of_is_a_trie_of_branches() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from decoding.decog.errors import HMMFileError, VocabularyMismatchError
-from decoding.decog.hmm import HMM
+from decoding.decog.hmm import HMM, assignment_counts
 
 
 def brute_force_logprob(hmm: HMM, seq: list[int]) -> float:
@@ -96,6 +96,20 @@ def test_from_counts_matches_hand_counts() -> None:
     assert hmm.emission[0].tolist() == pytest.approx([0, 0, 0, 0, 0, 1.0, 0, 0])  # state 0 emitted 5, 5, 5
     assert hmm.emission[1, 6].item() == pytest.approx(0.5)
     assert hmm.emission[1, 7].item() == pytest.approx(0.5)
+
+
+def test_m_step_adds_a_pseudocount_per_entry_of_each_table() -> None:
+    g = torch.Generator().manual_seed(0)
+    clusters = torch.randint(3, (20, 6), generator=g)
+    tokens = torch.randint(7, (20, 6), generator=g)
+    tokens[::3, 4:] = -1  # some shorter sequences
+    counts = assignment_counts(clusters, tokens, 3, 7)
+    assert int(counts["emission"].sum()) == int((tokens >= 0).sum())
+    hmm = HMM.m_step(counts, (0.5, 0.25, 0.1), dtype=torch.float64)
+    for table, name, pc in ((hmm.transition, "transition", 0.25), (hmm.emission, "emission", 0.1)):
+        want = counts[name] + pc
+        torch.testing.assert_close(table, want / want.sum(1, keepdim=True))
+    torch.testing.assert_close(hmm.initial, (counts["initial"] + 0.5) / (counts["initial"] + 0.5).sum())
 
 
 def test_from_counts_pseudocount_gives_full_support() -> None:
