@@ -74,6 +74,7 @@ class SquadItem:
     context: str
     answer_start: int
     answer_text: str
+    answers: tuple[str, ...] = ()  # every gold answer text (dev files list several; scoring takes the best)
 
 
 def is_evaluation_split(path: str | Path) -> bool:
@@ -126,7 +127,7 @@ def hotpot_passages(items: Iterable[HotpotItem], source: str = "hotpotqa") -> li
 
 
 def read_squad(path: str | Path) -> list[SquadItem]:
-    """SQuAD v1.1 layout: data -> paragraphs -> qas; the first answer is the gold span."""
+    """SQuAD v1.1 layout: data -> paragraphs -> qas; the first answer is the gold span, all of them are kept."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     out = []
     for article in doc["data"]:
@@ -136,8 +137,9 @@ def read_squad(path: str | Path) -> list[SquadItem]:
                 if not qa.get("answers"):
                     continue
                 ans = qa["answers"][0]
+                texts = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
                 out.append(
-                    SquadItem(qa["id"], qa["question"], title, para["context"], ans["answer_start"], ans["text"])
+                    SquadItem(qa["id"], qa["question"], title, para["context"], ans["answer_start"], ans["text"], texts)
                 )
     return out
 

@@ -60,7 +60,7 @@ from decoding.decog.prompts import (
     load_squad,
     math_messages,
 )
-from decoding.guided import stored_guidance_weight
+from decoding.guided import DEFAULT_HMM_DIR, stored_guidance_weight
 from decoding.types import Message
 from eval.harness import EvalResult, progress_bar, run_concurrently
 from eval.metrics.qa import exact_match, max_over_golds, token_f1
@@ -84,7 +84,6 @@ log = logging.getLogger(__name__)
 
 TASKS = ("math", "extract", "judge")
 METHODS = ("prompt", "format_prompt", "hard_mask", "decog", "decog_pruned")
-DEFAULT_HMM_DIR = Path(__file__).resolve().parents[1] / "decoding" / "weights" / "hmm-smollm2-h128"
 FORMATS = {
     "math": r"pivot:<free>The answer is <int><re:\.?>",
     "extract": 'json:{"answer": "string"}',
@@ -457,7 +456,7 @@ def _run_method(
                 "compliant": compliant,
                 **scores,
                 **{f"strict_{k}": v if compliant else 0.0 for k, v in scores.items()},
-                "tokens": len(out["ids"]),
+                "scored_tokens": len(out["ids"]),  # what `loglik` covers: the output's tokens, EOS included
                 "loglik": None if isinstance(ll, BaseException) else ll,
                 "seconds": out["seconds"],
                 "completion_tokens": out["completion_tokens"],
@@ -475,12 +474,12 @@ def _figures(task: str, records: list[dict[str, Any]], wall: float, stats: list[
     for k in keys:
         out[k] = sum(float(r.get(k, 0.0)) for r in records) / n
         out[f"strict_{k}"] = sum(float(r.get(f"strict_{k}", 0.0)) for r in records) / n
-    scored = [r for r in ok if r.get("loglik") is not None and r["tokens"] > 0]
-    total_tokens = sum(r["tokens"] for r in scored)
+    scored = [r for r in ok if r.get("loglik") is not None and r["scored_tokens"] > 0]
+    total_tokens = sum(r["scored_tokens"] for r in scored)
     out["loglik_per_token"] = sum(r["loglik"] for r in scored) / total_tokens if total_tokens else float("nan")
     completion = sum(r["completion_tokens"] for r in ok)
     out["tokens_per_s"] = completion / wall if wall > 0 else float("nan")
-    out["tokens"] = completion / max(len(ok), 1)
+    out["tokens"] = completion / max(len(ok), 1)  # mean completion tokens (the usage's count: no EOS)
     out["error_rate"] = (len(records) - len(ok)) / n
     if stats:
         for k in ("kept_states", "kept_mass", "ms_per_step"):

@@ -284,7 +284,12 @@ def _preflight(base_url: str, headers: dict[str, str]) -> None:
         raise LoadTestError("the service requires an API key: pass --api-key (api_key=) with one of its keys")
     if not models.is_success:
         raise LoadTestError(f"GET {base_url}/v1/models answered {models.status_code}: {models.text[:200]}")
-    ids = [m.get("id") for m in models.json().get("data", [])]
+    try:
+        ids = [m.get("id") for m in models.json().get("data", [])]
+    except (ValueError, AttributeError, TypeError) as exc:  # HTML, a JSON list, entries that are not objects
+        raise LoadTestError(
+            f"GET {base_url}/v1/models is not an OpenAI model list: is this a prunekit service?"
+        ) from exc
     if CHAT_MODEL not in ids:
         raise LoadTestError(f"the service does not serve {CHAT_MODEL!r} (it lists {ids})")
 

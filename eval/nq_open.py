@@ -27,15 +27,17 @@ def load_nq_open(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     items = []
     with path.open() as f:
         for n, line in enumerate(f, 1):
+            if limit is not None and len(items) >= limit:
+                break
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
+                if not isinstance(row["answer"], list):  # a lone string would be read as one answer per letter
+                    raise TypeError("answer must be a list of strings")
                 items.append({"question": str(row["question"]), "answers": [str(a) for a in row["answer"]]})
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise InvalidRequestError(f"{path}:{n} is not an NQ-open record ({exc})") from exc
-            if limit is not None and len(items) >= limit:
-                break
     return items
 
 

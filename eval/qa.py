@@ -82,7 +82,7 @@ def load_qa(path: Path, limit: int | None = None) -> list[QAItem]:
             spans = split_sentences(it.context)
             end = it.answer_start + max(1, len(it.answer_text))
             gold = tuple((a, b) for a, b in spans if a < end and it.answer_start < b)
-            items.append(QAItem(it.question, (it.answer_text,), (it.title,), (it.context,), (gold,)))
+            items.append(QAItem(it.question, it.answers or (it.answer_text,), (it.title,), (it.context,), (gold,)))
         return items
     try:
         raw = read_hotpotqa(path)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from context_pruner.data import is_squad_file
 from decoding import ChatModel, InvalidRequestError
 from eval.harness import EvalResult, progress_bar, run_concurrently
 from eval.metrics.qa import exact_match, max_over_golds, token_f1
@@ -98,6 +99,9 @@ def evaluate_rag(
     """
     if not 1 <= keep <= top_k:
         raise InvalidRequestError(f"need 1 <= keep <= top_k, got keep={keep}, top_k={top_k}")
+    if Path(data_path).is_file() and is_squad_file(data_path):
+        # SQuAD paragraphs share their article's title, and recall here is counted by title
+        raise InvalidRequestError(f"{data_path} is SQuAD: eval rag reads HotpotQA (one title per paragraph)")
     items = load_qa(Path(data_path), limit)
     if not items:
         raise InvalidRequestError(f"{data_path} holds no questions")

@@ -49,7 +49,6 @@ from nl2sql.sqlast import DIALECT, get_arg, normalize, parse_sql, unwrap_query
 
 __all__ = ["EMComponents", "components", "exact_match", "fk_canonical_map"]
 
-_AGGREGATES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 _SET_KEYS = {exp.Union: "union", exp.Intersect: "intersect", exp.Except: "except"}
 
 

@@ -191,7 +191,7 @@ def test_loglik_counts_eos_when_the_output_ended(tokenizer) -> None:
     res = evaluate_decoding(model, "math", [], items=math_items()[:1], methods=("prompt",), max_new_tokens=24)
     rec = res.items[0]
     script = model.tokenize(MATH_REPLIES["problem 0"])
-    assert rec["tokens"] == len(script) + 1  # text + EOS
+    assert rec["scored_tokens"] == len(script) + 1  # text + EOS
     on_script = float(torch.log_softmax(torch.tensor([5.0] + [-5.0] * (len(tokenizer) - 1)), 0)[0])
     assert rec["loglik"] == pytest.approx(on_script * (len(script) + 1), rel=1e-4)
 
@@ -199,7 +199,7 @@ def test_loglik_counts_eos_when_the_output_ended(tokenizer) -> None:
 def test_truncated_output_keeps_its_last_token(tokenizer) -> None:
     model = ScriptedModel(tokenizer, math_reply)
     res = evaluate_decoding(model, "math", [], items=math_items()[:1], methods=("prompt",), max_new_tokens=5)
-    assert res.items[0]["tokens"] == 5  # no EOS; the 5th token (never seen by the recorder) is re-encoded
+    assert res.items[0]["scored_tokens"] == 5  # no EOS; the 5th token (never seen by the recorder) is re-encoded
 
 
 def test_bad_arguments(tokenizer, small_hmm) -> None:

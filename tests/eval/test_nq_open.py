@@ -58,3 +58,7 @@ def test_limit_and_bad_files(tmp_path):
     bad.write_text('{"q": 1}\n')
     with pytest.raises(InvalidRequestError, match=r"bad\.jsonl:1"):
         load_nq_open(bad)
+    assert load_nq_open(path, limit=0) == []
+    lone = write(tmp_path, [{"question": "q", "answer": "Paris"}])
+    with pytest.raises(InvalidRequestError, match="list of strings"):
+        load_nq_open(lone)

@@ -40,7 +40,11 @@ SQUAD = {
                         {
                             "id": "s1",
                             "question": "When was the tower built?",
-                            "answers": [{"text": "1889", "answer_start": 22}],
+                            "answers": [
+                                {"text": "1889", "answer_start": 22},
+                                {"text": "in 1889", "answer_start": 19},
+                                {"text": "1889", "answer_start": 22},
+                            ],
                         }
                     ],
                 }
@@ -92,6 +96,7 @@ def test_loaders_read_both_layouts(tmp_path):
     squad.write_text(json.dumps(SQUAD))
     s = load_qa(squad)[0]
     assert s.passages[0][slice(*s.gold[0][0])] == "The tower was built in 1889."
+    assert s.answers == ("1889", "in 1889")  # every distinct gold answer: F1/EM take the best
     with pytest.raises(InvalidRequestError, match="does not exist"):
         load_qa(tmp_path / "none.json")
 

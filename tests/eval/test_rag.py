@@ -154,6 +154,10 @@ def test_bad_settings_and_paths_fail_clearly(tmp_path):
         evaluate_rag("model", tmp_path / "x.jsonl", system=FakeRag, top_k=2, keep=3)
     with pytest.raises(InvalidRequestError, match="does not exist"):
         evaluate_rag("model", tmp_path / "x.jsonl", system=FakeRag)
+    squad = tmp_path / "squad.json"
+    squad.write_text('{"version": "1.1", "data": [{"title": "T", "paragraphs": []}]}')
+    with pytest.raises(InvalidRequestError, match="is SQuAD"):
+        evaluate_rag("model", squad, system=FakeRag)
 
 
 def test_end_to_end_on_held_out_hotpotqa(embedded_model, tmp_path):
