@@ -1,0 +1,139 @@
+"""OpenAI chat-completion bodies from the router graph's final state: the whole response, and the chunk stream.
+
+Both carry prunekit's additions: `usage` adds, flat, what each pruning stage saved (e.g. `context_tokens_removed`,
+`agent_calls_avoided`, `sql_repair_calls`), and a top-level `prunekit` object holds the route taken, the savings
+and the route's details (citations, SQL and rows, the agent team). In a stream, `progress: true` adds chunks
+with `choices: []` and `prunekit.progress`; the finish chunk carries the `prunekit` object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from sse_starlette import EventSourceResponse
+
+from app.errors import error_body, status_of
+
+__all__ = ["completion_body", "stream_completion"]
+
+log = logging.getLogger(__name__)
+
+
+def completion_body(final: dict[str, Any], completion_id: str, model_id: str) -> dict[str, Any]:
+    """The `chat.completion` object of a finished graph run."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": final["answer"]},
+                "finish_reason": final["finish_reason"],
+            }
+        ],
+        "usage": _usage(final["usage"], final.get("savings")),
+        "prunekit": _extension(final),
+    }
+
+
+def _usage(usage: dict[str, int], savings: dict[str, int] | None = None) -> dict[str, int]:
+    """OpenAI's usage plus, flat, what each pruning stage saved (integers only: strict clients parse it)."""
+    out = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+    out.update({k: int(v) for k, v in (savings or {}).items() if isinstance(v, int | float)})
+    return out
+
+
+def _extension(final: dict[str, Any]) -> dict[str, Any]:
+    """The `prunekit` object of a response: route taken, savings, the route's details."""
+    return {"route": final.get("route"), "savings": final.get("savings", {}), **final.get("details", {})}
+
+
+async def stream_completion(
+    graph: Any,
+    state: dict[str, Any],
+    config: dict[str, Any] | None,
+    completion_id: str,
+    model_id: str,
+    include_usage: bool,
+    progress: bool,
+) -> EventSourceResponse:
+    """OpenAI chunk stream: role first, content deltas, a finish chunk, optional usage, then [DONE].
+
+    With `progress`, the graph's progress events come as chunks with `choices: []` and `prunekit.progress`
+    (off by default: clients that index `choices[0]` of every chunk would break on them).
+
+    Events are awaited up to the first one the client is sent (a text delta, or a progress event when asked
+    for) before the response starts, so a request that fails before then (e.g. a prompt longer than the
+    model's context, an agents task the domain cannot take) still gets a proper 4xx, not a broken stream.
+    """
+    graph_events = graph.stream(state, config, stream_mode=["custom", "values"])
+    events = iterate_in_threadpool(graph_events)
+    buffered: list[Any] = []
+    while (event := await anext(events, None)) is not None:
+        buffered.append(event)
+        mode, payload = event
+        if mode == "custom" and (payload.get("delta") or (progress and "progress" in payload)):
+            break
+    created = int(time.time())
+
+    def chunk(
+        delta: dict[str, Any] | None,
+        finish: str | None = None,
+        usage: dict[str, int] | None = None,
+        extension: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_id,
+            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if usage is not None:
+            body["usage"] = usage
+        if extension is not None:
+            body["prunekit"] = extension
+        return {"data": json.dumps(body)}
+
+    async def produce() -> AsyncIterator[dict[str, Any]]:
+        yield chunk({"role": "assistant", "content": ""})
+        final: dict[str, Any] = {}
+        try:
+            async for mode, payload in _replay(buffered, events):
+                if mode == "custom" and payload.get("delta"):
+                    yield chunk({"content": payload["delta"]})
+                elif mode == "custom" and progress and "progress" in payload:
+                    yield chunk(None, extension={"progress": payload["progress"]})
+                elif mode == "values":
+                    final = payload
+        except Exception as exc:  # the stream has started: report the error in-band, as OpenAI does
+            status, kind, message = status_of(exc)
+            log.error("stream %s failed with %d: %s", completion_id, status, exc)
+            yield {"data": json.dumps(error_body(message, kind))}
+            yield {"data": "[DONE]"}
+            return
+        finally:
+            # Close the graph's generator too: a client that hangs up must free the model at once.
+            await events.aclose()
+            await run_in_threadpool(graph_events.close)
+        yield chunk({}, final.get("finish_reason", "stop"), extension=_extension(final))
+        if include_usage:
+            usage = final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0})
+            yield chunk(None, usage=_usage(usage, final.get("savings")))
+        yield {"data": "[DONE]"}
+
+    return EventSourceResponse(produce(), ping=15)
+
+
+async def _replay(buffered: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    for event in buffered:
+        yield event
+    async for event in rest:
+        yield event
