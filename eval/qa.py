@@ -147,9 +147,10 @@ def evaluate_qa(
     items = load_qa(data, limit)
     if not items:
         raise InvalidRequestError(f"{data} holds no questions")
+    if answer and model is None:
+        raise InvalidRequestError("answering needs a model: pass one, or answer=False")
     sweep = tuple(sorted({*thresholds, threshold}))
     embedder = load_embedder()
-    tokenizer = pruner.tokenizer
     rng = random.Random(seed)
     records: list[dict[str, Any]] = []
     sweep_points: dict[float, list[tuple[int, int, int, int]]] = {t: [] for t in sweep}
@@ -163,102 +164,114 @@ def evaluate_qa(
             prune_seconds += time.perf_counter() - started
             passages_seen += len(item.passages)
             for t, results in by_t.items():
-                kept = [list(r.kept_spans) for r in results]
-                hits, total = _evidence(item, kept)
-                sweep_points[t].append(
-                    (hits, total, sum(r.tokens_after for r in results), sum(r.tokens_before for r in results))
-                )
-            ours = by_t[threshold]
-            before = sum(r.tokens_before for r in ours)
-            budget = sum(r.tokens_after for r in ours)
-            spans = [list(r.sentence_spans) for r in ours]
-            sentences = [(p, s) for p, ss in enumerate(spans) for s in ss]
-            lengths = [
-                len(tokenizer(item.passages[p][a:b], add_special_tokens=False)["input_ids"]) for p, (a, b) in sentences
-            ]
-            cosine = embedder.encode([item.question] + [item.passages[p][a:b] for p, (a, b) in sentences])
-            scores = cosine[1:] @ cosine[0] if sentences else np.zeros(0)
-            passage_vecs = embedder.encode(list(item.passages))
-            kept_by = {
-                "full": [list(s) for s in spans],
-                "prunekit": [list(r.kept_spans) for r in ours],
-                "biencoder": _fill(sentences, lengths, list(np.argsort(-scores)), budget, len(spans)),
-                "random": _fill(
-                    sentences, lengths, rng.sample(range(len(sentences)), len(sentences)), budget, len(spans)
-                ),
-            }
-            first = {
-                "full": None,
-                "prunekit": int(np.argmax([r.rerank_score for r in ours])),
-                "biencoder": int(np.argmax(passage_vecs @ cosine[0])),
-                "random": rng.randrange(len(item.passages)),
-            }
-            for method in METHODS:
-                kept = kept_by[method]
-                hits, total = _evidence(item, kept)
-                if method == "full":
-                    after = before
-                elif method == "prunekit":
-                    after = budget  # the pruner's own count (kept sentences of each passage)
-                else:
-                    after = sum(lengths[i] for i, (p, span) in enumerate(sentences) if span in kept[p])
-                records.append(
-                    {
-                        "method": method,
-                        "question": item.question,
-                        "answers": list(item.answers),
-                        "tokens_before": before,
-                        "tokens_after": after,
-                        "evidence_hits": hits,
-                        "evidence_total": total,
-                        "first_passage": first[method],
-                        "first_is_gold": None if first[method] is None else first[method] in item.gold_passages,
-                        "passages": len(item.passages),
-                        "context": _text_of(item, kept),
-                    }
-                )
+                sweep_points[t].append(_sweep_point(item, results))
+            records += _method_records(item, by_t[threshold], pruner.tokenizer, embedder, rng)
             bar.advance(task)
 
     if answer:
-        if model is None:
-            raise InvalidRequestError("answering needs a model: pass one, or answer=False")
-        params = GenerationParams(max_tokens=max_tokens)
-
-        def read(record: dict[str, Any]) -> str:
-            context = fit_context(model, record["context"], record["question"], max_tokens)
-            record["context_cut_chars"] = len(record["context"]) - len(context)
-            return model.chat(_reader_messages(context, record["question"]), params).text.strip()
-
-        outputs = run_concurrently(read, records, concurrency=concurrency, description="answering")
-        for record, out in zip(records, outputs, strict=True):
-            if isinstance(out, BaseException):
-                record.update(error=str(out), prediction="", f1=0.0, em=0.0)
-            else:
-                record.update(
-                    prediction=out,
-                    f1=max_over_golds(token_f1, out, record["answers"]),
-                    em=max_over_golds(exact_match, out, record["answers"]),
-                )
-
+        _answer(model, records, concurrency, max_tokens)
     metrics = _metrics(records, answer)
     metrics["prunekit.prune_ms_per_passage"] = 1000 * prune_seconds / max(passages_seen, 1)
-    sweep_table = {
-        str(t): {
-            "compression": 1 - sum(p[2] for p in pts) / max(sum(p[3] for p in pts), 1),
-            "evidence_recall": sum(p[0] for p in pts) / max(sum(p[1] for p in pts), 1),
-        }
-        for t, pts in sweep_points.items()
-    }
     config = {
         "data": str(data),
         "limit": limit,
         "threshold": threshold,
-        "sweep": sweep_table,
+        "sweep": _sweep_table(sweep_points),
         "model": model.name if model is not None else None,
         "questions": len(items),
         "answered": answer,
     }
     return EvalResult(task="qa", config=config, metrics=metrics, items=records)
+
+
+def _sweep_point(item: QAItem, results: list[Any]) -> tuple[int, int, int, int]:
+    """(gold sentences kept, gold sentences, tokens kept, tokens) of one question at one threshold."""
+    hits, total = _evidence(item, [list(r.kept_spans) for r in results])
+    return hits, total, sum(r.tokens_after for r in results), sum(r.tokens_before for r in results)
+
+
+def _sweep_table(points: dict[float, list[tuple[int, int, int, int]]]) -> dict[str, dict[str, float]]:
+    return {
+        str(t): {
+            "compression": 1 - sum(p[2] for p in pts) / max(sum(p[3] for p in pts), 1),
+            "evidence_recall": sum(p[0] for p in pts) / max(sum(p[1] for p in pts), 1),
+        }
+        for t, pts in points.items()
+    }
+
+
+def _method_records(
+    item: QAItem, ours: list[Any], tokenizer: Any, embedder: Any, rng: random.Random
+) -> list[dict[str, Any]]:
+    """One record per method for one question: what each keeps (the baselines matched to prunekit's kept-token
+    count), which passage each ranks first, and the evidence kept."""
+    before = sum(r.tokens_before for r in ours)
+    budget = sum(r.tokens_after for r in ours)
+    spans = [list(r.sentence_spans) for r in ours]
+    sentences = [(p, s) for p, ss in enumerate(spans) for s in ss]
+    lengths = [len(tokenizer(item.passages[p][a:b], add_special_tokens=False)["input_ids"]) for p, (a, b) in sentences]
+    vectors = embedder.encode([item.question] + [item.passages[p][a:b] for p, (a, b) in sentences])
+    scores = vectors[1:] @ vectors[0] if sentences else np.zeros(0)  # question-sentence cosines
+    passage_vectors = embedder.encode(list(item.passages))
+    kept_by = {
+        "full": [list(s) for s in spans],
+        "prunekit": [list(r.kept_spans) for r in ours],
+        "biencoder": _fill(sentences, lengths, list(np.argsort(-scores)), budget, len(spans)),
+        "random": _fill(sentences, lengths, rng.sample(range(len(sentences)), len(sentences)), budget, len(spans)),
+    }
+    first = {
+        "full": None,
+        "prunekit": int(np.argmax([r.rerank_score for r in ours])),
+        "biencoder": int(np.argmax(passage_vectors @ vectors[0])),
+        "random": rng.randrange(len(item.passages)),
+    }
+    records = []
+    for method in METHODS:
+        kept = kept_by[method]
+        hits, total = _evidence(item, kept)
+        if method == "full":
+            after = before
+        elif method == "prunekit":
+            after = budget  # the pruner's own count (kept sentences of each passage)
+        else:
+            after = sum(lengths[i] for i, (p, span) in enumerate(sentences) if span in kept[p])
+        records.append(
+            {
+                "method": method,
+                "question": item.question,
+                "answers": list(item.answers),
+                "tokens_before": before,
+                "tokens_after": after,
+                "evidence_hits": hits,
+                "evidence_total": total,
+                "first_passage": first[method],
+                "first_is_gold": None if first[method] is None else first[method] in item.gold_passages,
+                "passages": len(item.passages),
+                "context": _text_of(item, kept),
+            }
+        )
+    return records
+
+
+def _answer(model: Any, records: list[dict[str, Any]], concurrency: int, max_tokens: int) -> None:
+    """The LLM answers each record's question from its context; F1 and EM against the gold answers (in place)."""
+    params = GenerationParams(max_tokens=max_tokens)
+
+    def read(record: dict[str, Any]) -> str:
+        context = fit_context(model, record["context"], record["question"], max_tokens)
+        record["context_cut_chars"] = len(record["context"]) - len(context)
+        return model.chat(_reader_messages(context, record["question"]), params).text.strip()
+
+    outputs = run_concurrently(read, records, concurrency=concurrency, description="answering")
+    for record, out in zip(records, outputs, strict=True):
+        if isinstance(out, BaseException):
+            record.update(error=str(out), prediction="", f1=0.0, em=0.0)
+        else:
+            record.update(
+                prediction=out,
+                f1=max_over_golds(token_f1, out, record["answers"]),
+                em=max_over_golds(exact_match, out, record["answers"]),
+            )
 
 
 def _fill(
