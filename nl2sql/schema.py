@@ -466,9 +466,33 @@ def link_schema(
     `embed` maps a list of texts to a (n, d) array; None drops the embedding term.
     """
     w = weights or LinkWeights()
-    q_stems = {_stem(t) for t in _tokens(question)}
     matches = values.match(question) if values is not None else {}
+    col_scores, table_scores = _link_scores(question, schema, embed, matches, w)
 
+    ranked = sorted(table_scores, key=lambda n: -table_scores[n][0])
+    chosen = [n for n in ranked[:top_k_tables] if table_scores[n][0] >= w.table_threshold] or ranked[:1]
+    bridges = _fk_bridges(schema, chosen)
+    linked_tables = [LinkedTable(n, round(table_scores[n][0], 4), table_scores[n][1]) for n in chosen]
+    linked_tables += [LinkedTable(n, round(table_scores[n][0], 4), ("fk_bridge",)) for n in bridges]
+
+    keep_names = [t.name for t in linked_tables]
+    linked_cols, per_table_cols = _pick_columns(schema, keep_names, col_scores, top_k_columns)
+    return LinkedSchema(
+        tables=tuple(linked_tables),
+        columns=tuple(linked_cols),
+        schema=schema.subset(keep_names, per_table_cols),
+        value_matches=matches,
+    )
+
+
+Scored = tuple[float, tuple[str, ...]]  # a score and the evidence behind it
+
+
+def _link_scores(
+    question: str, schema: Schema, embed: Embedder | None, matches: dict[tuple[str, str], Any], w: LinkWeights
+) -> tuple[dict[tuple[str, str], Scored], dict[str, Scored]]:
+    """Every column's score and every table's (see `link_schema`), each with its reasons."""
+    q_stems = {_stem(t) for t in _tokens(question)}
     col_keys = [(t.name, c.name) for t in schema.tables for c in t.columns]
     col_texts = [f"{t} {c}".replace("_", " ") for t, c in col_keys]
     tab_texts = [t.name.replace("_", " ") for t in schema.tables]
@@ -478,7 +502,7 @@ def link_schema(
     else:
         tab_sim, col_sim = np.zeros(len(tab_texts)), np.zeros(len(col_keys))
 
-    col_scores: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
+    col_scores: dict[tuple[str, str], Scored] = {}
     for i, (t, c) in enumerate(col_keys):
         reasons = []
         score = w.embedding * float(col_sim[i])
@@ -493,7 +517,7 @@ def link_schema(
             reasons.append("value " + "|".join(sorted(set(matches[(t, c)]))[:3]))
         col_scores[(t, c)] = (score, tuple(reasons))
 
-    table_scores: dict[str, tuple[float, tuple[str, ...]]] = {}
+    table_scores: dict[str, Scored] = {}
     for i, table in enumerate(schema.tables):
         own = w.embedding * float(tab_sim[i]) + w.name * _name_score(_tokens(table.name), q_stems)
         best_col = max((col_scores[(table.name, c.name)][0] for c in table.columns), default=0.0)
@@ -501,14 +525,14 @@ def link_schema(
         if best_col * w.column_to_table > own:
             reasons.append(f"column {best_col:.2f}")
         table_scores[table.name] = (max(own, w.column_to_table * best_col), tuple(reasons))
+    return col_scores, table_scores
 
-    ranked = sorted(table_scores, key=lambda n: -table_scores[n][0])
-    chosen = [n for n in ranked[:top_k_tables] if table_scores[n][0] >= w.table_threshold] or ranked[:1]
-    bridges = _fk_bridges(schema, chosen)
-    linked_tables = [LinkedTable(n, round(table_scores[n][0], 4), table_scores[n][1]) for n in chosen]
-    linked_tables += [LinkedTable(n, round(table_scores[n][0], 4), ("fk_bridge",)) for n in bridges]
 
-    keep_names = [t.name for t in linked_tables]
+def _pick_columns(
+    schema: Schema, keep_names: list[str], col_scores: dict[tuple[str, str], Scored], top_k_columns: int
+) -> tuple[list[LinkedColumn], dict[str, list[str]]]:
+    """Per kept table: its `top_k_columns` best columns plus its primary keys and the foreign keys joining it to
+    another kept table. Returns the linked columns (best first) and the column names per table (lowercased)."""
     key_cols: dict[str, set[str]] = {n: set() for n in keep_names}
     for fk in schema.foreign_keys:
         if fk.table in key_cols and fk.ref_table in key_cols:
@@ -529,12 +553,7 @@ def link_schema(
                 reasons = (*reasons, "key")
             linked_cols.append(LinkedColumn(name, c.name, round(score, 4), reasons))
     linked_cols.sort(key=lambda c: -c.score)
-    return LinkedSchema(
-        tables=tuple(linked_tables),
-        columns=tuple(linked_cols),
-        schema=schema.subset(keep_names, per_table_cols),
-        value_matches=matches,
-    )
+    return linked_cols, per_table_cols
 
 
 def _fk_bridges(schema: Schema, chosen: Sequence[str]) -> list[str]:
