@@ -456,39 +456,8 @@ def train_domain(
     run_id = hashlib.sha1(json.dumps([asdict(config), [str(p) for p in paths]]).encode()).hexdigest()[:10]
     checkpoint = Path(cache_dir) / f"stage2_{domain}_{run_id}.pt"
     if config.folds >= 2:
-        target, target_paths = (ours, our_paths) if ours else (agp, agp_paths)
-        extra, extra_paths = (agp, agp_paths) if ours else ([], [])
-        metrics = cross_validate(
-            target,
-            pool,
-            config=config,
-            embed=cache,
-            extra_train=extra,
-            checkpoint_dir=Path(cache_dir) / f"stage2_{domain}_{run_id}_folds",
-            resume=resume,
-            progress=progress,
-        )
-        final = train_pruner(
-            records,
-            pool,
-            config=replace(config, holdout=0.0),
-            embed=cache,
-            checkpoint=checkpoint,
-            resume=resume,
-            progress=progress,
-        )
-        result = TrainResult(
-            final.model,
-            metrics | {"best_epoch": float(final.best_epoch)},
-            final.history,
-            len(records),
-            len(target),
-            final.best_epoch,
-        )
-        protocol = (
-            f"{config.folds}-fold by task over {', '.join(p.name for p in target_paths)} (each record held out once)"
-            + (f"; {', '.join(p.name for p in extra_paths)} in every training part" if extra_paths else "")
-            + "; the saved model trained on all records"
+        result, protocol = _cross_validated(
+            agp, ours, agp_paths, our_paths, pool, config, cache, checkpoint, resume=resume, progress=progress
         )
     else:
         result = train_pruner(
@@ -506,6 +475,58 @@ def train_domain(
     result.model.save(out)
     logger.info("saved the %s pruner to %s", domain, out)
     return result
+
+
+def _cross_validated(
+    agp: list[Any],
+    ours: list[Any],
+    agp_paths: list[Path],
+    our_paths: list[Path],
+    pool: Any,
+    config: TrainConfig,
+    cache: EmbeddingCache,
+    checkpoint: Path,
+    *,
+    resume: bool,
+    progress: bool,
+) -> tuple[TrainResult, str]:
+    """k-fold metrics over the target records (ours when given, else AGP's; the others join every training part),
+    then the saved model trained once on all records. Returns the result and the protocol, in words."""
+    target, target_paths = (ours, our_paths) if ours else (agp, agp_paths)
+    extra, extra_paths = (agp, agp_paths) if ours else ([], [])
+    metrics = cross_validate(
+        target,
+        pool,
+        config=config,
+        embed=cache,
+        extra_train=extra,
+        checkpoint_dir=checkpoint.with_name(checkpoint.stem + "_folds"),
+        resume=resume,
+        progress=progress,
+    )
+    final = train_pruner(
+        agp + ours,
+        pool,
+        config=replace(config, holdout=0.0),
+        embed=cache,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+    )
+    result = TrainResult(
+        final.model,
+        metrics | {"best_epoch": float(final.best_epoch)},
+        final.history,
+        len(agp) + len(ours),
+        len(target),
+        final.best_epoch,
+    )
+    protocol = (
+        f"{config.folds}-fold by task over {', '.join(p.name for p in target_paths)} (each record held out once)"
+        + (f"; {', '.join(p.name for p in extra_paths)} in every training part" if extra_paths else "")
+        + "; the saved model trained on all records"
+    )
+    return result, protocol
 
 
 def _main(argv: Sequence[str] | None = None) -> dict[str, Any]:
