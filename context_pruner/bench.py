@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from context_pruner.errors import InvalidOptionError
+from context_pruner.precision import Precision
 from context_pruner.pruner import ContextPruner
 
 __all__ = ["bench_prune", "synthetic_passages"]
@@ -93,14 +94,14 @@ def bench_prune(
     deberta_passages: int = 4,
     num_threads: int | None = None,
     pruner: ContextPruner | None = None,
-    quantize: bool = True,
+    precision: Precision = "auto",
     weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Time `ContextPruner.prune` end to end (splitting, tokenising, encoder, rounding) on synthetic passages.
 
     Returns passages/s, ms per passage, resident memory after the pruner's run, and the same encoder-only
     throughput for a DeBERTa-v3-large-sized model on `deberta_passages` of the same inputs (0 skips it).
-    `weights`: a pruner weights folder (default: the shipped weights), when no `pruner` is given.
+    `weights` and `precision`: the pruner to load (default: the shipped weights, `auto`) when no `pruner` is given.
 
     >>> bench_prune(n_passages=32, deberta_passages=0)["passages_per_s"] > 0
     True
@@ -108,7 +109,7 @@ def bench_prune(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     rss_before = _rss_mb()
-    pruner = pruner or ContextPruner(weights, quantize=quantize)
+    pruner = pruner or ContextPruner(weights, precision=precision)
     question, passages = synthetic_passages(pruner.tokenizer, n_passages, tokens)
     pruner.prune(question, passages[:batch_size], batch_size=batch_size)  # warm-up (allocator, oneDNN kernels)
     start = time.perf_counter()
@@ -123,7 +124,7 @@ def bench_prune(
         "n_passages": n_passages,
         "tokens": measured_tokens,
         "batch_size": batch_size,
-        "quantized": pruner.quantized,
+        "precision": pruner.precision,
         "num_layers": pruner.cfg.num_layers,
         "num_threads": torch.get_num_threads(),
         "rss_mb": _rss_mb(),

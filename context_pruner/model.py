@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,7 +35,6 @@ __all__ = [
     "PrunerModel",
     "first_layers",
     "load_pretrained",
-    "quantize_int8",
     "resolve_base",
     "save_pretrained",
     "update_config",
@@ -232,31 +230,3 @@ def load_pretrained(folder: str | Path = WEIGHTS_DIR) -> tuple[PrunerModel, PreT
                 f"trained with (fingerprint {found} != {cfg.embedding_fingerprint}); install the matching base model"
             )
     return model.eval(), load_tokenizer(cfg)
-
-
-def quantize_int8(model: PrunerModel) -> nn.Module:
-    """Dynamic int8 quantization of the Linear layers (weights int8, activations quantised on the fly), except each
-    feed-forward block's down-projection.
-
-    Dynamic quantization gives a whole activation tensor one scale. The down-projection reads the GELU output,
-    whose range is wide, so one scale for it cost the most precision: on HotpotQA training passages, quantizing it
-    too doubled the mean error of token keep probabilities against fp32 (0.040 vs 0.017; 99th percentile 0.29 vs
-    0.14), and a passage's probabilities moved by up to 0.3 with what it was batched with. Keeping it in fp32
-    costs about 13 % of the speed (`prunekit bench prune`: 41 -> 36 passages/s at 256 tokens on 2 cores; all
-    fp32: 29); fidelity to the trained model is worth that. One scale per batch still means a passage's
-    probabilities move a little with its batch; fp32 (`quantize=False`) does not.
-    """
-    names = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and not _is_ffn_down_projection(name)
-    ]
-    spec = dict.fromkeys(names, torch.ao.quantization.default_dynamic_qconfig)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao deprecation notices: the API still works in the torch we pin
-        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
-
-
-def _is_ffn_down_projection(name: str) -> bool:
-    """BERT-style names: `...layer.N.output.dense` (feed-forward out), not `...attention.output.dense`."""
-    return name.endswith("output.dense") and "attention" not in name

@@ -46,9 +46,16 @@ def bench_prune_cmd(
     deberta: Annotated[int, typer.Option(min=0, max=64, help="passages for the DeBERTa-v3-large reference")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
     pruner: PrunerOption = None,
+    precision: Annotated[
+        str, typer.Option(help="auto | bf16 | int8 | fp32 (auto: bf16 on CPUs with native bf16, else int8)")
+    ] = "auto",
 ) -> None:
     """Passages/s of the context pruner, beside a DeBERTa-v3-large-sized encoder (Provence's size)."""
     from context_pruner.bench import bench_prune
+    from context_pruner.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", param_hint="--precision")
 
     with stderr.status("benchmarking the context pruner"):
         figures = bench_prune(
@@ -57,6 +64,7 @@ def bench_prune_cmd(
             batch_size=batch_size,
             deberta_passages=deberta,
             weights=check_pruner_weights(pruner),
+            precision=precision,  # type: ignore[arg-type]  # checked against PRECISIONS above
         )
     stderr.print(figures_table("bench prune", {k: v for k, v in figures.items() if isinstance(v, int | float)}))
     if as_json:

@@ -226,7 +226,10 @@ def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
 
     weights = save_pretrained(PrunerModel.from_base(PrunerConfig(encoder_config=dict(TINY_ENCODER), num_layers=1)),
                               tmp_path / "tiny")  # fmt: skip
-    done = run("bench", "prune", "--pruner", str(weights), "--passages", "8", "--deberta", "0", "--json")
+    args = ("bench", "prune", "--pruner", str(weights), "--passages", "8", "--deberta", "0", "--json")
+    done = run(*args, "--precision", "fp32")
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert figures["num_layers"] == 1 and figures["passages_per_s"] > 0
+    assert figures["num_layers"] == 1 and figures["passages_per_s"] > 0 and figures["precision"] == "fp32"
+    bad = run(*args, "--precision", "fp8")
+    assert bad.returncode == 2 and "--precision: must be one of auto, bf16, int8, fp32" in bad.stderr

@@ -13,8 +13,8 @@ def test_synthetic_passages_have_the_exact_token_count():
 
 def test_bench_reports_throughput_and_memory():
     model, tokenizer = tiny_model(max_length=64)
-    pruner = ContextPruner(model=model, tokenizer=tokenizer, quantize=True)
+    pruner = ContextPruner(model=model, tokenizer=tokenizer, precision="int8")
     report = bench_prune(n_passages=8, tokens=64, batch_size=4, deberta_passages=0, pruner=pruner)
     assert report["passages_per_s"] > 0 and report["rss_mb"] > 0
-    assert report["tokens"] == 64 and report["quantized"]
+    assert report["tokens"] == 64 and report["precision"] == "int8"
     assert "deberta_v3_large_passages_per_s" not in report

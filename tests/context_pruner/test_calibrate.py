@@ -29,7 +29,7 @@ ITEMS = [
 @pytest.fixture(scope="module")
 def tiny() -> ContextPruner:
     model, tokenizer = tiny_model()
-    return ContextPruner(model=model, tokenizer=tokenizer, quantize=False)
+    return ContextPruner(model=model, tokenizer=tokenizer, precision="fp32")
 
 
 def _compression_at(pruner: ContextPruner, bias: float) -> float:

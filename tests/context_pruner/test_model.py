@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from context_pruner.model import WEIGHTS_DIR, PrunerConfig, load_pretrained, quantize_int8, save_pretrained
+from context_pruner.model import WEIGHTS_DIR, PrunerConfig, load_pretrained, save_pretrained
 from tests.context_pruner.helpers import tiny_model
 
 
@@ -59,40 +59,6 @@ def test_num_layers_out_of_range():
 
     with pytest.raises(ValueError, match="num_layers"):
         PrunerModel.from_base(PrunerConfig(encoder_config=dict(TINY_ENCODER), num_layers=5))
-
-
-def test_int8_quantization_keeps_outputs_close():
-    model, _ = tiny_model()
-    q = quantize_int8(model)
-    ids = torch.randint(1000, 2000, (2, 9))
-    with torch.no_grad():
-        p = torch.softmax(model(ids, torch.ones_like(ids))[0], -1)
-        pq = torch.softmax(q(ids, torch.ones_like(ids))[0], -1)
-    fp32 = [name for name, m in q.named_modules() if type(m) is torch.nn.Linear]
-    assert fp32 and all(name.endswith("output.dense") and "attention" not in name for name in fp32)  # FFN outs
-    assert (p - pq).abs().max() < 0.05
-
-
-def test_shipped_int8_pruner_stays_close_to_fp32_on_real_passages():
-    import numpy as np
-
-    from context_pruner.pruner import ContextPruner
-
-    question = "Which river flows through the city where the Eiffel Tower stands?"
-    contexts = [
-        "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named after "
-        "the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.",
-        "The Seine is a 777-kilometre-long river in northern France. It flows through Paris into the English "
-        "Channel at Le Havre. Its drainage basin covers most of northern France.",
-        "Bananas are elongated, edible fruits produced by several kinds of large herbaceous flowering plants. "
-        "In some countries, bananas used for cooking may be called plantains.",
-    ]
-    fp32 = ContextPruner(quantize=False).score([question], [contexts], None, 8)
-    int8 = ContextPruner(quantize=True).score([question], [contexts], None, 8)
-    err = np.concatenate([np.abs(a.p_keep - b.p_keep) for a, b in zip(fp32, int8, strict=True)])
-    # quantizing every Linear (FFN down-projections too) gave 0.098 / 0.235 here and rerank shifts of 0.12
-    assert err.mean() < 0.05 and np.quantile(err, 0.9) < 0.15
-    assert [a.rerank for a in fp32] == pytest.approx([b.rerank for b in int8], abs=0.08)
 
 
 def test_update_config_changes_fields_and_adds_provenance(tmp_path):

@@ -25,7 +25,7 @@ def test_train_writes_loadable_weights_and_resumes(tmp_path):
     assert ckpt["step"] > 1
     assert final == first
     assert json.loads((final / "config.json").read_text())["extra"]["steps"] == ckpt["step"]
-    pruner = ContextPruner(final, quantize=False)
+    pruner = ContextPruner(final, precision="fp32")
     assert len(pruner.prune("Where is the Louvre?", ["The Louvre is in Paris. Cats purr."])) == 1
 
 
@@ -46,7 +46,7 @@ def test_loss_goes_down_on_a_repeated_batch(tmp_path):
     cfg = _config(tmp_path, epochs=6, lr=3e-3, warmup_ratio=0.0)
     train(cfg, progress=False)
     # the token head must have learnt the gold sentence of the fixture
-    pruner = ContextPruner(tmp_path / "run" / "weights", quantize=False)
+    pruner = ContextPruner(tmp_path / "run" / "weights", precision="fp32")
     r = pruner.prune(
         "Which city is the Eiffel Tower in?", ["The Eiffel Tower is a lattice tower. It is located in Paris, France."]
     )[0]
@@ -115,7 +115,7 @@ def test_a_smaller_student_distils_from_its_teacher(tmp_path):
     small = first_layers(big, 1)
     for name, tensor in small.state_dict().items():
         assert torch.equal(tensor, big.state_dict()[name]), name
-    assert ContextPruner(student_dir, quantize=False).prune("Where is the Louvre?", ["It is in Paris."])
+    assert ContextPruner(student_dir, precision="fp32").prune("Where is the Louvre?", ["It is in Paris."])
 
 
 def test_soft_token_loss_is_lowest_at_the_teachers_own_logits():
