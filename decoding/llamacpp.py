@@ -75,6 +75,11 @@ def _init_backend() -> None:
             _BACKEND_READY = True
 
 
+def _cpu_has_amx() -> bool:
+    """True when the CPU advertises Intel AMX tiles (where llama.cpp would pick its AMX kernels)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def prepare_fast_weights(cache_dir: Path | None = None, quant: str = "q8_0") -> Path:
     """A `q8_0` or `f16` copy of the embedded model in the cache, re-encoded from the shipped Q4_1 once (~2 s)."""
     if quant not in _QUANT_TYPES:
@@ -149,7 +154,13 @@ class LlamaCppModel:
         _init_backend()
         self.name = name or path.stem
         self.slots = slots
-        self._model = llama.llama_model_load_from_file(str(path).encode(), llama.llama_model_default_params())
+        mparams = llama.llama_model_default_params()
+        # On CPUs with AMX, llama.cpp's extra buffer types put the weights into its AMX kernels, which died with
+        # SIGILL (`tilezero` in a worker thread) on a 2-core Sapphire Rapids VM, killing the whole process; torch
+        # (oneDNN) uses AMX in the same process. Without them llama.cpp runs its AVX512 kernels; other CPUs keep
+        # the default (weight repacking).
+        mparams.use_extra_bufts = not _cpu_has_amx()
+        self._model = llama.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
             raise BackendError(f"llama.cpp could not load {path}")
         self._vocab = llama.llama_model_get_vocab(self._model)

@@ -188,3 +188,24 @@ def test_a_stream_dropped_unread_takes_no_sequence():
         assert model.chat(FRANCE, GenerationParams(max_tokens=4)).text
     finally:
         model.close()
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_llama_cpp_amx_kernels_stay_off_on_amx_cpus(monkeypatch, amx):
+    # llama.cpp's AMX kernels died with SIGILL on an AMX machine (see LlamaCppModel.__init__): they must not load
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    seen = []
+    load = llamacpp.llama.llama_model_load_from_file
+
+    def spy(path, params):
+        seen.append(params.use_extra_bufts)
+        return load(path, params)
+
+    monkeypatch.setattr(llamacpp.llama, "llama_model_load_from_file", spy)
+    model = llamacpp.LlamaCppModel.embedded(slots=1, slot_context=256)
+    try:
+        assert seen == [not amx]
+        if amx:  # decoding with the AMX kernels is what crashed, so only the safe case runs a request here
+            assert model.chat(FRANCE, GenerationParams(max_tokens=2)).text
+    finally:
+        model.close()
