@@ -22,10 +22,13 @@ request's tokens: the next request that starts the same way (a chat's next turn,
 same task, the chat template's header) is given that sequence and prefills only the rest (`_claim`).
 
 Weights: the package ships Q4_1. We re-encode it once into the cache (`prepare_fast_weights`), as
-  - `q8_0` (default, speed): faster kernels on this CPU than Q4_1's (single stream ~110 vs ~98
-    tokens/s, batch 8 ~195 vs ~146, measured here). llama.cpp's quantized kernels also quantize the
-    activations to 8 bits, so greedy output drifts from the transformers path (fp32 activations
-    over the de-quantized weights) wherever two tokens are nearly tied, as the shipped Q4_1 file
+  - `q8_0` (default, speed): faster kernels than Q4_1's on a 2-core AMD EPYC (single stream ~110 vs ~98
+    tokens/s, batch 8 ~195 vs ~146); on a memory-bound 2-core Xeon VM Q4_1 is faster single stream (~70 vs
+    ~60) but slower at batch 8 (~103 vs ~135). Q8_0 keeps the shipped weights' quality (perplexity on 3,068
+    tokens of SQuAD train paragraphs: f16 17.64, Q4_1 17.72, Q8_0 17.76), while re-encoding to the 4-bit kinds
+    that llama.cpp repacks for faster kernels does not (Q4_0 22.5, Q4_K 19.0). llama.cpp's quantized kernels
+    also quantize the activations to 8 bits, so greedy output drifts from the transformers path (fp32
+    activations over the de-quantized weights) wherever two tokens are nearly tied, as the shipped Q4_1 file
     run by llama.cpp does too; `prunekit bench decode` measures the agreement.
   - `f16` (fidelity): the de-quantized Q4_1 values in f16 with f32 activations: the same greedy
     output as the transformers path, at ~75 tokens/s single stream and ~200 at batch 8.
@@ -156,9 +159,9 @@ class LlamaCppModel:
         self.slots = slots
         mparams = llama.llama_model_default_params()
         # On CPUs with AMX, llama.cpp's extra buffer types put the weights into its AMX kernels, which died with
-        # SIGILL (`tilezero` in a worker thread) on a 2-core Sapphire Rapids VM, killing the whole process; torch
-        # (oneDNN) uses AMX in the same process. Without them llama.cpp runs its AVX512 kernels; other CPUs keep
-        # the default (weight repacking).
+        # SIGILL (`tileloadd`/`tilezero` in a worker thread) on 2-core Xeon VMs, killing the whole process, even
+        # after arch_prctl(ARCH_REQ_XCOMP_PERM) granted AMX, while oneDNN's AMX matmuls ran in the same process.
+        # Without them llama.cpp runs its AVX512 kernels; other CPUs keep the default (weight repacking).
         mparams.use_extra_bufts = not _cpu_has_amx()
         self._model = llama.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
