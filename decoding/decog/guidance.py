@@ -469,7 +469,9 @@ class DecoGProcessor:
             # Copying more than half of the rows costs more than reading them all: use (H, V) with zero padding.
             prod = _mm(np.stack(padded), self._emission)  # (2, V)
         else:
-            prod = _mm(np.stack([u0, alpha]), np.take(self._emission, keep, axis=0))  # (2, K) @ (K, V)
+            # torch's row gather: twice as fast as numpy's take here (the copy is half of this step's cost)
+            rows = torch.index_select(self.hmm.emission, 0, torch.from_numpy(keep)).numpy()  # (K, V)
+            prod = _mm(np.stack([u0, alpha]), rows)  # (2, K) @ (K, V)
         term = self._log_ratio(prod[0], prod[1])  # in place in prod[0]
         term *= w
         term += row
