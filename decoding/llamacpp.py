@@ -31,7 +31,8 @@ Weights: the package ships Q4_1. We re-encode it once into the cache (`prepare_f
     activations over the de-quantized weights) wherever two tokens are nearly tied, as the shipped Q4_1 file
     run by llama.cpp does too; `prunekit bench decode` measures the agreement.
   - `f16` (fidelity): the de-quantized Q4_1 values in f16 with f32 activations: the same greedy
-    output as the transformers path, at ~75 tokens/s single stream and ~200 at batch 8.
+    output as the transformers path, at ~75 tokens/s single stream and ~200 at batch 8 on the EPYC (~45
+    single stream on the Xeon VM).
 """
 
 from __future__ import annotations
