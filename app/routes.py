@@ -82,6 +82,8 @@ async def chat_completions(
         top_p=1.0 if body.top_p is None else body.top_p,
         stop=body.stop_tuple(),
         seed=body.seed,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        presence_penalty=body.presence_penalty or 0.0,
         format=body.format,
         format_method=body.format_method,
     )

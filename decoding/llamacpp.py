@@ -57,6 +57,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from decoding.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from decoding.errors import BackendError, InvalidRequestError
 from decoding.guided import FormatGuide
+from decoding.penalties import TokenPenalties
 from decoding.sampling import make_generator, pick_next_token
 from decoding.stops import StopMatcher
 from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
@@ -128,6 +129,7 @@ class _Job:
     matcher: StopMatcher | None = None
     decoder: Any = None
     generator: torch.Generator | None = None
+    penalties: TokenPenalties | None = None
 
     @property
     def kv_need(self) -> int:
@@ -417,6 +419,8 @@ class LlamaCppModel:
         job.matcher = StopMatcher(job.params.stop)
         job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         job.generator = make_generator(job.params.seed)
+        if job.params.penalized:
+            job.penalties = TokenPenalties(job.params.frequency_penalty, job.params.presence_penalty)
         if job.params.logits_processors:
             job.input_ids = torch.tensor([job.prompt_ids])
         self._advance(job, self._logits(last_row))
@@ -459,6 +463,8 @@ class LlamaCppModel:
             job.done = True
             return
         params = job.params
+        if job.penalties is not None:
+            logits = job.penalties.apply(logits.copy())  # llama.cpp's buffer stays as it was
         if params.logits_processors:
             scores = torch.from_numpy(logits.copy())[None]  # (1, V)
             for processor in params.logits_processors:
@@ -476,6 +482,8 @@ class LlamaCppModel:
             self._end(job, "stop")
             return
         job.generated.append(token)
+        if job.penalties is not None:
+            job.penalties.observe(token)
         if job.input_ids is not None:
             job.input_ids = torch.cat([job.input_ids, torch.tensor([[token]])], dim=1)
         delta = job.matcher.feed(job.decoder.decode(self._piece(token)))

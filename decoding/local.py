@@ -19,6 +19,7 @@ import torch
 from decoding.embedded import EMBEDDED_MODEL_NAME, embedded_hf_dir
 from decoding.errors import InvalidRequestError
 from decoding.guided import FormatGuide
+from decoding.penalties import TokenPenalties
 from decoding.sampling import make_generator, pick_next_token
 from decoding.stops import StopMatcher
 from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
@@ -112,6 +113,8 @@ class LocalModel:
         params = params or GenerationParams()
         if params.format is not None:
             raise InvalidRequestError("generate_batch does not apply formats: use chat() per request")
+        if params.penalized:
+            raise InvalidRequestError("generate_batch does not apply penalties: use chat() per request")
         if params.logits_processors and len(conversations) > 1:
             raise InvalidRequestError("logits processors run one sequence at a time: use chat() per request")
         prompts = [self.encode_chat(c) for c in conversations]
@@ -163,6 +166,7 @@ class LocalModel:
     def _generate(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[ChatChunk]:
         """Token loop with a KV cache, so every step can pass through the logits processors."""
         generator = make_generator(params.seed)
+        penalties = TokenPenalties(params.frequency_penalty, params.presence_penalty) if params.penalized else None
         matcher = StopMatcher(params.stop)
         sequence = torch.tensor([prompt_ids])  # (1, T): what the processors see
         generated: list[int] = []
@@ -171,6 +175,9 @@ class LocalModel:
         out = self.model(sequence, use_cache=True)
         for _ in range(params.max_tokens):
             scores = out.logits[:, -1, :].float()  # (1, V)
+            if penalties is not None:
+                scores = scores.clone()
+                penalties.apply(scores[0])
             for processor in params.logits_processors:
                 scores = processor(sequence, scores)
             token = pick_next_token(scores[0], params.temperature, params.top_p, generator)
@@ -178,6 +185,8 @@ class LocalModel:
                 finish = "stop"
                 break
             generated.append(token)
+            if penalties is not None:
+                penalties.observe(token)
             sequence = torch.cat([sequence, torch.tensor([[token]])], dim=1)
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character

@@ -115,6 +115,10 @@ class OpenAIModel:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.frequency_penalty:
+            body["frequency_penalty"] = params.frequency_penalty
+        if params.presence_penalty:
+            body["presence_penalty"] = params.presence_penalty
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body

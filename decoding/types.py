@@ -62,8 +62,10 @@ def _is_number(value: Any) -> bool:
 class GenerationParams:
     """How to sample. `temperature=0` means greedy decoding (the default: small models ramble when sampled).
 
-    `logits_processors` are transformers-style callables `(input_ids, scores) -> scores`, applied at
-    every step by the local backends; remote backends reject them. `format` is a format spec (see
+    `frequency_penalty` / `presence_penalty` (OpenAI's, in [-2, 2]) lower the logits of tokens the answer has
+    already used, per use / once (`decoding.penalties`); remote backends pass them on. `logits_processors` are
+    transformers-style callables `(input_ids, scores) -> scores`, applied at every step by the local backends
+    after the penalties; remote backends reject them. `format` is a format spec (see
     `decoding.decog.formats`, e.g. `pivot:<free>The answer is <int>` or `json:{"answer": "string"}`)
     that the local backends enforce with `format_method`: `decog` (HMM lookahead), `decog_pruned`
     (the same with hidden-state pruning) or `hard_mask` (the DFA alone, no lookahead).
@@ -74,6 +76,8 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     logits_processors: tuple[Any, ...] = field(default=(), compare=False)
     format: str | None = None
     format_method: str = "decog"
@@ -86,6 +90,10 @@ class GenerationParams:
             raise InvalidRequestError(f"temperature must be a number in [0, 2], got {self.temperature!r}")
         if not _is_number(self.top_p) or not 0.0 < self.top_p <= 1.0:
             raise InvalidRequestError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if not _is_number(value) or not -2.0 <= value <= 2.0:
+                raise InvalidRequestError(f"{name} must be a number in [-2, 2], got {value!r}")
         if self.seed is not None and not _is_int(self.seed):
             raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
         stop = self.stop
@@ -110,6 +118,11 @@ class GenerationParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @property
+    def penalized(self) -> bool:
+        """True when a frequency or presence penalty applies."""
+        return self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,12 @@ def chat(
     system: Annotated[str | None, typer.Option(help="system prompt")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, max=8192)] = 256,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    frequency_penalty: Annotated[
+        float, typer.Option(min=-2.0, max=2.0, help="lower a token's logit per earlier use in the answer")
+    ] = 0.0,
+    presence_penalty: Annotated[
+        float, typer.Option(min=-2.0, max=2.0, help="lower a token's logit once it was used in the answer")
+    ] = 0.0,
     format: Annotated[
         str | None,
         typer.Option("--format", help="a format the answer must follow, e.g. 'pivot:<free>The answer is <int>'"),
@@ -52,7 +58,12 @@ def chat(
     from decoding import GenerationParams
 
     params = GenerationParams(
-        max_tokens=max_tokens, temperature=temperature, format=format, format_method=format_method
+        max_tokens=max_tokens,
+        temperature=temperature,
+        frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty,
+        format=format,
+        format_method=format_method,
     )
     if format is not None:
         from decoding.decog import parse_format

@@ -24,6 +24,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["bogus"], "No such command"),
         (["chat", "--max-tokens", "0", "hi"], "--max-tokens"),
         (["chat", "--backend", "nope", "hi"], "--backend"),
+        (["chat", "--frequency-penalty", "3", "hi"], "--frequency-penalty"),
         (["chat", ""], "empty"),
         (["eval", "nq", "--data", "/does/not/exist.jsonl"], "does not exist"),
         (["eval", "nq", "--limit", "-3"], "--limit"),
@@ -92,6 +93,13 @@ def test_chat_one_shot_with_the_embedded_model():
     done = run("chat", "What is 2+2?", "--max-tokens", "24")
     assert done.returncode == 0, done.stderr
     assert "4" in done.stdout
+
+
+def test_chat_with_a_frequency_penalty_repeats_less():
+    question = ["chat", "Repeat the word yes ten times.", "--max-tokens", "24"]
+    plain, penalised = run(*question), run(*question, "--frequency-penalty", "2")
+    assert plain.returncode == penalised.returncode == 0, penalised.stderr
+    assert penalised.stdout.lower().count("yes") < plain.stdout.lower().count("yes")
 
 
 def test_interactive_chat_reads_until_an_empty_line():

@@ -88,6 +88,8 @@ def test_wrong_or_missing_api_key_gets_401(live_service):
         ({"model": "prunekit-chat", "messages": QUESTION, "max_tokens": 100000}, 400, "max_tokens"),
         ({"model": "prunekit-chat", "messages": QUESTION, "temperature": 3}, 400, "temperature"),
         ({"model": "prunekit-chat", "messages": QUESTION, "n": 2}, 400, "n"),
+        ({"model": "prunekit-chat", "messages": QUESTION, "frequency_penalty": 2.5}, 400, "frequency_penalty"),
+        ({"model": "prunekit-chat", "messages": QUESTION, "presence_penalty": -9}, 400, "presence_penalty"),
         ({"model": "prunekit-chat", "messages": QUESTION, "stop": [""]}, 400, "stop"),
         ({"model": "gpt-9", "messages": QUESTION}, 404, "does not exist"),
     ],
@@ -156,3 +158,17 @@ def test_format_extension_field(client, http):
     bad = {"model": "prunekit-chat", "messages": QUESTION, "format": "regex:(", "format_method": "hard_mask"}
     response = http.post("/v1/chat/completions", json=bad)
     assert response.status_code == 400 and "regex" in response.json()["error"]["message"]
+
+
+def test_penalties_reach_the_model(client, embedded_model):
+    from decoding import GenerationParams
+
+    repeat = [{"role": "user", "content": "Repeat the word yes ten times."}]
+    reply = client.chat.completions.create(
+        model="prunekit-chat", messages=repeat, max_tokens=24, frequency_penalty=2.0, presence_penalty=0.5
+    )
+    expected = embedded_model.chat(
+        repeat, GenerationParams(max_tokens=24, frequency_penalty=2.0, presence_penalty=0.5)
+    ).text
+    assert reply.choices[0].message.content == expected
+    assert expected != embedded_model.chat(repeat, GenerationParams(max_tokens=24)).text

@@ -209,3 +209,13 @@ def test_llama_cpp_amx_kernels_stay_off_on_amx_cpus(monkeypatch, amx):
             assert model.chat(FRANCE, GenerationParams(max_tokens=2)).text
     finally:
         model.close()
+
+
+def test_penalties_break_a_repetition_loop_and_match_transformers(fidelity_model, hf_model):
+    repeat = ask("Repeat the word yes ten times.")
+    plain = fidelity_model.chat(repeat, GenerationParams(max_tokens=24)).text
+    penalised = GenerationParams(max_tokens=24, frequency_penalty=2.0)
+    fewer = fidelity_model.chat(repeat, penalised).text
+    assert fewer.lower().count("yes") < plain.lower().count("yes")
+    assert fewer == hf_model.chat(repeat, penalised).text  # the same penalty on both paths
+    assert fidelity_model.chat(repeat, GenerationParams(max_tokens=24)).text == plain  # nothing carried over

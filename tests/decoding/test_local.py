@@ -102,5 +102,7 @@ def test_generate_batch_refuses_what_it_cannot_apply(hf_model):
         hf_model.generate_batch([FRANCE], GenerationParams(format='json:{"answer": "string"}'))
     with pytest.raises(InvalidRequestError, match="one sequence"):
         hf_model.generate_batch([FRANCE, FRANCE], GenerationParams(logits_processors=(lambda ids, s: s,)))
+    with pytest.raises(InvalidRequestError, match="penalties"):
+        hf_model.generate_batch([FRANCE], GenerationParams(presence_penalty=0.5))
     with pytest.raises(InvalidRequestError, match="context"):
         hf_model.generate_batch([[{"role": "user", "content": "word " * 9000}]], GenerationParams(max_tokens=8))

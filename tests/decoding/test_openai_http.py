@@ -27,6 +27,13 @@ def test_a_plain_completion_and_the_request_body():
     assert (result.text, result.usage.total_tokens) == ("Hello", 4)
     body = server.bodies[0]
     assert body["max_tokens"] == 5 and body["stop"] == ["x"] and body["seed"] == 1 and body["stream"] is False
+    assert "frequency_penalty" not in body and "presence_penalty" not in body  # the server's defaults apply
+
+
+def test_penalties_are_passed_on():
+    with FaultServer([ok()]) as server:
+        server.model().chat(HI, GenerationParams(frequency_penalty=0.5, presence_penalty=-0.25))
+    assert (server.bodies[0]["frequency_penalty"], server.bodies[0]["presence_penalty"]) == (0.5, -0.25)
 
 
 def test_5xx_is_retried_until_it_succeeds():

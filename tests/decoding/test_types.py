@@ -40,6 +40,9 @@ def test_normalize_messages_rejects_bad_input(messages, fragment):
         ({"seed": "42"}, "seed"),
         ({"stop": 7}, "stop"),
         ({"stop": ["ok", 3]}, "stop"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"presence_penalty": -3}, "presence_penalty"),
+        ({"presence_penalty": "0.5"}, "presence_penalty"),
     ],
 )
 def test_generation_params_reject_out_of_range(kwargs, fragment):
