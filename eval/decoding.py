@@ -8,7 +8,10 @@ model, same token budget, same parsers), so the comparison is fair:
 - `format_prompt`: the format described in the prompt, nothing enforced;
 - `hard_mask`: task-only prompt + the format's token DFA as a hard mask (no lookahead; Outlines-like);
 - `decog`: task-only prompt + Deco-G guidance (`DecoGProcessor`);
-- `decog_pruned`: the same with HMM state pruning (`prune_mass`, default 0.9).
+- `decog_pruned`: the same with HMM state pruning (`prune_mass`, default 0.9);
+- `outlines` (not run by default): the same format as a hard mask by outlines-core, the engine behind Outlines,
+  an external reference (`decoding/decog/outlines_ref.py`). It ignores the token budget, so an output cut by
+  `max_tokens` can stop mid-format, and free text before a pivot is plain `[\s\S]*` (no look-arounds there).
 
 Tasks (data from ../shared/data, by path):
 - `math`: MultiArith test and/or GSM8K test problems, never an item of AGP's stage1_math_reasoning.json (all GSM8K
@@ -52,6 +55,7 @@ from decoding.decog import (
 )
 from decoding.decog.distill import GenerationRecorder
 from decoding.decog.hmm import HMM
+from decoding.decog.outlines_ref import OutlinesMaskProcessor
 from decoding.decog.prompts import (
     build_judge_items,
     extract_messages,
@@ -67,6 +71,7 @@ from eval.metrics.qa import exact_match, max_over_golds, token_f1
 
 __all__ = [
     "DEFAULT_HMM_DIR",
+    "DEFAULT_METHODS",
     "FORMATS",
     "METHODS",
     "TASKS",
@@ -83,7 +88,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TASKS = ("math", "extract", "judge")
-METHODS = ("prompt", "format_prompt", "hard_mask", "decog", "decog_pruned")
+METHODS = ("prompt", "format_prompt", "hard_mask", "decog", "decog_pruned", "outlines")
+DEFAULT_METHODS = METHODS[:5]  # `outlines` is the optional external reference
 FORMATS = {
     "math": r"pivot:<free>The answer is <int><re:\.?>",
     "extract": 'json:{"answer": "string"}',
@@ -283,6 +289,7 @@ class _Setup:
     spec: str
     fmt: Any
     dfa: Any
+    vocab: TokenVocabulary
     hmm: HMM | None
     eos: int
     max_new_tokens: int
@@ -296,6 +303,8 @@ def _processors(method: str, s: _Setup) -> tuple[Any, ...]:
         return ()
     if method == "hard_mask":
         return (HardMaskProcessor(s.dfa, s.max_new_tokens),)
+    if method == "outlines":
+        return (OutlinesMaskProcessor(s.fmt, s.vocab),)
     assert s.hmm is not None
     prune = s.prune_mass if method == "decog_pruned" else None
     return (
@@ -326,7 +335,7 @@ def evaluate_decoding(
     data_paths: Sequence[str | Path] | str | Path,
     *,
     limit: int | None = 50,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     hmm_dir: str | Path | None = None,
     hmm: HMM | None = None,
     concurrency: int = 8,
@@ -370,7 +379,7 @@ def evaluate_decoding(
         weight = stored_guidance_weight(hmm_meta, task)
     if hmm is not None:
         get_backward_tables(hmm, dfa, budget - 1)  # once, before concurrent requests would each build it
-    setup = _Setup(task, spec, parse_format(spec), dfa, hmm, vocab.eos_token_ids[0], budget, weight, prune_mass,
+    setup = _Setup(task, spec, parse_format(spec), dfa, vocab, hmm, vocab.eos_token_ids[0], budget, weight, prune_mass,
                    candidate_gap)  # fmt: skip
 
     records: list[dict[str, Any]] = []

@@ -117,7 +117,12 @@ def eval_decoding(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="the shared data folder")] = Path("../shared/data"),
     limit: Annotated[int, typer.Option("--limit", min=1, help="items (a seeded sample)")] = 50,
     methods: Annotated[
-        str, typer.Option("--methods", help="comma-separated: prompt,format_prompt,hard_mask,decog,decog_pruned")
+        str,
+        typer.Option(
+            "--methods",
+            help="comma-separated: prompt,format_prompt,hard_mask,decog,decog_pruned, and outlines "
+            "(outlines-core's hard mask, an external reference; not in the default run)",
+        ),
     ] = "prompt,format_prompt,hard_mask,decog,decog_pruned",
     out: OutOption = Path("runs/decoding"),
     as_json: JsonOption = False,

@@ -10,7 +10,8 @@ operations (concatenation, union, difference) and trimmed into a `CharAutomaton`
   the pivot's FIRST occurrence (`stop_at_pivot=True`): the free text never contains the pivot, so the pivot
   (and what follows it) is unambiguous to parse.
 - `OneOf(alternatives)`: Deco-G's trie branches (the minimised DFA shares common prefixes).
-- `Regex(pattern)`: a Python-style regular expression matched in full (no anchors, look-arounds, back-references).
+- `Regex(pattern)`: a Python-style regular expression matched in full (no anchors, look-arounds, back-references);
+  `\d`, `\w` and `\s` are the ASCII classes (as with `re.ASCII`), so `\d` is `[0-9]`.
 - `Choice(options)`: exactly one of the strings.
 - `JsonObject(fields)`: a flat JSON object with the given keys in the given order; values `"string"`,
   `"integer"`, `"number"`, `"boolean"`, `"null"`, an enum (list of strings) or `{"pattern": regex}` (a string
@@ -95,7 +96,8 @@ class Format(ABC):
 
     @abstractmethod
     def python_regex(self) -> str:
-        """An equivalent Python `re` pattern (for `re.fullmatch`): an independent check of outputs and tests."""
+        """An equivalent Python `re` pattern (for `re.fullmatch` with `re.ASCII`): an independent check of outputs
+        and tests."""
 
     @property
     def key(self) -> str:
@@ -104,7 +106,8 @@ class Format(ABC):
 
     def matches(self, text: str) -> bool:
         """Does `text` satisfy the format (checked with Python's `re`)?"""
-        return re.fullmatch(self.python_regex(), text) is not None
+        # re.ASCII: `\d`, `\w` and `\s` are ASCII classes in the automaton (interegular's reading) too
+        return re.fullmatch(self.python_regex(), text, re.ASCII) is not None
 
 
 @dataclass(frozen=True)

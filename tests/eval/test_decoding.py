@@ -16,9 +16,9 @@ from decoding.decog.hmm import HMM
 from decoding.types import ChatResult, GenerationParams, Usage
 from eval.decoding import (
     DEFAULT_HMM_DIR,
+    DEFAULT_METHODS,
     FORMAT_INSTRUCTIONS,
     FORMATS,
-    METHODS,
     DecodingItem,
     LeakageError,
     evaluate_decoding,
@@ -164,7 +164,7 @@ def test_methods_on_scripted_math(tokenizer, small_hmm) -> None:
     model = ScriptedModel(tokenizer, math_reply)
     res = evaluate_decoding(model, "math", [], items=math_items(), hmm=small_hmm, max_new_tokens=24, concurrency=2)
     m = res.metrics
-    assert set(m) >= {f"{meth}.{k}" for meth in METHODS for k in ("compliance", "accuracy", "loglik_per_token",
+    assert set(m) >= {f"{meth}.{k}" for meth in DEFAULT_METHODS for k in ("compliance", "accuracy", "loglik_per_token",
                                                                   "tokens_per_s")}  # fmt: skip
     # Unconstrained: the scripts as written (2 of 4 comply); lenient parsing finds 42 and 7.
     assert m["prompt.compliance"] == 0.5
@@ -184,6 +184,19 @@ def test_methods_on_scripted_math(tokenizer, small_hmm) -> None:
     assert 0 < m["decog_pruned.kept_mass"] <= 1.0
     # format_prompt adds the instruction; the others send the task-only prompt.
     assert sum(FORMAT_INSTRUCTIONS["math"] in p for p in model.prompts) == 4
+
+
+def test_outlines_reference_cannot_finish_what_the_budget_cuts(tokenizer) -> None:
+    model = ScriptedModel(tokenizer, math_reply)
+    res = evaluate_decoding(model, "math", [], items=math_items(), methods=("hard_mask", "outlines"), max_new_tokens=24)
+    by = {(r["method"], r["id"]): r for r in res.items}
+    # A compliant script passes through outlines-core's mask untouched.
+    assert by[("outlines", "m0")]["output"] == MATH_REPLIES["problem 0"] and by[("outlines", "m0")]["compliant"]
+    # "I do not know": outlines-core forbids the EOS but never steers toward the pivot, so the budget cuts the
+    # output mid-format; our hard mask brings the pivot in time.
+    assert not by[("outlines", "m3")]["compliant"] and by[("outlines", "m3")]["completion_tokens"] == 24
+    assert by[("hard_mask", "m3")]["compliant"]
+    assert res.metrics["outlines.compliance"] < res.metrics["hard_mask.compliance"] == 1.0
 
 
 def test_loglik_counts_eos_when_the_output_ended(tokenizer) -> None:
@@ -219,9 +232,11 @@ def test_tiny_real_run(embedded_model) -> None:
     if hmm_dir is None:
         pytest.skip(f"no shipped HMM in {DEFAULT_HMM_DIR}")
     res = evaluate_decoding(embedded_model, "judge", [dev], limit=2, hmm_dir=hmm_dir, max_new_tokens=16,
-                            methods=("prompt", "hard_mask", "decog_pruned"))  # fmt: skip
+                            methods=("prompt", "hard_mask", "decog_pruned", "outlines"))  # fmt: skip
     m = res.metrics
     assert m["hard_mask.compliance"] == m["decog_pruned.compliance"] == 1.0
+    # outlines-core's mask: compliant, or cut by the budget it does not know of
+    assert all(r["compliant"] or r["completion_tokens"] == 16 for r in res.items if r["method"] == "outlines")
     assert all(math.isfinite(m[f"{k}.loglik_per_token"]) for k in ("prompt", "hard_mask", "decog_pruned"))
     assert all(r["prediction"] in ("correct", "incorrect") for r in res.items if r["method"] == "decog_pruned")
 

@@ -135,6 +135,15 @@ def test_automaton_agrees_with_python_re(spec: str, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "text"),
+    [(r"regex:\d", "٣"), (r"regex:\w", "é"), (r"regex:\s", "\xa0"), (r"regex:\D", "5"), (r"regex:[^\d]", "7")],
+)
+def test_class_escapes_are_ascii_in_both_readings(spec: str, text: str) -> None:
+    fmt = parse_format(spec)
+    assert not fmt.matches(text) and not compile_format(fmt).accepts(text)
+
+
+@pytest.mark.parametrize(
+    ("spec", "text"),
     [
         ("pivot:<free>ab<int>", "xx ab12"),
         ("pivot:<free:3>b<choice:1|a2>", "aab1"),
