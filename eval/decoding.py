@@ -373,7 +373,8 @@ def evaluate_decoding(
     dfa = compile_token_dfa(spec, vocab)
     hmm_meta: dict[str, Any] = {}
     hmm_path: Path | None = None
-    if any(m.startswith("decog") for m in methods) and hmm is None:
+    guided = any(m.startswith("decog") for m in methods)
+    if guided and hmm is None:
         hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir)
     if weight is None:
         weight = stored_guidance_weight(hmm_meta, task)
@@ -400,9 +401,10 @@ def evaluate_decoding(
         "max_new_tokens": budget,
         "concurrency": concurrency,
         "seed": seed,
-        "weight": weight,
-        "prune_mass": prune_mass,
-        "candidate_gap": candidate_gap,
+        # Deco-G's settings, recorded only when a Deco-G method ran
+        "weight": weight if guided else None,
+        "prune_mass": prune_mass if guided else None,
+        "candidate_gap": candidate_gap if guided else None,
         "hmm_dir": str(hmm_path) if hmm_path else None,
         "hmm_hidden_size": hmm.hidden_size if hmm is not None else None,
         "hmm_heldout_loglik_per_token": hmm_meta.get("heldout_loglik_per_token_fp16"),

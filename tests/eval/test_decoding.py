@@ -197,6 +197,7 @@ def test_outlines_reference_cannot_finish_what_the_budget_cuts(tokenizer) -> Non
     assert not by[("outlines", "m3")]["compliant"] and by[("outlines", "m3")]["completion_tokens"] == 24
     assert by[("hard_mask", "m3")]["compliant"]
     assert res.metrics["outlines.compliance"] < res.metrics["hard_mask.compliance"] == 1.0
+    assert res.config["weight"] is None and res.config["hmm_dir"] is None  # no Deco-G method ran
 
 
 def test_loglik_counts_eos_when_the_output_ended(tokenizer) -> None:
