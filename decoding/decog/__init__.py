@@ -7,6 +7,7 @@ arXiv 2510.03595) on top of Ctrl-G (Zhang et al. 2024, joshuacnf/Ctrl-G). Pipeli
         -> token DFA over the tokenizer's vocabulary (vocab.py, token_dfa.py)
     HMM (hmm.py) + token DFA -> backward tables (backward.py), cached per (format, HMM)
     -> DecoGProcessor / HardMaskProcessor (guidance.py): transformers-style logits processors
+    outlines-core's mask of the same format (outlines_ref.py): the external reference of the evaluation
 
 >>> vocab = TokenVocabulary.from_tokenizer(tokenizer)  # doctest: +SKIP
 >>> dfa = compile_token_dfa("pivot:<free>The answer is <int>", vocab)  # doctest: +SKIP
