@@ -112,7 +112,8 @@ def test_one_of_is_a_trie_of_branches() -> None:
     assert auto.accepts("The answer is 3") and auto.accepts("I don't know") and not auto.accepts("The answer")
 
 
-# Random strings over a small alphabet: the automaton (interegular + our trimming) and Python's `re` agree.
+# Random strings over a small alphabet (non-ASCII digit, space and letter included): the automaton (interegular + our
+# trimming) and Python's `re` agree.
 _FORMATS = [
     "pivot:<free>ab<int>",
     "pivot:<free:3>b<choice:1|a2>",
@@ -122,12 +123,13 @@ _FORMATS = [
     "regex:(ab|1)+2?",
     'json:{"a": "integer", "b": ["x", "y"]}',
     'json:{"a": {"pattern": "[ab]*"}}',
+    r"regex:\d+\s?\w*[^\d]?",
 ]
 
 
 @pytest.mark.parametrize("spec", _FORMATS)
 @settings(max_examples=150, deadline=None)
-@given(text=st.text(alphabet='ab12 x"{}:,-', max_size=14))
+@given(text=st.text(alphabet='ab12 x"{}:,-٣\xa0é', max_size=14))
 def test_automaton_agrees_with_python_re(spec: str, text: str) -> None:
     fmt = parse_format(spec)
     assert compile_format(fmt).accepts(text) == fmt.matches(text)
