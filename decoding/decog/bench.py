@@ -3,7 +3,8 @@
 Deco-G (arXiv 2510.03595) prunes HMM states because the lookahead costs about O(H * V) per step (Ctrl-G:
 O(S * H * V)). This measures the processors alone: a formatted output (free reasoning, the pivot, the number,
 EOS) is teacher-forced through a fresh processor, with the embedded SmolLM2's real logits at each position when
-`--llm` (else random logits), and each processor call is timed: wall clock and this thread's CPU time (the
+`--llm` (else random logits), and each processor call is timed (the hard mask, outlines-core's mask of the same
+format as a reference, and Deco-G per hidden size and pruning setting): wall clock and this thread's CPU time (the
 honest figure on a shared machine, where the wall clock also counts time spent waiting for a core).
 The HMM is random with peaky Dirichlet rows (`concentration`), a stand-in for a distilled one: how many states
 pruning keeps depends on the real HMM, so `kept_states` / `kept_mass` come with the times.
@@ -23,6 +24,7 @@ import torch
 from decoding.decog.backward import clear_backward_cache, get_backward_tables
 from decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
 from decoding.decog.hmm import HMM
+from decoding.decog.outlines_ref import OutlinesMaskProcessor
 from decoding.decog.token_dfa import compile_token_dfa
 from decoding.decog.vocab import TokenVocabulary
 
@@ -114,6 +116,8 @@ def run_benchmark(
     rows: list[dict[str, Any]] = []
     hard = _time_processor(lambda: HardMaskProcessor(dfa, max_new_tokens), forced_ids, logits)
     rows.append({"method": "hard_mask", "hidden_size": 0, "prune_mass": None, "candidate_gap": None, **hard})
+    reference = _time_processor(lambda: OutlinesMaskProcessor(spec, vocab), forced_ids, logits)
+    rows.append({"method": "outlines", "hidden_size": 0, "prune_mass": None, "candidate_gap": None, **reference})
     for h in hidden_sizes:
         hmm = HMM.random(h, vocab.size, seed=seed, concentration=concentration, eos_token_id=vocab.eos_token_ids[0])
         clear_backward_cache()
