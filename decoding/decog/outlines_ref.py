@@ -179,7 +179,7 @@ class OutlinesMaskProcessor:
             raise VocabularyMismatchError("the vocabulary has no EOS token: a format needs one to end")
         self._guide = Guide(outlines_index(self.regex, vocab))
         self._vocab_size = vocab.size
-        self._eos = torch.tensor(vocab.eos_token_ids, dtype=torch.long)
+        self._eos = list(vocab.eos_token_ids)
         self._words = torch.zeros((vocab.size + 31) // 32, dtype=torch.int32)  # outlines-core's bitmask
         self._prompt_len: int | None = None
         self._generated = 0
@@ -192,14 +192,14 @@ class OutlinesMaskProcessor:
         bits = np.unpackbits(self._words.numpy().view(np.uint8), bitorder="little")[: self._vocab_size]
         allowed = bits.astype(bool)
         if allowed[self._eos[0]]:
-            allowed[self._eos.numpy()] = True
+            allowed[self._eos] = True
         return allowed
 
     def advance(self, token: int) -> None:
         """Step past `token` (an EOS ends the output: from then on, only EOS)."""
         if self._finished:
             return
-        if token in self._eos.tolist():
+        if token in self._eos:
             self._finished = True
             return
         try:
@@ -226,7 +226,7 @@ class OutlinesMaskProcessor:
                 self.advance(int(token))
         out = torch.full_like(scores, -math.inf)
         if self._finished:
-            out[0, self._eos.to(scores.device)] = 0.0
+            out[0, self._eos] = 0.0
             return out
         allowed = torch.from_numpy(self.allowed()).to(scores.device)
         out[0, : self._vocab_size] = torch.where(allowed, scores[0, : self._vocab_size], -math.inf)
