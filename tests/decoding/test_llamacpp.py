@@ -190,10 +190,12 @@ def test_a_stream_dropped_unread_takes_no_sequence():
         model.close()
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_llama_cpp_amx_kernels_stay_off_on_amx_cpus(monkeypatch, amx):
-    # llama.cpp's AMX kernels died with SIGILL on an AMX machine (see LlamaCppModel.__init__): they must not load
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+@pytest.mark.parametrize(("amx", "amx_works", "extra_buffers"), [(True, False, False), (False, False, True)])
+def test_llama_cpp_extra_buffers_stay_off_where_the_amx_probe_failed(monkeypatch, amx, amx_works, extra_buffers):
+    # a build whose AMX kernels crash (decoding/llamacpp_amx.py) must not load them; other CPUs keep the default
+    cpu_really_has_amx = llamacpp.cpu_has_amx()
+    monkeypatch.setattr(llamacpp, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(llamacpp, "amx_kernels_work", lambda path: amx_works)
     seen = []
     load = llamacpp.llama.llama_model_load_from_file
 
@@ -202,10 +204,10 @@ def test_llama_cpp_amx_kernels_stay_off_on_amx_cpus(monkeypatch, amx):
         return load(path, params)
 
     monkeypatch.setattr(llamacpp.llama, "llama_model_load_from_file", spy)
-    model = llamacpp.LlamaCppModel.embedded(slots=1, slot_context=256)
+    model = llamacpp.LlamaCppModel.embedded(quant="q8_0", slots=1, slot_context=256)
     try:
-        assert seen == [not amx]
-        if amx:  # decoding with the AMX kernels is what crashed, so only the safe case runs a request here
+        assert seen == [extra_buffers]
+        if not extra_buffers or not cpu_really_has_amx:  # AMX kernels here may crash: only the safe case runs
             assert model.chat(FRANCE, GenerationParams(max_tokens=2)).text
     finally:
         model.close()
