@@ -28,7 +28,8 @@ Metrics (`<method>.<metric>`): `compliance` (share of outputs matching the forma
 method), `strict_accuracy` / `strict_f1` / `strict_em` (non-compliant outputs score 0), `loglik_per_token` (log-
 likelihood of the generated tokens, EOS included when the output ended, under the unconstrained LLM and the task-only
 prompt: how natural the text is), `tokens_per_s` (completion tokens / wall time of the method's concurrent run),
-`tokens` (mean completion tokens), `error_rate`; for Deco-G also `kept_states`, `kept_mass`, `ms_per_step`.
+`tokens` (mean completion tokens), `error_rate`; for Deco-G also `kept_states`, `kept_mass`, `ms_per_step` and
+`choice_steps` (steps per output at a choice among fixed options, left to the LLM: `decoding/decog/guidance.py`).
 """
 
 from __future__ import annotations
@@ -493,7 +494,7 @@ def _figures(task: str, records: list[dict[str, Any]], wall: float, stats: list[
     out["tokens"] = completion / max(len(ok), 1)  # mean completion tokens (the usage's count: no EOS)
     out["error_rate"] = (len(records) - len(ok)) / n
     if stats:
-        for k in ("kept_states", "kept_mass", "ms_per_step"):
+        for k in ("kept_states", "kept_mass", "ms_per_step", "choice_steps"):
             out[k] = sum(st[k] for st in stats) / len(stats)
     return out
 

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 __all__ = ["ByteAutomaton", "CharAutomaton"]
@@ -152,6 +153,34 @@ class ByteAutomaton:
     def accepts(self, data: bytes) -> bool:
         s = self.walk(data)
         return s != DEAD and bool(self.accepting[s])
+
+    def choice_points(self) -> np.ndarray:
+        """(N,) bool: states outside every loop whose loop-free stretch ahead branches.
+
+        A loop is free material (a wildcard, digits, JSON whitespace); a loop-free stretch is fixed material, and
+        where it branches the format offers a choice among fixed strings: an enum's options, or the sign-or-digit
+        that opens a number. Such a stretch begins where a loop ends, so its first state is a choice point, as are
+        all of its states up to the branch (a state branches when it has two ways on, an accepting end counting
+        as one).
+        """
+        n = self.num_states
+        graph = nx.DiGraph()
+        graph.add_nodes_from(range(n))
+        src, byte = np.nonzero(self.table >= 0)
+        graph.add_edges_from(set(zip(src.tolist(), self.table[src, byte].tolist(), strict=True)))
+        looped = np.zeros(n, dtype=bool)
+        for component in nx.strongly_connected_components(graph):
+            member = next(iter(component))
+            if len(component) > 1 or graph.has_edge(member, member):  # a cycle, or a state looping on itself
+                looped[list(component)] = True
+        ways_on = (self.table >= 0).sum(axis=1) + self.accepting
+        branches = np.zeros(n, dtype=bool)
+        # successors first: the loop-free part is acyclic, so a reverse topological order exists
+        for state in reversed(list(nx.topological_sort(graph.subgraph(np.flatnonzero(~looped).tolist())))):
+            branches[state] = ways_on[state] >= 2 or any(
+                branches[nxt] for nxt in graph.successors(state) if not looped[nxt]
+            )
+        return branches & ~looped
 
 
 def _seq_len(lead: int) -> int:

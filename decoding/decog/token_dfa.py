@@ -52,6 +52,8 @@ class TokenDFA:
     final_state: int  # reached by EOS only; no outgoing tokens
     eos_token_ids: tuple[int, ...]
     key: str = ""
+    # (S,) bool: states that open a choice among fixed strings (`ByteAutomaton.choice_points`); None: unknown
+    choice_states: np.ndarray | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # identity for caches of derived tables
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)  # derived data (the guidance plans), per consumer
     _groups: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict, repr=False)
@@ -208,7 +210,9 @@ def build_token_dfa(
     final = n
     for eos in vocab.eos_token_ids:
         table[:n, eos] = np.where(accepting[:n], final, DEAD)
-    dfa = TokenDFA(table, accepting, 0, final, vocab.eos_token_ids, key=key)
+    choice_states = np.zeros(n + 1, dtype=bool)
+    choice_states[:n] = automaton.choice_points()[np.array(order)]
+    dfa = TokenDFA(table, accepting, 0, final, vocab.eos_token_ids, key=key, choice_states=choice_states)
     if dfa.min_tokens_to_finish()[0] >= np.iinfo(np.int32).max:
         raise UnsatisfiableFormatError(
             f"the format {key} cannot be written with this tokenizer's vocabulary: check its characters"

@@ -52,3 +52,27 @@ def test_every_live_state_can_finish() -> None:
     # Trimmed: every transition points at a state that has a way to acceptance (a row with a move, or accepting).
     targets = table[table >= 0]
     assert all(byte.accepting[t] or (table[t] >= 0).any() for t in set(targets.tolist()))
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "expected"),
+    [
+        ('json:{"verdict": ["correct", "incorrect"]}', '{"verdict": "', True),  # the options ahead
+        ('json:{"verdict": ["correct", "incorrect"]}', '{"', False),  # the key: one fixed string, no branch
+        ('json:{"verdict": ["correct", "incorrect"]}', '{"verdict": "inc', False),  # committed: "orrect" is forced
+        ('json:{"verdict": ["correct", "incorrect"]}', "", False),  # JSON whitespace may come first: a loop
+        ('json:{"answer": "string"}', '{"answer": "', False),  # free string content
+        ("pivot:<free>The answer is <int>", "so The answer is ", True),  # sign or digit
+        ("pivot:<free>The answer is <int>", "so The answer is 4", False),  # more digits or the end: a loop
+        ("pivot:<free>The answer is <int>", "so The", False),  # still free text
+        ("choice:yes|yesterday", "", True),  # a stretch with a branch further on counts from its start
+        ("choice:yes|yesterday", "yes", True),  # end here or go on
+        ("choice:yes|yesterday", "yest", False),
+        ("regex:a+b?", "", False),  # one way on, into a loop
+    ],
+)
+def test_choice_points(spec: str, where: str, expected: bool) -> None:
+    automaton = compile_format(spec).to_bytes()
+    state = automaton.walk(where.encode())
+    assert state >= 0
+    assert bool(automaton.choice_points()[state]) is expected

@@ -23,7 +23,8 @@ V = len(TOY_TOKENS)
 
 
 def brute_force_guided(hmm, dfa, prefix, llm, max_new, min_new) -> torch.Tensor:
-    """log_softmax(llm + log P_HMM(done in budget | prefix, v)) by enumerating every continuation."""
+    """log_softmax(llm + log P_HMM(done in budget | prefix, v)) by enumerating every continuation; at a choice
+    point, the LLM's scores on the tokens that can still finish (no HMM term)."""
     g = len(prefix)
     lo, hi = max(0, min_new - g), max_new - g - 1
     state = dfa.walk(prefix)
@@ -38,13 +39,14 @@ def brute_force_guided(hmm, dfa, prefix, llm, max_new, min_new) -> torch.Tensor:
                 if finishes(dfa, state, [v, *cont]):
                     done += seq_prob(hmm, hmm.initial, [*prefix, v, *cont])
         if done > 0:
-            out[v] = llm[v] + math.log(done / p_xv)
+            out[v] = llm[v] if dfa.choice_states[state] else llm[v] + math.log(done / p_xv)
     return torch.log_softmax(out, dim=0)
 
 
 @pytest.mark.parametrize("bulk_min", [10_000, 1])  # 1: the largest group goes through the dense product
 @pytest.mark.parametrize(
-    ("spec", "max_new", "min_new"), [("regex:a+b?", 4, 0), ("regex:a+b?", 4, 2), ("pivot:<free>b<int>", 4, 0)]
+    ("spec", "max_new", "min_new"),
+    [("regex:a+b?", 4, 0), ("regex:a+b?", 4, 2), ("pivot:<free>b<int>", 4, 0), ("choice:ab|b|12", 3, 0)],
 )
 def test_decog_equals_brute_force(spec: str, max_new: int, min_new: int, bulk_min: int, monkeypatch) -> None:
     monkeypatch.setattr(guidance, "BULK_MIN_TOKENS", bulk_min)
@@ -106,13 +108,17 @@ def test_pruned_scores_follow_the_formula_on_kept_states(bulk_min: int, monkeypa
         order = torch.argsort(alpha, descending=True)
         k = int(torch.searchsorted(torch.cumsum(alpha[order], 0), 0.7 * alpha.sum())) + 1
         keep = order[:k]
-        assert proc.last_kept == k
         lo, hi = proc.tracker.window()
         state = proc.state
+        choice = bool(dfa.choice_states[state])  # the LLM alone there: no hidden states kept or used
+        assert choice or proc.last_kept == k
         want = torch.full((V,), -math.inf, dtype=torch.float64)
         for v in range(V):
             nxt = dfa.step(state, v)
             if nxt < 0 or not proc.tracker.feasible(np.array([nxt]))[0]:
+                continue
+            if choice:
+                want[v] = llm[v]
                 continue
             look = proc.tables.log_lookahead(torch.tensor([nxt]), lo, hi, keep)[0].exp()  # (K,)
             weights = alpha[keep] * hmm.emission[keep, v]
@@ -142,6 +148,23 @@ def test_candidate_gap_is_exact_on_candidates_and_keeps_feasibility(monkeypatch)
         assert (fast[a] - fast[b]).item() == pytest.approx((exact[a] - exact[b]).item(), abs=1e-9)
     others = sum(len(ids) for _, ids in dfa.groups(dfa.initial_state)[1:])  # smaller groups: always exact
     assert fast_proc.stats()["exact_tokens"] == len(cands) + others
+
+
+def test_choice_points_leave_the_choice_to_the_llm() -> None:
+    """Among fixed options the HMM term is left out: a flat LLM gets a flat choice, whatever the HMM prefers."""
+    dfa = toy_dfa("choice:ab|b|12")
+    assert dfa.choice_states[dfa.initial_state]
+    hmm = HMM.random(4, V, seed=1, concentration=0.1)  # peaked: it would favour some options strongly
+    proc = DecoGProcessor(hmm, dfa, 3)
+    llm = torch.zeros(1, V, dtype=torch.float64)
+    out = proc(torch.tensor([[4]]), llm.clone())[0]
+    allowed = [t for t in range(V) if dfa.step(dfa.initial_state, t) >= 0]
+    assert sorted(allowed) == [1, 2, 3, 5, 7]  # a, b, ab, 1, 12
+    torch.testing.assert_close(out[allowed], torch.full((5,), -math.log(5), dtype=torch.float64))
+    # after "1" the text ahead is fixed ("2"): an ordinary step again, counted apart from the choice
+    out = proc(torch.tensor([[4, 5]]), llm.clone())[0]
+    assert out[6].item() == 0.0
+    assert proc.stats()["choice_steps"] == 1 and proc.stats()["steps"] == 2
 
 
 def test_weight_zero_is_the_hard_mask_renormalised() -> None:

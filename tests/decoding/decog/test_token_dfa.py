@@ -124,6 +124,25 @@ def test_smollm2_json_format(smol) -> None:
     assert not dfa.accepts(_ids(tok, good[0])[:-1])
 
 
+def test_smollm2_enum_options_are_the_llms_choice(smol) -> None:
+    """ "incorrect" is two tokens (`inc` + `orrect`), "correct" one: with a flat LLM both verdicts still start
+    equally likely, however the HMM rates the characters each still needs (a small HMM rated them e^11 apart)."""
+    tok, vocab = smol
+    dfa = compile_token_dfa('json:{"verdict": ["correct", "incorrect"]}', vocab)
+    prefix = _ids(tok, '{"verdict": "')
+    assert dfa.choice_states[dfa.walk(prefix)]
+    correct, inc = _ids(tok, "correct"), _ids(tok, "incorrect")
+    assert len(correct) == 1 and len(inc) == 2
+    proc = DecoGProcessor(HMM.random(16, vocab.size, seed=0, concentration=0.05), dfa, 24)
+    flat = torch.zeros(1, vocab.size)
+    ids = [1, 2]
+    for token in [*prefix, None]:
+        out = proc(torch.tensor([ids]), flat.clone())[0]
+        if token is not None:
+            ids.append(token)
+    assert out[correct[0]].item() == pytest.approx(out[inc[0]].item())
+
+
 @pytest.mark.parametrize("spec", ["pivot:<free>The answer is <int>", 'json:{"answer": "string"}'])
 def test_smollm2_guided_loop_is_compliant(smol, spec: str) -> None:
     """A random HMM and random logits over the real vocabulary still yield a well-formed output."""
