@@ -31,6 +31,7 @@ __all__ = ["ByteAutomaton", "CharAutomaton"]
 log = logging.getLogger(__name__)
 
 DEAD = -1
+MAX_CHOICE_STRINGS = 256  # a loop-free stretch with more ways through it is free text (a bounded wildcard)
 
 
 @dataclass(frozen=True)
@@ -154,14 +155,14 @@ class ByteAutomaton:
         s = self.walk(data)
         return s != DEAD and bool(self.accepting[s])
 
-    def choice_points(self) -> np.ndarray:
-        """(N,) bool: states outside every loop whose loop-free stretch ahead branches.
+    def choice_points(self, max_strings: int = MAX_CHOICE_STRINGS) -> np.ndarray:
+        """(N,) bool: states that open a choice among a few fixed strings.
 
-        A loop is free material (a wildcard, digits, JSON whitespace); a loop-free stretch is fixed material, and
-        where it branches the format offers a choice among fixed strings: an enum's options, or the sign-or-digit
-        that opens a number. Such a stretch begins where a loop ends, so its first state is a choice point, as are
-        all of its states up to the branch (a state branches when it has two ways on, an accepting end counting
-        as one).
+        Free material is a loop (a wildcard, digits, JSON whitespace) or a loop-free stretch with more than
+        `max_strings` ways through it (a bounded wildcard). What is left is fixed material. Where a loop-free
+        stretch holds 2 to `max_strings` strings (an enum's options, the sign-or-digit that opens a number), the
+        format offers a choice among them. Each state of the stretch up to the branch is a choice point, the
+        stretch's first state included. A string ends at an accepting state or where the stretch enters a loop.
         """
         n = self.num_states
         graph = nx.DiGraph()
@@ -173,14 +174,15 @@ class ByteAutomaton:
             member = next(iter(component))
             if len(component) > 1 or graph.has_edge(member, member):  # a cycle, or a state looping on itself
                 looped[list(component)] = True
-        ways_on = (self.table >= 0).sum(axis=1) + self.accepting
-        branches = np.zeros(n, dtype=bool)
-        # successors first: the loop-free part is acyclic, so a reverse topological order exists
-        for state in reversed(list(nx.topological_sort(graph.subgraph(np.flatnonzero(~looped).tolist())))):
-            branches[state] = ways_on[state] >= 2 or any(
-                branches[nxt] for nxt in graph.successors(state) if not looped[nxt]
-            )
-        return branches & ~looped
+        # strings[q]: distinct byte strings from q to the end of its loop-free stretch, capped at max_strings + 1
+        strings = np.zeros(n, dtype=np.int64)
+        order = nx.topological_sort(graph.subgraph(np.flatnonzero(~looped).tolist()))
+        for state in reversed(list(order)):  # successors first (the loop-free part is acyclic)
+            row = self.table[state]
+            targets = row[row >= 0]
+            count = int(self.accepting[state]) + int(np.where(looped[targets], 1, strings[targets]).sum())
+            strings[state] = min(count, max_strings + 1)
+        return ~looped & (strings >= 2) & (strings <= max_strings)
 
 
 def _seq_len(lead: int) -> int:

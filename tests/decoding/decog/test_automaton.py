@@ -69,6 +69,9 @@ def test_every_live_state_can_finish() -> None:
         ("choice:yes|yesterday", "yes", True),  # end here or go on
         ("choice:yes|yesterday", "yest", False),
         ("regex:a+b?", "", False),  # one way on, into a loop
+        ("regex:[A-D]", "", True),
+        ("pivot:<free:5>x", "", False),  # a bounded wildcard: loop-free, but free text
+        ("pivot:<free:5>x", "abcd", False),  # still more than 256 ways through
     ],
 )
 def test_choice_points(spec: str, where: str, expected: bool) -> None:
