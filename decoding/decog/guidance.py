@@ -401,16 +401,12 @@ class DecoGProcessor:
         """(V,) raw LLM scores -> (V,) unnormalised guided scores, -inf off-format (a new array)."""
         tr = self.tracker
         plan = _plan(tr.dfa, tr.state)
+        if tr.dfa.choice_states is not None and tr.dfa.choice_states[tr.state]:
+            self._choice_steps += 1
+            return row + _neg_blocked(tr, plan)  # the hard mask's step: the LLM alone (module doc)
         feas = tr.feasible(plan.group_states)  # (G,)
         if not feas.any():
             raise GuidanceError("no token can complete the format within the budget (internal error: please report)")
-        if tr.dfa.choice_states is not None and tr.dfa.choice_states[tr.state]:
-            self._choice_steps += 1
-            out = np.full_like(row, -np.inf)
-            for g in np.flatnonzero(feas):
-                ids = plan.group_ids[g]
-                out[ids] = row[ids]
-            return out
         lo, hi = tr.window()
         keep, mass = self._keep()
         self.last_kept = self.hmm.hidden_size if keep is None else len(keep)
