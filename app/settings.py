@@ -17,14 +17,17 @@ __all__ = ["Settings"]
 class Settings(BaseSettings):
     """Everything configurable, with the environment variable that sets it.
 
-    backend: `embedded` (SmolLM2-135M in-process, fast path when built), `hf` (a transformers model
-    folder in `model_path`, or the embedded one), or `openai` (any OpenAI-compatible server at `base_url`).
+    backend: `embedded` (in-process llama.cpp: SmolLM2-135M, or the GGUF file in `model_path`; transformers when
+    llama.cpp is not built), `hf` (a transformers model folder in `model_path`, or the embedded one), or `openai`
+    (any OpenAI-compatible server at `base_url`). An in-process model other than the embedded one guides formats
+    with Deco-G through the HMM distilled for it (`hmm_dir`, `prunekit train hmm --model`).
     """
 
     model_config = SettingsConfigDict(env_prefix="PRUNEKIT_", env_file=".env", extra="ignore")
 
     backend: Literal["embedded", "hf", "openai"] = "embedded"
-    model_path: Path | None = None  # PRUNEKIT_MODEL_PATH: a transformers model folder (backend=hf)
+    model_path: Path | None = None  # PRUNEKIT_MODEL_PATH: a GGUF file (embedded) or transformers folder (hf)
+    hmm_dir: Path | None = None  # PRUNEKIT_HMM_DIR: Deco-G's HMM for that model (default: the embedded model's)
     base_url: str | None = None  # PRUNEKIT_BASE_URL: e.g. http://localhost:8001/v1 (backend=openai)
     backend_model: str | None = None  # PRUNEKIT_BACKEND_MODEL: the model name the server knows
     backend_api_key: SecretStr | None = None  # PRUNEKIT_BACKEND_API_KEY

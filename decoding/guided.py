@@ -2,7 +2,8 @@
 per-request Deco-G (or hard-mask) logits processor over the backend's own vocabulary.
 
 The distilled HMM for the embedded model ships under `decoding/weights/`; it loads on the first
-guided request. Another model needs its own HMM (`prunekit train hmm`), or `format_method="hard_mask"`.
+guided request. Another model needs its own HMM (`prunekit train hmm --model`, then the model's `hmm_dir`), or
+`format_method="hard_mask"`.
 """
 
 from __future__ import annotations

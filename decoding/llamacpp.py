@@ -171,11 +171,13 @@ class LlamaCppModel:
         slot_context: int = 3072,
         slots: int = 8,
         threads: int | None = None,
+        hmm_dir: str | Path | None = None,
     ) -> None:
         path = Path(gguf_path)
         if not path.is_file():
             raise InvalidRequestError(f"{path} is not a GGUF model file")
         _init_backend()
+        self.path = path
         self.name = name or path.stem
         self.slots = slots
         mparams = llama.llama_model_default_params()
@@ -203,11 +205,13 @@ class LlamaCppModel:
         self._batch = llama.llama_batch_init(self._n_batch, 0, 1)
         self._template = _chat_template(self._model)
         self._eog = frozenset(t for t in range(self.n_vocab) if llama.llama_vocab_is_eog(self._vocab, t))
+        self.eos_token_id = int(llama.llama_vocab_eos(self._vocab))  # the one that ends a reply (HMM distillation)
 
         self._cached: list[list[int]] = [[] for _ in range(slots)]  # tokens each sequence's cache holds
         self.reused_prompt_tokens = 0  # prompt tokens not prefilled again thanks to a cached prefix (a counter)
 
         self._guide: FormatGuide | None = None
+        self.hmm_dir = Path(hmm_dir) if hmm_dir is not None else None  # Deco-G's HMM (None: the shipped one)
         self._guide_lock = threading.Lock()
         self._waiting: deque[_Job] = deque()
         self._wakeup = threading.Condition()
@@ -264,7 +268,7 @@ class LlamaCppModel:
                     None if llama.llama_vocab_is_control(self._vocab, t) else self._piece(t)
                     for t in range(self.n_vocab)
                 ]
-                self._guide = FormatGuide(TokenVocabulary.from_bytes(pieces, sorted(self._eog)))
+                self._guide = FormatGuide(TokenVocabulary.from_bytes(pieces, sorted(self._eog)), self.hmm_dir)
             return self._guide
 
     # ----------------------------------------------------------------- tokens and scoring

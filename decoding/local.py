@@ -37,7 +37,7 @@ class LocalModel:
     'The capital of France is Paris.'
     """
 
-    def __init__(self, path: str | Path, *, name: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, name: str | None = None, hmm_dir: str | Path | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -52,13 +52,17 @@ class LocalModel:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.eos_token_ids = _eos_ids(self.tokenizer, self.model.generation_config)
+        eos = self.tokenizer.eos_token_id
+        # the id that ends a reply (HMM distillation reserves a state for it)
+        self.eos_token_id: int | None = int(eos) if eos is not None else min(self.eos_token_ids, default=None)
         self._lock = threading.Lock()
         self._guide: FormatGuide | None = None
+        self.hmm_dir = Path(hmm_dir) if hmm_dir is not None else None  # Deco-G's HMM (None: the shipped one)
 
     @classmethod
-    def embedded(cls, cache_dir: Path | None = None) -> LocalModel:
+    def embedded(cls, cache_dir: Path | None = None, hmm_dir: str | Path | None = None) -> LocalModel:
         """The embedded SmolLM2-135M-Instruct (converted from its GGUF on first use)."""
-        return cls(embedded_hf_dir(cache_dir), name=EMBEDDED_MODEL_NAME)
+        return cls(embedded_hf_dir(cache_dir), name=EMBEDDED_MODEL_NAME, hmm_dir=hmm_dir)
 
     # ----------------------------------------------------------------- ChatModel
     def chat(self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None) -> ChatResult:
@@ -77,7 +81,8 @@ class LocalModel:
         if self._guide is None:
             from decoding.decog import TokenVocabulary
 
-            self._guide = FormatGuide(TokenVocabulary.from_tokenizer(self.tokenizer, sorted(self.eos_token_ids)))
+            vocab = TokenVocabulary.from_tokenizer(self.tokenizer, sorted(self.eos_token_ids))
+            self._guide = FormatGuide(vocab, self.hmm_dir)
         return self._guide
 
     # ----------------------------------------------------------------- helpers

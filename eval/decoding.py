@@ -81,7 +81,9 @@ __all__ = [
     "choose_guidance_weight",
     "evaluate_decoding",
     "load_task_items",
+    "model_eos_id",
     "model_tokenizer",
+    "model_vocabulary",
     "parse_answer",
     "store_guidance_weights",
 ]
@@ -245,6 +247,21 @@ def _scores(task: str, pred: Any, gold: Any) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- model plumbing
+def model_vocabulary(model: Any, tokenizer: Any = None) -> TokenVocabulary:
+    """The vocabulary formats compile against: the backend's own (the one its guidance uses: a GGUF model brings its
+    own tokenizer), else `tokenizer`'s."""
+    if tokenizer is None and hasattr(model, "format_guide"):
+        return model.format_guide().vocab
+    return TokenVocabulary.from_tokenizer(model_tokenizer(model, tokenizer))
+
+
+def model_eos_id(model: Any, vocab: TokenVocabulary) -> int:
+    """The token that ends the model's replies (scored after an output that ended): the backend's, else the
+    vocabulary's first EOS."""
+    eos = getattr(model, "eos_token_id", None)
+    return int(eos) if eos is not None else vocab.eos_token_ids[0]
+
+
 def model_tokenizer(model: Any, tokenizer: Any = None) -> Any:
     """The HF tokenizer of `model`: given, the backend's own, or the embedded model's (llama.cpp has none)."""
     if tokenizer is not None:
@@ -352,8 +369,9 @@ def evaluate_decoding(
     """Run every method on the same items of `task`; metrics `<method>.<metric>` (see the module docstring).
 
     `model`: a local backend (llama.cpp or transformers: logits processors and `sequence_logprobs` are needed).
-    `hmm_dir` (default: the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's exponent (default: the weight
-    chosen for `task` on training items and stored in the HMM's config, see `stored_guidance_weight`).
+    `hmm_dir` (default: the model's `hmm_dir`, else the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's
+    exponent (default: the weight chosen for `task` on training items and stored in the HMM's config, see
+    `stored_guidance_weight`).
     `items` replaces loading from `data_paths` (tests).
     """
     if task not in TASKS:
@@ -368,21 +386,22 @@ def evaluate_decoding(
     if not items:
         raise InvalidRequestError(f"no {task} items to evaluate")
     budget = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task]
-    tok = model_tokenizer(model, tokenizer)
-    vocab = TokenVocabulary.from_tokenizer(tok)
+    # a backend that tokenizes for itself (llama.cpp) needs no transformers tokenizer
+    tok = tokenizer if tokenizer is not None or hasattr(model, "detokenize") else model_tokenizer(model)
+    vocab = model_vocabulary(model, tokenizer)
     spec = FORMATS[task]
     dfa = compile_token_dfa(spec, vocab)
     hmm_meta: dict[str, Any] = {}
     hmm_path: Path | None = None
     guided = any(m.startswith("decog") for m in methods)
-    if guided and hmm is None:
-        hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir)
+    if guided and hmm is None:  # the given folder, else the model's own (`hmm_dir=` at load), else the shipped one
+        hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir if hmm_dir is not None else getattr(model, "hmm_dir", None))
     if weight is None:
         weight = stored_guidance_weight(hmm_meta, task)
     if hmm is not None:
         get_backward_tables(hmm, dfa, budget - 1)  # once, before concurrent requests would each build it
-    setup = _Setup(task, spec, parse_format(spec), dfa, vocab, hmm, vocab.eos_token_ids[0], budget, weight, prune_mass,
-                   candidate_gap)  # fmt: skip
+    setup = _Setup(task, spec, parse_format(spec), dfa, vocab, hmm, model_eos_id(model, vocab), budget, weight,
+                   prune_mass, candidate_gap)  # fmt: skip
 
     records: list[dict[str, Any]] = []
     metrics: dict[str, float] = {}

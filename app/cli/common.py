@@ -69,6 +69,37 @@ def load_model(settings: Settings) -> Any:
         return build_chat_model(settings)
 
 
+LocalModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="a GGUF file or a transformers model folder (default: the embedded SmolLM2)"),
+]
+HmmDirOption = Annotated[
+    Path | None,
+    typer.Option("--hmm", help="the HMM distilled for --model (`prunekit train hmm --model`); default: the shipped"),
+]
+
+
+def check_hmm_dir(hmm_dir: Path | None) -> Path | None:
+    """`hmm_dir` when it holds an HMM (None: the shipped one); a one-line error otherwise."""
+    if hmm_dir is None or all((hmm_dir / name).is_file() for name in ("config.json", "hmm.safetensors")):
+        return hmm_dir
+    raise typer.BadParameter(f"no HMM in {hmm_dir} (config.json + hmm.safetensors)", param_hint="--hmm")
+
+
+def load_local(model_path: Path | None, hmm_dir: Path | None = None) -> Any:
+    """The in-process model for Deco-G's commands: `model_path` (GGUF file or transformers folder) or the embedded
+    one, with the HMM in `hmm_dir` for its format guidance."""
+    from decoding.loader import load_local_model
+
+    if model_path is not None and not model_path.exists():
+        raise typer.BadParameter(f"{model_path} does not exist", param_hint="--model")
+    with stderr.status(f"loading {model_path or 'the embedded model'}"):
+        try:
+            return load_local_model(model_path, hmm_dir=check_hmm_dir(hmm_dir))
+        except InvalidRequestError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model") from None
+
+
 def print_json_last(figures: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(figures) + "\n")
     sys.stdout.flush()

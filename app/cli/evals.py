@@ -11,13 +11,16 @@ from app.cli.common import (
     BackendOption,
     ConcurrencyOption,
     DataOption,
+    HmmDirOption,
     JsonOption,
     LimitOption,
+    LocalModelOption,
     OutOption,
     PrunerOption,
     eval_app,
     figures_table,
     finish_eval,
+    load_local,
     load_model,
     load_pruner,
     print_json_last,
@@ -127,9 +130,11 @@ def eval_decoding(
     out: OutOption = Path("runs/decoding"),
     as_json: JsonOption = False,
     concurrency: ConcurrencyOption = 8,
+    model_path: LocalModelOption = None,
+    hmm_dir: HmmDirOption = None,
 ) -> None:
-    """Deco-G: format compliance, task quality and speed against prompting and a hard mask (embedded model)."""
-    from decoding.loader import load_embedded
+    """Deco-G: format compliance, task quality and speed against prompting and a hard mask (embedded model, or
+    --model with the HMM distilled for it)."""
     from eval.decoding import METHODS, TASKS, evaluate_decoding
 
     if task not in TASKS:
@@ -142,8 +147,10 @@ def eval_decoding(
         if not path.is_file():
             raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
     exclude = data_dir / "agp" / "stage1_math_reasoning.json" if task == "math" else None
-    with stderr.status("loading the embedded model"):
-        model = load_embedded()
+    model = load_local(model_path, hmm_dir)
+    if model_path is not None and hmm_dir is None and any(m.startswith("decog") for m in chosen):
+        stderr.print("[yellow]no --hmm: Deco-G uses the HMM distilled from the embedded SmolLM2, which fits only its "
+                     "tokenizer; distil one for this model with `prunekit train hmm --model`[/]")  # fmt: skip
     result = evaluate_decoding(
         model,
         task,

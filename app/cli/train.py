@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.common import BackendOption, ConcurrencyOption, figures_table, load_model, settings_for, stderr, train_app
+from app.cli.common import (
+    BackendOption,
+    ConcurrencyOption,
+    LocalModelOption,
+    figures_table,
+    load_local,
+    load_model,
+    settings_for,
+    stderr,
+    train_app,
+)
 
 if TYPE_CHECKING:
     from context_pruner.train import TrainConfig
@@ -16,25 +26,40 @@ if TYPE_CHECKING:
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="the shared data folder")]
 
 
+SHIPPED_HMM = Path("decoding/weights/hmm-smollm2-h128")  # the embedded model's, in the repo
+
+
+def _is_shipped_hmm(path: Path) -> bool:
+    """Whether `path` is the embedded model's HMM folder (another model must not overwrite it)."""
+    from decoding.guided import DEFAULT_HMM_DIR
+
+    return path.resolve() == DEFAULT_HMM_DIR.resolve()
+
+
 @train_app.command("hmm")
 def train_hmm(
-    out: Annotated[Path, typer.Option("--out", help="folder for hmm.safetensors + config.json")] = Path(
-        "decoding/weights/hmm-smollm2-h128"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="folder for hmm.safetensors + config.json")] = SHIPPED_HMM,
     hidden: Annotated[int, typer.Option("--hidden", min=2, max=4096, help="hidden states H")] = 128,
     sequences: Annotated[int, typer.Option("--sequences", min=10, help="LLM samples to distil from")] = 1000,
     seq_len: Annotated[int, typer.Option("--seq-len", min=2, max=1024, help="tokens per sample")] = 128,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="samples per resumable shard")] = 100,
     data_dir: DataDirOption = Path("../shared/data"),
     concurrency: ConcurrencyOption = 8,
+    model_path: LocalModelOption = None,
 ) -> None:
-    """Deco-G: distil an HMM from the embedded LLM (sampling, hidden-state k-means, EM); resumes from its cache."""
+    """Deco-G: distil an HMM from the embedded LLM or --model (sampling, hidden-state k-means, EM); resumes from its
+    cache."""
     from decoding.decog.distill import DistillConfig, distill_hmm
 
+    if model_path is not None and _is_shipped_hmm(out):
+        raise typer.BadParameter("give another model's HMM its own folder (this is the embedded model's)",
+                                 param_hint="--out")  # fmt: skip
     config = DistillConfig(
         hidden_size=hidden, n_sequences=sequences, seq_len=seq_len, concurrency=concurrency, shard_size=shard_size
     )
-    path = distill_hmm(out, config=config, data_dir=data_dir)
+    # the embedded model loads only when there is sampling left to do (a finished run resumes without it)
+    model = load_local(model_path) if model_path is not None else None
+    path = distill_hmm(out, config=config, data_dir=data_dir, model=model)
     stderr.print(f"HMM written to {path}")
 
 
@@ -54,14 +79,12 @@ def train_guidance(
     ],
     weights: Annotated[str, typer.Option("--weights", help="comma-separated candidate weights")] = "0.25,0.5,1.0",
     limit: Annotated[int, typer.Option("--limit", min=4, help="training items per task")] = 30,
-    hmm_dir: Annotated[Path, typer.Option("--hmm", help="the HMM whose config stores the choice")] = Path(
-        "decoding/weights/hmm-smollm2-h128"
-    ),
+    hmm_dir: Annotated[Path, typer.Option("--hmm", help="the HMM whose config stores the choice")] = SHIPPED_HMM,
     data_dir: DataDirOption = Path("../shared/data"),
     concurrency: ConcurrencyOption = 8,
+    model_path: LocalModelOption = None,
 ) -> None:
     """Deco-G: choose the guidance weight per task on TRAINING items (decog_pruned) and store it in the HMM config."""
-    from decoding.loader import load_embedded
     from eval.decoding import TASKS, choose_guidance_weight, store_guidance_weights
 
     unknown = [t for t in tasks if t not in TASKS]
@@ -75,12 +98,14 @@ def train_guidance(
         raise typer.BadParameter("give positive weights, e.g. 0.25,0.5,1.0", param_hint="--weights")
     if not (hmm_dir / "config.json").is_file():
         raise typer.BadParameter(f"no HMM in {hmm_dir}", param_hint="--hmm")
+    if model_path is not None and _is_shipped_hmm(hmm_dir):
+        raise typer.BadParameter("give the HMM distilled for --model (this is the embedded model's)",
+                                 param_hint="--hmm")  # fmt: skip
     paths = {t: [data_dir / p for p in _GUIDANCE_TRAIN_DATA[t]] for t in tasks}
     for path in (p for ps in paths.values() for p in ps):
         if not path.is_file():
             raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
-    with stderr.status("loading the embedded model"):
-        model = load_embedded()
+    model = load_local(model_path, hmm_dir)
     tables, chosen = {}, {}
     for task in tasks:
         stderr.print(f"{task}: decog_pruned at weights {grid} on {limit} training items")

@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -49,6 +50,7 @@ from safetensors.torch import load_file, save_file
 
 from decoding.decog.hmm import HMM, PAD, assignment_counts
 from decoding.decog.prompts import DEFAULT_MIX, distillation_prompts
+from decoding.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_hf_dir
 from decoding.errors import InvalidRequestError
 from decoding.types import GenerationParams, Message
 
@@ -141,21 +143,53 @@ class HiddenStateProjector:
     @classmethod
     def embedded(cls, n_tokens: int = 2048, seed: int = 0) -> HiddenStateProjector:
         """For the embedded SmolLM2 (tied embeddings), read from its transformers copy without loading the model."""
-        from decoding.embedded import embedded_hf_dir
+        return cls.from_model_files(embedded_hf_dir(), n_tokens, seed)
 
-        folder = embedded_hf_dir()
-        config = json.loads((folder / "config.json").read_text())
-        with safe_open(str(folder / "model.safetensors"), "pt") as f:  # one tensor, not the whole model
-            names = set(f.keys())  # safe_open has no `in`
-            key = "lm_head.weight" if "lm_head.weight" in names else "model.embed_tokens.weight"
-            if key != "lm_head.weight" and not config.get("tie_word_embeddings", False):
-                raise InvalidRequestError(f"{folder}: no lm_head.weight and untied embeddings: pass a projector")
-            weight = f.get_tensor(key).float()
+    @classmethod
+    def from_model_files(cls, path: str | Path, n_tokens: int = 2048, seed: int = 0) -> HiddenStateProjector:
+        """From a model's output embeddings, read from its files without loading the model: a GGUF file or a
+        transformers folder (safetensors, one file or sharded)."""
+        path = Path(path)
+        is_gguf = path.suffix.lower() == ".gguf" and path.is_file()
+        weight = _gguf_output_embeddings(path) if is_gguf else _safetensors_output_embeddings(path)
         return cls(weight, n_tokens, seed)
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         """(V,) logits -> (D,) hidden state."""
         return self.matrix @ scores.index_select(0, self.ids).float()
+
+
+def _gguf_output_embeddings(path: Path) -> torch.Tensor:
+    """The output head (V, D) of a GGUF model, dequantised; the token embeddings when the two are tied."""
+    import gguf
+
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    tensor = tensors.get("output.weight", tensors.get("token_embd.weight"))  # no output.weight: tied
+    if tensor is None:
+        raise InvalidRequestError(f"{path}: no output.weight or token_embd.weight tensor")
+    weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type)  # (V, D) float32
+    return torch.from_numpy(weight.reshape(-1, weight.shape[-1]).copy())
+
+
+def _safetensors_output_embeddings(folder: Path) -> torch.Tensor:
+    """The output head (V, D) of a transformers model folder, one tensor read from its safetensors."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise InvalidRequestError(f"{folder} is neither a GGUF file nor a transformers model folder")
+    config = json.loads(config_path.read_text())
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.is_file():  # sharded: the index says which file holds each tensor
+        files = json.loads(index_path.read_text())["weight_map"]
+    elif (folder / "model.safetensors").is_file():
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            files = dict.fromkeys(f.keys(), "model.safetensors")
+    else:
+        raise InvalidRequestError(f"{folder}: no model.safetensors (other weight formats are not read)")
+    key = "lm_head.weight" if "lm_head.weight" in files else "model.embed_tokens.weight"
+    if key not in files or (key != "lm_head.weight" and not config.get("tie_word_embeddings", False)):
+        raise InvalidRequestError(f"{folder}: no lm_head.weight and no tied embeddings to read the output head from")
+    with safe_open(str(folder / files[key]), "pt") as f:
+        return f.get_tensor(key).float()
 
 
 class GenerationRecorder:
@@ -273,6 +307,7 @@ def sample_sequences(
 
 def _sample_all(
     model: Any,
+    model_name: str,
     config: DistillConfig,
     work_dir: Path,
     data_paths: Mapping[str, Any],
@@ -283,9 +318,10 @@ def _sample_all(
     shard_dir = work_dir / "samples"
     shard_dir.mkdir(parents=True, exist_ok=True)
     key_file = shard_dir / "sampling.json"
-    key = {**config.sampling_key(), "data": {k: str(v) for k, v in data_paths.items()}}
+    key = {**config.sampling_key(), "model": model_name, "data": {k: str(v) for k, v in data_paths.items()}}
     if key_file.is_file():
         stored = json.loads(key_file.read_text())
+        stored.setdefault("model", EMBEDDED_MODEL_NAME)  # work dirs written before the key named the model
         if stored != json.loads(json.dumps(key)):
             raise InvalidRequestError(
                 f"{shard_dir} holds samples made with other settings ({stored}); use another work_dir"
@@ -577,35 +613,39 @@ def distill_hmm(
 ) -> Path:
     """Distil an HMM from `model` (default: the embedded SmolLM2 on llama.cpp) and save it in `out_dir` (fp16).
 
-    `work_dir` (default: the prunekit cache) keeps samples and EM checkpoints, so a rerun resumes. `config`
-    overrides the keyword sizes. Another model than the embedded one needs its `projector` (its output
-    embeddings) and `eos_token_id`. Returns `out_dir`; its config.json metadata records how the HMM was made and its
-    held-out log-likelihood per token next to a unigram baseline fitted on the same training samples.
+    `work_dir` (default: the prunekit cache, one folder per model) keeps samples and EM checkpoints, so a rerun
+    resumes. `config` overrides the keyword sizes. Another model than the embedded one (`decoding.loader.
+    load_local_model`) gets its `projector` from its files (`model.path`: its output embeddings) and its
+    `eos_token_id` from its tokenizer; a model without files (a test's fake) must pass both. Returns `out_dir`; its
+    config.json metadata records how the HMM was made and its held-out log-likelihood per token next to a unigram
+    baseline fitted on the same training samples.
     """
     config = config or DistillConfig(hidden_size=hidden_size, n_sequences=n_sequences, seq_len=seq_len)
+    model_name = EMBEDDED_MODEL_NAME if model is None else str(getattr(model, "name", type(model).__name__))
     if work_dir is None:
-        from decoding.embedded import default_cache_dir
-
-        work_dir = default_cache_dir() / f"hmm-distill-T{config.seq_len}-s{config.seed}"
+        # the embedded model's folder keeps its historical name, so its runs resume
+        tag = "" if model_name == EMBEDDED_MODEL_NAME else re.sub(r"[^A-Za-z0-9._-]+", "_", model_name) + "-"
+        work_dir = default_cache_dir() / f"hmm-distill-{tag}T{config.seq_len}-s{config.seed}"
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     data_paths = default_data_paths(data_dir)
-    if eos_token_id is None:
-        from transformers import AutoTokenizer
-
-        from decoding.embedded import embedded_hf_dir
-
-        eos_token_id = int(AutoTokenizer.from_pretrained(embedded_hf_dir()).eos_token_id)
-    eos_id = eos_token_id
+    eos_id = _eos_token_id(model) if eos_token_id is None else eos_token_id
     cached: list[HiddenStateProjector] = [projector] if projector is not None else []
 
     def get_projector() -> HiddenStateProjector:  # built once, on first use (sampling; the vocabulary size)
         if not cached:
-            cached.append(HiddenStateProjector.embedded(config.feature_tokens, seed=config.seed))
+            files = getattr(model, "path", None)
+            if files is not None:
+                cached.append(HiddenStateProjector.from_model_files(files, config.feature_tokens, seed=config.seed))
+            elif model is None:
+                cached.append(HiddenStateProjector.embedded(config.feature_tokens, seed=config.seed))
+            else:
+                raise InvalidRequestError(f"model {model_name!r} has no files to read its output embeddings from: "
+                                          "pass a projector")  # fmt: skip
         return cached[0]
 
     t0 = time.perf_counter()
-    samples, sample_stats = _sample_all(model, config, work_dir, data_paths, eos_id, get_projector)
+    samples, sample_stats = _sample_all(model, model_name, config, work_dir, data_paths, eos_id, get_projector)
     vocab_size = get_projector().vocab_size
     sample_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -615,7 +655,7 @@ def distill_hmm(
     out = Path(out_dir)
     kinds = {k: samples.kinds.count(k) for k in sorted(set(samples.kinds))}
     metadata = {
-        "model": "SmolLM2-135M-Instruct (embedded)",
+        "model": f"{model_name} (embedded)" if model is None else model_name,
         "method": (
             "Deco-G instruction-aware distillation (task-only prompts, training splits) + Ctrl-G latent-variable "
             "distillation (k-means of last-layer hidden states, recovered from the logits, into H-1 clusters + "
@@ -658,6 +698,17 @@ def distill_hmm(
         out,
     )
     return out
+
+
+def _eos_token_id(model: Any) -> int:
+    """The id that ends a reply of `model` (the HMM reserves a state for it); the embedded model's when None."""
+    if model is not None and getattr(model, "eos_token_id", None) is not None:
+        return int(model.eos_token_id)
+    if model is not None:
+        raise InvalidRequestError(f"model {getattr(model, 'name', model)!r} does not say its EOS id: pass eos_token_id")
+    from transformers import AutoTokenizer
+
+    return int(AutoTokenizer.from_pretrained(embedded_hf_dir()).eos_token_id)
 
 
 def split_indices(n: int, config: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:

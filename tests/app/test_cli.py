@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_data
+
 PRUNEKIT = [sys.executable, "-c", "from app.cli import main; main()"]
 
 
@@ -51,6 +53,11 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["train", "guidance", "--weights", "0,1"], "positive"),
         (["train", "guidance", "--weights", "nan,1"], "positive"),
         (["train", "guidance", "--hmm", "/nope"], "no HMM"),
+        (["train", "guidance", "--model", __file__], "this is the embedded model's"),
+        (["train", "hmm", "--model", __file__], "its own folder"),
+        (["eval", "decoding", "--model", "/nope.gguf"], "does not exist"),
+        (["eval", "decoding", "--model", __file__], "neither a .gguf file nor a transformers model folder"),
+        (["eval", "decoding", "--hmm", "/nope"], "no HMM in /nope"),
         (["eval", "qa", "--pruner", "/nope", "--no-answer"], "no pruner weights in /nope"),
         (["bench", "prune", "--pruner", "/nope"], "no pruner weights in /nope"),
     ],
@@ -241,3 +248,29 @@ def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
     assert figures["num_layers"] == 1 and figures["passages_per_s"] > 0 and figures["precision"] == "fp32"
     bad = run(*args, "--precision", "fp8")
     assert bad.returncode == 2 and "--precision: must be one of auto, bf16, int8, fp32" in bad.stderr
+
+
+def test_deco_g_with_a_model_given_by_path(tmp_path: Path):
+    """`train hmm --model` then `eval decoding --model --hmm`: the bring-your-own-model path, on the embedded
+    weights given as a GGUF file (a tiny distillation: what is checked is the plumbing, not the HMM's quality)."""
+    llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+    data = require_data("")
+    gguf = str(llamacpp.prepare_fast_weights())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PRUNEKIT_CACHE_DIR": str(tmp_path / "cache")}
+    hmm = tmp_path / "hmm"
+    train = [*PRUNEKIT, "train", "hmm", "--model", gguf, "--out", str(hmm), "--hidden", "4", "--sequences", "10",
+             "--seq-len", "6", "--shard-size", "10", "--concurrency", "2", "--data-dir", str(data)]  # fmt: skip
+    done = subprocess.run(train, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((hmm / "config.json").read_text())["metadata"]
+    assert meta["model"] == Path(gguf).stem and meta["samples"]["sequences"] == 10
+
+    evaluate = [*PRUNEKIT, "eval", "decoding", "--task", "judge", "--limit", "2", "--methods", "hard_mask,decog",
+                "--model", gguf, "--hmm", str(hmm), "--data-dir", str(data), "--out", str(tmp_path / "runs"),
+                "--json"]  # fmt: skip
+    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout.strip().splitlines()[-1])
+    assert metrics["hard_mask.compliance"] == metrics["decog.compliance"] == 1.0
+    config = json.loads((tmp_path / "runs/judge/results.json").read_text())["config"]
+    assert config["hmm_dir"] == str(hmm) and config["hmm_hidden_size"] == 4

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from decoding.decog import parse_format
+from decoding.decog import TokenVocabulary, parse_format
 from decoding.decog.hmm import HMM
 from decoding.types import ChatResult, GenerationParams, Usage
 from eval.decoding import (
@@ -23,6 +23,8 @@ from eval.decoding import (
     LeakageError,
     evaluate_decoding,
     load_task_items,
+    model_eos_id,
+    model_vocabulary,
     parse_answer,
 )
 from tests.conftest import require_data
@@ -224,6 +226,22 @@ def test_bad_arguments(tokenizer, small_hmm) -> None:
         evaluate_decoding(model, "math", [], items=math_items(), methods=("beam",))
     with pytest.raises(ValueError, match="no HMM"):
         evaluate_decoding(model, "math", [], items=math_items(), methods=("decog",), hmm_dir="/nonexistent")
+
+
+def test_formats_compile_against_the_backends_own_vocabulary(tokenizer) -> None:
+    """A GGUF model brings its own tokenizer: the eval must use the vocabulary (and EOS) the backend guides with."""
+    own = TokenVocabulary.from_tokenizer(tokenizer, [0, 2])  # the backend's EOS set, not the tokenizer's
+
+    class Backend:
+        eos_token_id = 2
+
+        def format_guide(self):
+            return type("Guide", (), {"vocab": own})()
+
+    assert model_vocabulary(Backend()) is own
+    assert model_eos_id(Backend(), own) == 2
+    assert model_vocabulary(Backend(), tokenizer).eos_token_ids == (tokenizer.eos_token_id,)  # a given one wins
+    assert model_eos_id(object(), own) == 0  # no backend EOS: the vocabulary's first
 
 
 # --------------------------------------------------------------------------- the embedded model

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from decoding.decog.distill import (
     DistillConfig,
@@ -90,6 +91,51 @@ def test_projector_recovers_the_hidden_state_from_logits() -> None:
     assert torch.allclose(proj(emb @ h), h, atol=1e-4)
     with pytest.raises(InvalidRequestError):
         HiddenStateProjector(emb, n_tokens=8)  # fewer logits than hidden dimensions: not invertible
+
+
+def _write_folder(folder, tensors: dict[str, torch.Tensor], *, tied: bool, shards: int = 1) -> None:
+    """A transformers-style folder holding only what the projector reads (config + safetensors)."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"tie_word_embeddings": tied}))
+    if shards == 1:
+        save_file(tensors, str(folder / "model.safetensors"))
+        return
+    weight_map = {}
+    for k, (name, tensor) in enumerate(tensors.items()):
+        file = f"model-{k % shards + 1:05d}-of-{shards:05d}.safetensors"
+        part = folder / file
+        existing = load_file(str(part)) if part.is_file() else {}
+        save_file({**existing, name: tensor}, str(part))
+        weight_map[name] = file
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+def test_projector_reads_the_output_head_from_model_folders(tmp_path) -> None:
+    g = torch.Generator().manual_seed(0)
+    embed, head = torch.randn(40, 8, generator=g), torch.randn(40, 8, generator=g)
+    _write_folder(tmp_path / "untied", {"model.embed_tokens.weight": embed, "lm_head.weight": head}, tied=False,
+                  shards=2)  # fmt: skip
+    _write_folder(tmp_path / "tied", {"model.embed_tokens.weight": embed}, tied=True)
+    _write_folder(tmp_path / "broken", {"model.embed_tokens.weight": embed}, tied=False)
+    h = torch.randn(8, generator=g)
+    untied = HiddenStateProjector.from_model_files(tmp_path / "untied", n_tokens=20)
+    assert torch.allclose(untied(head @ h), h, atol=1e-4)  # the head, found through the shard index
+    tied = HiddenStateProjector.from_model_files(tmp_path / "tied", n_tokens=20)
+    assert torch.allclose(tied(embed @ h), h, atol=1e-4)
+    with pytest.raises(InvalidRequestError, match=r"no lm_head\.weight and no tied embeddings"):
+        HiddenStateProjector.from_model_files(tmp_path / "broken", n_tokens=20)
+    with pytest.raises(InvalidRequestError, match="neither a GGUF file nor a transformers model folder"):
+        HiddenStateProjector.from_model_files(tmp_path, n_tokens=20)
+
+
+def test_projector_from_the_gguf_file_equals_the_one_from_its_transformers_copy() -> None:
+    pytest.importorskip("gguf")
+    from decoding.embedded import embedded_gguf_path, embedded_hf_dir
+
+    from_gguf = HiddenStateProjector.from_model_files(embedded_gguf_path())
+    from_folder = HiddenStateProjector.from_model_files(embedded_hf_dir())
+    assert (from_gguf.vocab_size, from_gguf.dim) == (from_folder.vocab_size, from_folder.dim) == (49152, 576)
+    assert torch.allclose(from_gguf.matrix, from_folder.matrix, atol=1e-4)
 
 
 def test_recorder_aligns_tokens_and_features() -> None:
@@ -196,3 +242,37 @@ def test_work_dir_with_other_sampling_settings_is_refused(tmp_path) -> None:
     distill_hmm(tmp_path / "a", config=DistillConfig(hidden_size=5, n_sequences=20, seq_len=8, max_em_steps=1), **kw)
     with pytest.raises(InvalidRequestError, match="other settings"):
         distill_hmm(tmp_path / "b", config=DistillConfig(hidden_size=5, n_sequences=20, seq_len=9), **kw)
+
+
+def test_a_model_without_files_needs_its_projector_and_eos(tmp_path) -> None:
+    write_training_data(tmp_path / "data")
+    config = DistillConfig(hidden_size=5, n_sequences=20, seq_len=8, max_em_steps=1)
+    kw = {"work_dir": tmp_path / "work", "model": MarkovLLM(), "data_dir": tmp_path / "data"}
+    with pytest.raises(InvalidRequestError, match="does not say its EOS id"):
+        distill_hmm(tmp_path / "a", config=config, **kw)
+    with pytest.raises(InvalidRequestError, match="no files to read its output embeddings from"):
+        distill_hmm(tmp_path / "a", config=config, eos_token_id=EOS, **kw)
+
+
+def test_distil_from_a_model_given_by_path(tmp_path) -> None:
+    """The path `prunekit train hmm --model` takes: projector and EOS from the model's own file, its name recorded."""
+    llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+    write_training_data(tmp_path / "data")
+    model = llamacpp.LlamaCppModel(llamacpp.prepare_fast_weights(), name="smollm2-by-path", slots=2)
+    config = DistillConfig(hidden_size=4, n_sequences=10, seq_len=6, shard_size=10, concurrency=2,
+                           kmeans_points=1000, max_em_steps=2)  # fmt: skip
+    try:
+        out = distill_hmm(tmp_path / "hmm", config=config, model=model, work_dir=tmp_path / "work",
+                          data_dir=tmp_path / "data")  # fmt: skip
+    finally:
+        model.close()
+    meta = json.loads((out / "config.json").read_text())["metadata"]
+    hmm = HMM.load(out)
+    assert meta["model"] == "smollm2-by-path"
+    assert (hmm.hidden_size, hmm.vocab_size, hmm.eos_token_id) == (4, 49152, 2)
+    assert math.isfinite(meta["heldout_loglik_per_token_fp16"])
+    # The samples belong to that model: another one is refused on the same work dir.
+    with pytest.raises(InvalidRequestError, match="other settings"):
+        distill_hmm(tmp_path / "hmm2", config=config, model=MarkovLLM(), work_dir=tmp_path / "work",
+                    data_dir=tmp_path / "data", projector=HiddenStateProjector(torch.eye(V), n_tokens=V),
+                    eos_token_id=EOS)  # fmt: skip
