@@ -33,10 +33,10 @@ from typing import Any
 import torch
 
 from decoding import GenerationParams, InvalidRequestError
-from decoding.decog import DecoGProcessor, HardMaskProcessor, TokenVocabulary, compile_token_dfa, get_backward_tables
+from decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa, get_backward_tables
 from decoding.decog.hmm import HMM
 from decoding.decog.prompts import math_messages
-from eval.decoding import model_tokenizer
+from eval.decoding import model_eos_id, model_vocabulary
 
 __all__ = ["BENCH_PROBLEMS", "NoEOSProcessor", "bench_guidance"]
 
@@ -114,15 +114,15 @@ def bench_guidance(
 ) -> dict[str, float]:
     """Flat figures `{"<variant>.<figure>": value}`, e.g. `decog_h128_pruned.overhead` (see the module docstring).
 
-    `hmms`: distilled HMMs (objects or folders), by hidden size or as a list; other sizes get random HMMs.
+    `hmms`: distilled HMMs (objects or folders), by hidden size or as a list; each is measured (its size is added to
+    `hidden_sizes`), and the other sizes get random HMMs.
     `max_tokens`: N, the tokens every run generates. `concurrency`: requests in flight (1: single stream).
     """
     if max_tokens < 8:
         raise InvalidRequestError(f"max_tokens must be >= 8 to leave room for the format, got {max_tokens}")
-    tok = model_tokenizer(model, tokenizer)
-    vocab = TokenVocabulary.from_tokenizer(tok)
+    vocab = model_vocabulary(model, tokenizer)  # the backend's own: a GGUF model brings its tokenizer
     dfa = compile_token_dfa(spec, vocab)
-    eos = vocab.eos_token_ids[0]
+    eos = model_eos_id(model, vocab)
     given: dict[int, HMM | str | Path] = {}
     if isinstance(hmms, Mapping):
         given = dict(hmms)
@@ -140,7 +140,7 @@ def bench_guidance(
         "hard_mask": (lambda: HardMaskProcessor(dfa, n + 1, min_new_tokens=n), n + 1),
     }
     random_flags: dict[str, bool] = {}
-    for h in hidden_sizes:
+    for h in sorted({*hidden_sizes, *given}):
         hmm, is_random = _hmm_for(h, given, vocab.size, eos, seed)
         get_backward_tables(hmm, dfa, n)  # built once per (format, HMM) and cached: not part of the per-token cost
         for suffix, p in (("", None), ("_pruned", prune_mass)):

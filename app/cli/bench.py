@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from app.cli.common import (
+    HmmDirOption,
+    LocalModelOption,
     PrunerOption,
     bench_app,
     check_pruner_weights,
     figures_table,
+    load_local,
     print_json_last,
     stderr,
 )
@@ -99,15 +103,21 @@ def bench_decoding_cmd(
     prompts: Annotated[int, typer.Option(min=1, max=32, help="prompts per variant")] = 4,
     repeats: Annotated[int, typer.Option(min=1, max=10)] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+    model_path: LocalModelOption = None,
+    hmm_dir: HmmDirOption = None,
 ) -> None:
-    """Deco-G guidance overhead per token over unconstrained decoding, H in {64, 128, 256}, with/without pruning."""
+    """Deco-G guidance overhead per token over unconstrained decoding, H in {64, 128, 256}, with/without pruning
+    (sizes without a distilled HMM, e.g. all of them for --model without --hmm, time a random one)."""
     from decoding.guided import DEFAULT_HMM_DIR
-    from decoding.loader import load_embedded
     from eval.bench_guidance import bench_guidance
 
-    with stderr.status("loading the embedded model"):
-        model = load_embedded()
-    hmms = {128: DEFAULT_HMM_DIR} if (DEFAULT_HMM_DIR / "config.json").is_file() else None
+    model = load_local(model_path, hmm_dir)
+    if hmm_dir is not None:
+        hmms: list[Path] | None = [hmm_dir]
+    elif model_path is None and (DEFAULT_HMM_DIR / "config.json").is_file():
+        hmms = [DEFAULT_HMM_DIR]
+    else:
+        hmms = None
     with stderr.status("benchmarking guidance (a few minutes)"):
         figures = bench_guidance(model, hmms, max_tokens=max_tokens, n_prompts=prompts, repeats=repeats)
     stderr.print(figures_table("bench decoding", figures))

@@ -27,7 +27,8 @@ def test_bench_guidance_on_a_scripted_model() -> None:
     tok = smollm2_tokenizer()
     model = ScriptedModel(tok, lambda messages: "Half of 48 is 24. 48 + 24 = 72. The answer is 72")
     given = HMM.random(16, len(tok), seed=1, concentration=0.1, eos_token_id=tok.eos_token_id)
-    out = bench_guidance(model, [given], hidden_sizes=(8, 16), max_tokens=12, n_prompts=2, repeats=1)
+    # H=16 is not among the sizes asked for: the HMM given is measured all the same
+    out = bench_guidance(model, [given], hidden_sizes=(8,), max_tokens=12, n_prompts=2, repeats=1)
     for name in ("hard_mask", "decog_h8", "decog_h8_pruned", "decog_h16", "decog_h16_pruned"):
         assert math.isfinite(out[f"{name}.overhead"])
         assert out[f"{name}.ms_per_token"] > 0
