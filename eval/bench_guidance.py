@@ -36,6 +36,7 @@ from decoding import GenerationParams, InvalidRequestError
 from decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa, get_backward_tables
 from decoding.decog.hmm import HMM
 from decoding.decog.prompts import math_messages
+from decoding.guided import DEFAULT_CANDIDATE_GAP
 from eval.decoding import model_eos_id, model_vocabulary
 
 __all__ = ["BENCH_PROBLEMS", "NoEOSProcessor", "bench_guidance"]
@@ -104,7 +105,7 @@ def bench_guidance(
     hidden_sizes: Sequence[int] = (64, 128, 256),
     max_tokens: int = 64,
     prune_mass: float = 0.9,
-    candidate_gap: float | None = None,
+    candidate_gap: float | None = DEFAULT_CANDIDATE_GAP,
     n_prompts: int = 4,
     concurrency: int = 1,
     repeats: int = 2,
@@ -117,6 +118,7 @@ def bench_guidance(
     `hmms`: distilled HMMs (objects or folders), by hidden size or as a list; each is measured (its size is added to
     `hidden_sizes`), and the other sizes get random HMMs.
     `max_tokens`: N, the tokens every run generates. `concurrency`: requests in flight (1: single stream).
+    `candidate_gap`: the service's default; None scores every token exactly (`config.candidate_gap` = 0).
     """
     if max_tokens < 8:
         raise InvalidRequestError(f"max_tokens must be >= 8 to leave room for the format, got {max_tokens}")
@@ -162,6 +164,7 @@ def bench_guidance(
 
     out: dict[str, float] = {"config.max_tokens": n, "config.n_prompts": n_prompts, "config.concurrency": concurrency,
                              "config.repeats": repeats, "config.prune_mass": prune_mass,
+                             "config.candidate_gap": candidate_gap or 0.0,
                              "config.threads": torch.get_num_threads()}  # fmt: skip
     base = _per_token(runs["unconstrained"], n)
     out.update(

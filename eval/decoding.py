@@ -65,7 +65,7 @@ from decoding.decog.prompts import (
     load_squad,
     math_messages,
 )
-from decoding.guided import DEFAULT_HMM_DIR, stored_guidance_weight
+from decoding.guided import DEFAULT_CANDIDATE_GAP, DEFAULT_HMM_DIR, stored_guidance_weight
 from decoding.types import Message
 from eval.harness import EvalResult, progress_bar, run_concurrently
 from eval.metrics.qa import exact_match, max_over_golds, token_f1
@@ -360,7 +360,7 @@ def evaluate_decoding(
     max_new_tokens: int | None = None,
     weight: float | None = None,
     prune_mass: float = 0.9,
-    candidate_gap: float | None = None,
+    candidate_gap: float | None = DEFAULT_CANDIDATE_GAP,
     seed: int = 0,
     exclude_path: str | Path | None = None,
     tokenizer: Any = None,
@@ -371,7 +371,8 @@ def evaluate_decoding(
     `model`: a local backend (llama.cpp or transformers: logits processors and `sequence_logprobs` are needed).
     `hmm_dir` (default: the model's `hmm_dir`, else the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's
     exponent (default: the weight chosen for `task` on training items and stored in the HMM's config, see
-    `stored_guidance_weight`).
+    `stored_guidance_weight`). `candidate_gap`: the service's default (`DEFAULT_CANDIDATE_GAP`); None scores every
+    token exactly.
     `items` replaces loading from `data_paths` (tests).
     """
     if task not in TASKS:

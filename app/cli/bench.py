@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import (
+    CandidateGapOption,
     HmmDirOption,
     LocalModelOption,
     PrunerOption,
@@ -18,6 +19,7 @@ from app.cli.common import (
     print_json_last,
     stderr,
 )
+from decoding.guided import DEFAULT_CANDIDATE_GAP
 
 
 # --------------------------------------------------------------------------- bench
@@ -105,6 +107,7 @@ def bench_decoding_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
     model_path: LocalModelOption = None,
     hmm_dir: HmmDirOption = None,
+    candidate_gap: CandidateGapOption = DEFAULT_CANDIDATE_GAP,
 ) -> None:
     """Deco-G guidance overhead per token over unconstrained decoding, H in {64, 128, 256}, with/without pruning
     (sizes without a distilled HMM, e.g. all of them for --model without --hmm, time a random one)."""
@@ -119,7 +122,9 @@ def bench_decoding_cmd(
     else:
         hmms = None
     with stderr.status("benchmarking guidance (a few minutes)"):
-        figures = bench_guidance(model, hmms, max_tokens=max_tokens, n_prompts=prompts, repeats=repeats)
+        figures = bench_guidance(
+            model, hmms, max_tokens=max_tokens, n_prompts=prompts, repeats=repeats, candidate_gap=candidate_gap or None
+        )
     stderr.print(figures_table("bench decoding", figures))
     if as_json:
         print_json_last(figures)

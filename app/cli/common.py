@@ -79,6 +79,16 @@ HmmDirOption = Annotated[
 ]
 
 
+CandidateGapOption = Annotated[
+    float,
+    typer.Option(
+        "--candidate-gap",
+        min=0.0,
+        help="Deco-G: an exact HMM term only for free-text tokens within this many nats of the LLM's best; 0: all",
+    ),
+]
+
+
 def check_hmm_dir(hmm_dir: Path | None) -> Path | None:
     """`hmm_dir` when it holds an HMM (None: the shipped one); a one-line error otherwise."""
     if hmm_dir is None or all((hmm_dir / name).is_file() for name in ("config.json", "hmm.safetensors")):

@@ -9,6 +9,7 @@ import typer
 
 from app.cli.common import (
     BackendOption,
+    CandidateGapOption,
     ConcurrencyOption,
     DataOption,
     HmmDirOption,
@@ -27,6 +28,7 @@ from app.cli.common import (
     settings_for,
     stderr,
 )
+from decoding.guided import DEFAULT_CANDIDATE_GAP
 
 
 @eval_app.command("qa")
@@ -132,6 +134,7 @@ def eval_decoding(
     concurrency: ConcurrencyOption = 8,
     model_path: LocalModelOption = None,
     hmm_dir: HmmDirOption = None,
+    candidate_gap: CandidateGapOption = DEFAULT_CANDIDATE_GAP,
 ) -> None:
     """Deco-G: format compliance, task quality and speed against prompting and a hard mask (embedded model, or
     --model with the HMM distilled for it)."""
@@ -159,6 +162,7 @@ def eval_decoding(
         methods=chosen,
         concurrency=concurrency,
         exclude_path=exclude if exclude is not None and exclude.is_file() else None,
+        candidate_gap=candidate_gap or None,
     )
     finish_eval(result, out / task, as_json)
 

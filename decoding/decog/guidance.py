@@ -30,6 +30,10 @@ most probable hidden states covering a share `prune_mass` of the forward mass, s
 with it; `stats()` reports K and the mass kept. The product reads K rows of the (H, V) emission matrix, so it is
 memory-bound (about 0.2 MB per kept state at V = 49,152); `candidate_gap` removes it: only the tokens the LLM
 gives a chance (within that many nats of its best logit) get the exact term, the rest of the group a shared one.
+The class defaults to exact scoring; the service, the evals and the benchmark use `decoding.guided.
+DEFAULT_CANDIDATE_GAP` (10 nats). It only applies within the bulk group (2,048+ tokens to one next state: free
+text, string content); the tokens that move the format on (a pivot's start, a closing quote) are in small groups,
+always scored exactly.
 Small per-step arithmetic runs in numpy (far less per-call overhead than torch on arrays of size H), the skinny
 products through torch's BLAS.
 
@@ -70,7 +74,7 @@ class _Plan:
     group_ids: list[np.ndarray]  # token ids of each group
     neg_blocked: np.ndarray  # (V,) float32: 0 where the token is allowed in this state, -inf elsewhere
     neg_bulk: np.ndarray | None  # (V,) float32: 0 on group 0 (when scored densely), -inf elsewhere
-    small: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]]  # group rows -> (token ids, row of each)
+    small: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]]  # groups -> ids, group of each, bounds
 
 
 def _plan(dfa: TokenDFA, state: int) -> _Plan:
@@ -89,12 +93,14 @@ def _plan(dfa: TokenDFA, state: int) -> _Plan:
     return dfa.cache[key]
 
 
-def _small_columns(plan: _Plan, groups: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of the given groups, concatenated, and for each the index of its group in `groups` (cached)."""
+def _small_columns(plan: _Plan, groups: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids of the given groups, concatenated; for each the index of its group in `groups`; and where each
+    group's tokens start and end in that concatenation (cached)."""
     if groups not in plan.small:
+        sizes = [len(plan.group_ids[g]) for g in groups]
         ids = np.concatenate([plan.group_ids[g] for g in groups])
-        which = np.repeat(np.arange(len(groups)), [len(plan.group_ids[g]) for g in groups])
-        plan.small[groups] = (ids, which)
+        which = np.repeat(np.arange(len(groups)), sizes)
+        plan.small[groups] = (ids, which, np.concatenate([[0], np.cumsum(sizes)]))
     return plan.small[groups]
 
 
@@ -388,11 +394,11 @@ class DecoGProcessor:
             self._observe(token)
         if tr.state == tr.dfa.final_state:
             return tr.done_scores(scores)
-        out = self._guided(_row(scores, tr.dfa.vocab_size, self._dtype))
-        if out.max() == -np.inf:
-            # Every feasible token had -inf from the LLM (another processor banned them): follow the format alone.
-            out = _neg_blocked(tr, _plan(tr.dfa, tr.state)).copy()
-        result = _widen(torch.log_softmax(torch.from_numpy(out), dim=0), scores)
+        normalised = torch.log_softmax(torch.from_numpy(self._guided(_row(scores, tr.dfa.vocab_size, self._dtype))), 0)
+        if math.isnan(normalised[0]):  # all -inf in, NaN out (one entry tells, without another pass over V):
+            # every feasible token had -inf from the LLM (another processor banned them): follow the format alone.
+            normalised = torch.log_softmax(torch.from_numpy(_neg_blocked(tr, _plan(tr.dfa, tr.state)).copy()), 0)
+        result = _widen(normalised, scores)
         self._steps += 1
         self._time += time.perf_counter() - t0
         return result
@@ -435,11 +441,15 @@ class DecoGProcessor:
             first = 0
         small = tuple(int(r) for r in rows[first:])
         if small:
-            ids, which = _small_columns(plan, small)  # (n_s,), (n_s,) index into `small`
+            ids, which, bounds = _small_columns(plan, small)  # (n_s,), (n_s,) index into `small`, (G_s + 1,)
             cols = self._small_rows(plan, small, ids)  # (n_s, H)
-            prod = _mm(np.vstack([u_h[first:], alpha_h[None, :]]), cols.T)  # (G_s + 1, n_s)
-            num = prod[which, np.arange(len(ids))]  # each token's own next-state row
-            out[ids] = row[ids] + w * self._log_ratio(num, prod[-1]) + offset[first:][which]
+            # Each token needs only its own group's numerator: one matrix-vector product per group over its
+            # tokens' rows (a full (G_s + 1, H) @ (H, n_s) product would compute G_s times as much).
+            num = np.empty(len(ids), dtype=cols.dtype)
+            for j in range(len(small)):
+                lo_j, hi_j = bounds[j], bounds[j + 1]
+                num[lo_j:hi_j] = cols[lo_j:hi_j] @ u_h[first + j]
+            out[ids] = row[ids] + w * self._log_ratio(num, cols @ alpha_h) + offset[first:][which]
             self._exact_sum += len(ids)
         return out
 
@@ -472,7 +482,8 @@ class DecoGProcessor:
             cand = cand[plan.neg_bulk[cand] == 0.0]  # (n_c,) group-0 tokens among them
             if 4 * len(cand) <= len(row):  # else the dense product is as cheap
                 prior = self._log_ratio(np.array([u0.sum()]), np.array([alpha.sum()]))[0]
-                out = row + (w * prior + plan.neg_bulk)  # (V,)
+                out = row + plan.neg_bulk  # (V,)
+                out += w * prior
                 cols = self._emission_t[cand]  # (n_c, H): token rows, contiguous
                 prod = _mm(np.stack(padded), cols.T)  # (2, n_c)
                 out[cand] = row[cand] + w * self._log_ratio(prod[0], prod[1])
@@ -503,10 +514,18 @@ class DecoGProcessor:
         return np.maximum(num, LOG_FLOOR, out=num)
 
 
+SMALL_PRODUCT = 1 << 17  # multiply-adds: below this, numpy's single-threaded product beats a call into torch
+
+
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b through torch (zero-copy). Every product goes this way: torch's BLAS follows the process's torch
-    thread setting (what the LLM backend chose), while numpy's OpenBLAS starts threads of its own, whose spinning
-    costs milliseconds on a busy machine; it is also several times slower on the skinny (2, K) @ (K, V)."""
+    """a @ b. Small products (the forward update, the lookahead, a few candidate tokens) in numpy: between two
+    llama.cpp steps, with its threads still spinning, a torch call on a (1, 128) @ (128, 128) took 60-110 us against
+    25 us in numpy (measured in the decode loop of the 2-core VM). Large ones (the (2, K) @ (K, V) bulk product)
+    through torch (zero-copy): torch's BLAS follows the process's torch thread setting, while numpy's OpenBLAS
+    starts threads of its own, whose spinning costs milliseconds on a busy machine, and it is several times slower
+    on that skinny shape."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < SMALL_PRODUCT:
+        return a @ b
     return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 

@@ -59,6 +59,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["eval", "decoding", "--model", __file__], "neither a .gguf file nor a transformers model folder"),
         (["eval", "decoding", "--hmm", "/nope"], "no HMM in /nope"),
         (["bench", "decoding", "--model", "/nope.gguf"], "does not exist"),
+        (["eval", "decoding", "--candidate-gap", "-1"], "--candidate-gap"),
         (["eval", "qa", "--pruner", "/nope", "--no-answer"], "no pruner weights in /nope"),
         (["bench", "prune", "--pruner", "/nope"], "no pruner weights in /nope"),
     ],

@@ -37,11 +37,13 @@ def test_bad_format_specs_are_refused():
 
 def test_decog_uses_the_weight_stored_with_the_hmm(tmp_path):
     from decoding.decog import HMM, TokenVocabulary
-    from decoding.guided import FormatGuide
+    from decoding.guided import DEFAULT_CANDIDATE_GAP, FormatGuide
     from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
     tok = smollm2_tokenizer()
     hmm = HMM.random(4, len(tok), seed=0, eos_token_id=tok.eos_token_id)
     hmm.save(tmp_path, metadata={"guidance": {"weight": 0.5, "by_task": {"math": 1.0}}})
     guide = FormatGuide(TokenVocabulary.from_tokenizer(tok), hmm_dir=tmp_path)
-    assert guide.processor('json:{"verdict": ["yes", "no"]}', "decog", 16).weight == 0.5
+    proc = guide.processor('json:{"verdict": ["yes", "no"]}', "decog", 16)
+    assert proc.weight == 0.5
+    assert proc.candidate_gap == DEFAULT_CANDIDATE_GAP  # the service's speed setting (decoding/guided.py)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from decoding.decog.hmm import HMM
+from decoding.guided import DEFAULT_CANDIDATE_GAP
 from eval.bench_guidance import NoEOSProcessor, bench_guidance
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 from tests.eval.test_decoding import ScriptedModel
@@ -38,6 +39,10 @@ def test_bench_guidance_on_a_scripted_model() -> None:
     assert out["decog_h16_pruned.kept_states"] <= 16
     assert out["decog_h16.kept_mass"] == 1.0
     assert all(isinstance(v, float | int) for v in out.values())
+    assert out["config.candidate_gap"] == DEFAULT_CANDIDATE_GAP  # the service's setting unless told otherwise
+    exact = bench_guidance(model, [given], hidden_sizes=(8,), max_tokens=12, n_prompts=1, repeats=1,
+                           candidate_gap=None)  # fmt: skip
+    assert exact["config.candidate_gap"] == 0.0
 
 
 def test_bench_refuses_a_too_short_budget() -> None:

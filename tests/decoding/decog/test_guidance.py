@@ -313,3 +313,17 @@ def _run_compliance_case(spec: str, seed: int, slack: int, mode: str, sample: bo
     text = "".join(TOY_TOKENS[t] for t in ids[:-1])
     assert fmt.matches(text), (spec, text)
     assert len(ids) <= budget
+
+
+def test_when_the_llm_bans_every_allowed_token_the_format_alone_decides() -> None:
+    """Another processor may have set every token the format allows to -inf: guidance then follows the format."""
+    dfa = toy_dfa("choice:ab|12")
+    hmm = HMM.random(4, V, seed=0)
+    allowed = [t for t in range(V) if dfa.step(dfa.initial_state, t) >= 0]
+    llm = torch.zeros(1, V)
+    llm[0, allowed] = -math.inf
+    out = DecoGProcessor(hmm, dfa, 4)(torch.tensor([[4]]), llm)[0]
+    assert not torch.isnan(out).any()
+    assert torch.isfinite(out[allowed]).all()
+    assert torch.isinf(out[[t for t in range(V) if t not in allowed]]).all()
+    assert torch.logsumexp(out, 0).item() == pytest.approx(0.0, abs=1e-6)
