@@ -23,27 +23,21 @@ def build_chat_model(settings: Settings) -> ChatModel:
             read_timeout=settings.backend_timeout_s,
         )
     path = settings.model_path
-    is_gguf = path is not None and path.suffix.lower() == ".gguf"
-    if settings.backend == "hf":
-        from decoding.local import LocalModel
-
-        if path is None:
-            return LocalModel.embedded(settings.cache_dir, hmm_dir=settings.hmm_dir)
-        if is_gguf:
+    if path is not None:
+        is_gguf = path.suffix.lower() == ".gguf"
+        if settings.backend == "hf" and is_gguf:
             raise InvalidRequestError(
                 f"PRUNEKIT_MODEL_PATH={path} is a GGUF file: it runs with PRUNEKIT_BACKEND=embedded (llama.cpp); "
                 "backend hf takes a transformers model folder"
             )
-        return LocalModel(path, hmm_dir=settings.hmm_dir)
-    if path is not None:
-        if not is_gguf:
+        if settings.backend == "embedded" and not is_gguf:
             raise InvalidRequestError(
                 f"PRUNEKIT_MODEL_PATH={path}: backend embedded runs a GGUF file; a transformers model folder needs "
                 "PRUNEKIT_BACKEND=hf"
             )
-        from decoding.llamacpp import LlamaCppModel
+        from decoding.loader import load_local_model
 
-        return LlamaCppModel(path, hmm_dir=settings.hmm_dir)
+        return load_local_model(path, hmm_dir=settings.hmm_dir)
     from decoding.loader import load_embedded
 
-    return load_embedded("auto", settings.cache_dir, hmm_dir=settings.hmm_dir)
+    return load_embedded("hf" if settings.backend == "hf" else "auto", settings.cache_dir, hmm_dir=settings.hmm_dir)

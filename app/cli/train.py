@@ -12,6 +12,7 @@ from app.cli.common import (
     BackendOption,
     ConcurrencyOption,
     LocalModelOption,
+    check_hmm_dir,
     figures_table,
     load_local,
     load_model,
@@ -96,8 +97,7 @@ def train_guidance(
         raise typer.BadParameter(f"{weights!r} is not a list of numbers", param_hint="--weights") from None
     if not grid or any(not math.isfinite(w) or w <= 0 for w in grid):
         raise typer.BadParameter("give positive weights, e.g. 0.25,0.5,1.0", param_hint="--weights")
-    if not (hmm_dir / "config.json").is_file():
-        raise typer.BadParameter(f"no HMM in {hmm_dir}", param_hint="--hmm")
+    check_hmm_dir(hmm_dir)
     if model_path is not None and _is_shipped_hmm(hmm_dir):
         raise typer.BadParameter("give the HMM distilled for --model (this is the embedded model's)",
                                  param_hint="--hmm")  # fmt: skip
