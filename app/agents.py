@@ -1,13 +1,17 @@
 """The AGP multi-agent face shared by the CLI and the service: build a task, let the pruner pick the
-team for it, run the team, and report what the pruning saved."""
+team for it, run the team, and report what the pruning saved.
+
+Code execution (visible tests, math programs) is off unless the caller passes `code_execution="sandbox"`
+(`PRUNEKIT_CODE_EXECUTION`, `--code-execution`): tasks come from requests and code from models, so it only ever runs
+in the bubblewrap sandbox."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from decoding import ChatModel, InvalidRequestError
-from graph_pruning import AgentTask, get_pool, render_text, run_agents
+from graph_pruning import AgentTask, RunConfig, get_pool, render_text, run_agents
 
 __all__ = ["make_task", "pruner_for", "solve"]
 
@@ -46,14 +50,20 @@ def pruner_for(domain: str) -> Any:
         return _PRUNERS[domain]
 
 
-def solve(model: ChatModel, task: AgentTask, domain: str) -> dict[str, Any]:
-    """Run the team the pruner chose; the result as plain data, with the pruning savings."""
+def solve(
+    model: ChatModel, task: AgentTask, domain: str, *, code_execution: Literal["off", "sandbox"] = "off"
+) -> dict[str, Any]:
+    """Run the team the pruner chose; the result as plain data, with the pruning savings and whether code ran.
+
+    `code_execution="sandbox"` raises `SandboxUnavailableError` (a 400 with how to install bubblewrap) when the
+    sandbox cannot run; it never runs the code any other way."""
     pool = get_pool(domain)
     topology = pruner_for(domain).choose(task)
-    result = run_agents(task, pool, topology, model)
+    result = run_agents(task, pool, topology, model, RunConfig(code_execution=code_execution))
     out = result.to_dict()
     out.update(
         domain=domain,
+        code_execution=code_execution,
         agents_total=len(pool.roles),
         agents_kept=len(topology.kept),
         agent_calls_avoided=len(topology.pruned) * topology.rounds,  # a pruned agent never runs

@@ -22,6 +22,11 @@ completion of every LLM call of the task), `llm_calls`, `seconds` (wall time of 
 > 1 tasks share the backend, so this is latency under load, not a single-stream figure), `error_rate`; plus
 `agp.agents_kept`. `plot_accuracy_vs_tokens` draws the accuracy-against-tokens picture of AGP's Fig. 3.
 
+Code runs only in the bubblewrap sandbox (`graph_pruning.sandbox`): the runs default to
+`RunConfig(code_execution="sandbox")` (AGP's method tests code candidates and runs math programs), and HumanEval's
+pass@1 runs the hidden tests there. A math or code benchmark without a usable sandbox fails before the first item
+with how to install it (`SandboxUnavailableError`); nothing falls back to running code unsandboxed.
+
 >>> result = evaluate_agents(model, "squad", limit=60)                          # doctest: +SKIP
 >>> write_results(result, Path("runs/agents_squad"), plots=[plot_accuracy_vs_tokens])  # doctest: +SKIP
 """
@@ -52,6 +57,7 @@ from graph_pruning.execute import AgentRunResult, RunConfig, run_agents
 from graph_pruning.model import GraphPruner
 from graph_pruning.pools import AgentPool, get_pool
 from graph_pruning.records import shipped_record_files
+from graph_pruning.sandbox import require_sandbox
 from graph_pruning.topology import Topology, chain, complete, random_topology, single
 
 __all__ = [
@@ -184,7 +190,8 @@ def evaluate_agents(
     `GraphPruner`, a directory with one, or None for the shipped pruner of the benchmark's domain. Items whose task
     appears in AGP's stage-I files or in `stage1_paths` (default: every file under `graph_pruning/records/`) are
     excluded. Every (item, method) run goes to a bounded thread pool of `concurrency` workers; a run that raises
-    is recorded with its error and scores 0.
+    is recorded with its error and scores 0. `run_config` defaults to code execution in the sandbox; a math or code
+    benchmark raises `SandboxUnavailableError` up front when the sandbox cannot run.
     """
     if benchmark not in BENCHMARK_DOMAIN:
         raise UnknownBenchmarkError(f"unknown benchmark {benchmark!r}; choose one of {list(BENCHMARK_DOMAIN)}")
@@ -192,6 +199,9 @@ def evaluate_agents(
     if limit is not None and limit < 1:
         raise InvalidRequestError(f"limit must be a positive number of items, got {limit}")
     domain = BENCHMARK_DOMAIN[benchmark]
+    config = run_config or RunConfig(code_execution="sandbox")
+    if benchmark == "humaneval" or (config.executes and domain in ("math", "code")):
+        require_sandbox()  # pass@1 and the method itself run code: sandboxed or not at all
     pool = get_pool(domain)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     ours = list(shipped_record_files()) if stage1_paths is None else [Path(p) for p in stage1_paths]
@@ -205,7 +215,6 @@ def evaluate_agents(
     if needs_pruner and not isinstance(pruner, GraphPruner):
         pruner = GraphPruner.load(pruner if pruner is not None else domain)
     plans = method_topologies(methods, pool, items, pruner if needs_pruner else None, seed)  # type: ignore[arg-type]
-    config = run_config or RunConfig()
 
     # the most expensive runs first, so the pool does not end on a tail of long `full` debates
     units = [(i, m) for m in sorted(methods, key=lambda m: m != "full") for i in range(len(items))]

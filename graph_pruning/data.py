@@ -255,7 +255,10 @@ def check_no_leakage(train_tasks: Iterable[str], eval_items: Iterable[BenchmarkI
 
 
 def score_answer(item: BenchmarkItem, answer: str, *, timeout: float = 10.0) -> float:
-    """Score one answer: numeric / letter exact match, token F1 against the best gold span, pass@1 for code."""
+    """Score one answer: numeric / letter exact match, token F1 against the best gold span, pass@1 for code.
+
+    Code is scored by running the hidden tests in the bubblewrap sandbox (`SandboxUnavailableError` without it).
+    """
     fmt = item.task.answer_format
     if fmt == "number":
         return float(numbers_equal(extract_number(answer) if answer else None, parse_number(item.gold[0])))

@@ -12,6 +12,7 @@ __all__ = [
     "InvalidTaskError",
     "InvalidTopologyError",
     "LeakageError",
+    "SandboxUnavailableError",
     "UnknownBenchmarkError",
     "UnknownDomainError",
 ]
@@ -39,3 +40,8 @@ class UnknownBenchmarkError(InvalidRequestError):
 
 class LeakageError(InvalidRequestError):
     """A training (stage-I) task is also an evaluation item: training on it would leak the test set."""
+
+
+class SandboxUnavailableError(InvalidRequestError):
+    """Code execution is on but the OS sandbox cannot run: bubblewrap (`bwrap`) is missing or cannot create its
+    namespaces here. Nothing is ever run outside the sandbox instead; install bubblewrap or turn code execution off."""

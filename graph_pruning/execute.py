@@ -13,6 +13,11 @@ outputs, and ends with a decision node. Here the topology compiles to a LangGrap
   task's visible tests in the sandbox and picks a passing one, and only when none passes asks the decision agent
   (one LLM call) to write a final version from the team's code and the test feedback.
 
+Code execution is off unless `RunConfig.code_execution == "sandbox"`: a request's doctests and a model's code blocks
+are attacker-controlled, so they only ever run in the bubblewrap sandbox (`graph_pruning.sandbox`), and with it off
+nothing runs at all: code tasks answer with the latest candidate (no test feedback to agents, no test-driven
+rewrite), math agents' programs are read as text, and the result says so (`code_executed`, a note).
+
 Every LLM call is recorded as an `AgentTurn` with its token usage and wall time.
 """
 
@@ -21,13 +26,15 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from decoding.errors import InvalidRequestError
 from decoding.protocol import ChatModel
 from decoding.types import GenerationParams
 from graph_pruning.answers import (
@@ -42,11 +49,12 @@ from graph_pruning.answers import (
 )
 from graph_pruning.errors import InvalidTopologyError
 from graph_pruning.pools import AgentPool, Role
-from graph_pruning.sandbox import run_python, run_tests
+from graph_pruning.sandbox import require_sandbox, run_python, run_tests
 from graph_pruning.task import AgentTask, AnswerFormat
 from graph_pruning.topology import Topology
 
 __all__ = [
+    "CODE_NOT_EXECUTED_NOTE",
     "DECISION_AGENT",
     "AgentRunResult",
     "AgentTurn",
@@ -59,6 +67,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DECISION_AGENT = -1  # the `agent` of the decision agent's turn
+CODE_EXECUTION_MODES = ("off", "sandbox")
+CODE_NOT_EXECUTED_NOTE = (
+    "code was not executed: code execution is off (PRUNEKIT_CODE_EXECUTION=sandbox, or code_execution='sandbox', "
+    "runs it in the bubblewrap sandbox)"
+)
 
 _DEFAULT_MAX_TOKENS: dict[str, int] = {"number": 256, "choice": 128, "span": 32, "code": 384}
 
@@ -72,7 +85,11 @@ _FORMAT_RULES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How a run generates. `max_tokens=None` picks a per-format budget (span 32 ... code 384)."""
+    """How a run generates. `max_tokens=None` picks a per-format budget (span 32 ... code 384).
+
+    `code_execution`: `off` (default) never runs request- or model-derived code; `sandbox` runs visible tests and
+    math programs in the bubblewrap sandbox and raises `SandboxUnavailableError` when it cannot.
+    """
 
     max_tokens: int | None = None
     temperature: float = 0.0
@@ -80,6 +97,15 @@ class RunConfig:
     test_timeout: float = 5.0
     decision_llm: bool = True  # code only: let the decision agent write a final version when no candidate passes
     max_concurrency: int | None = None
+    code_execution: Literal["off", "sandbox"] = "off"
+
+    def __post_init__(self) -> None:
+        if self.code_execution not in CODE_EXECUTION_MODES:
+            raise InvalidRequestError(f"code_execution must be 'off' or 'sandbox', got {self.code_execution!r}")
+
+    @property
+    def executes(self) -> bool:
+        return self.code_execution == "sandbox"
 
     def params(self, fmt: AnswerFormat) -> GenerationParams:
         return GenerationParams(max_tokens=self.max_tokens or _DEFAULT_MAX_TOKENS[fmt], temperature=self.temperature)
@@ -127,6 +153,7 @@ class AgentRunResult:
     candidates: list[str] = field(default_factory=list)  # the per-agent answers the decision combined
     notes: list[str] = field(default_factory=list)  # decision details (votes, test results)
     seconds: float = 0.0
+    code_executed: bool = False  # whether any code (tests, math programs) ran, in the sandbox
 
     @property
     def per_agent(self) -> dict[int, AgentUsage]:
@@ -166,6 +193,7 @@ class AgentRunResult:
             "turns": [t.__dict__ for t in self.turns],
             "candidates": self.candidates,
             "notes": self.notes,
+            "code_executed": self.code_executed,
             "tokens": self.tokens,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -182,6 +210,7 @@ class AgentGraphState(TypedDict, total=False):
     answer: str
     candidates: list[str]
     notes: list[str]
+    code_executed: bool
 
 
 # ---------------------------------------------------------------------------------------------- prompts
@@ -203,7 +232,7 @@ def _clip(text: str, limit: int) -> str:
 def _reference(turn: AgentTurn, task: AgentTask, config: RunConfig) -> str:
     """How an agent sees another agent's message; for code, with the result of the visible tests."""
     body = _clip(turn.text, config.max_reference_chars)
-    if task.answer_format == "code":
+    if task.answer_format == "code" and config.executes:
         code = extract_code(turn.text)
         tests = _visible_tests(task)
         if code is not None and tests:
@@ -222,8 +251,8 @@ def agent_messages(
     """The chat messages of one agent turn: role prompt + format rule, the task, what it reads from others."""
     system = role.prompt
     rule = _FORMAT_RULES[task.answer_format]
-    if rule and not (role.writes_code and task.answer_format == "number"):
-        system += " " + rule
+    if rule and not (role.writes_code and task.answer_format == "number" and config.executes):
+        system += " " + rule  # a programmer whose code will not run must state the number itself
     user = _task_block(task)
     if spatial:
         user += "\n\nAnswers of other agents in this round:\n" + "\n".join(
@@ -259,6 +288,11 @@ def _complete_code(code: str, task: AgentTask) -> str:
     return "\n".join([*imports, code]) if imports else code
 
 
+def _prose(text: str) -> str:
+    """The text outside fenced code blocks: where an agent states its answer when its code is not run."""
+    return re.sub(r"```.*?(?:```|$)", " ", text, flags=re.DOTALL)
+
+
 def _run_math_code(code: str, timeout: float) -> float | None:
     """Execute a math agent's program and read its `answer` variable."""
     script = code + "\n\ntry:\n    print('ANSWER=', answer)\nexcept NameError:\n    pass\n"
@@ -290,18 +324,7 @@ def _decide(
     fmt = task.answer_format
     notes: list[str] = []
     if fmt == "number":
-        values: list[float | None] = []
-        for t in final:
-            code = extract_code(t.text) if pool.roles[t.agent].writes_code or "```" in t.text else None
-            value = _run_math_code(code, config.test_timeout) if code else None
-            values.append(value if value is not None else extract_number(t.text))
-        vote = majority_vote(values)
-        notes.append("votes: " + ", ".join("-" if v is None else format_number(v) for v in values))
-        return {
-            "answer": "" if vote is None else format_number(vote),
-            "candidates": [str(v) for v in values],
-            "notes": notes,
-        }
+        return _decide_number(final, pool, config)
     if fmt == "choice":
         letters = "".join(task.choices) or "ABCDE"
         picks = [extract_choice(t.text, letters) for t in final]
@@ -314,6 +337,31 @@ def _decide(
     return _decide_code(task, turns, topology, model, pool, config)
 
 
+def _decide_number(final: Sequence[AgentTurn], pool: AgentPool, config: RunConfig) -> dict[str, Any]:
+    """Majority vote over the agents' numbers; a program's number is what it computes (sandbox) or, with code
+    execution off, what the agent wrote outside its code (none: it abstains)."""
+    values: list[float | None] = []
+    code_seen = False
+    for t in final:
+        code = extract_code(t.text) if pool.roles[t.agent].writes_code or "```" in t.text else None
+        code_seen = code_seen or code is not None
+        if code and config.executes:
+            value = _run_math_code(code, config.test_timeout)
+            values.append(value if value is not None else extract_number(t.text))
+        else:
+            values.append(extract_number(_prose(t.text) if code else t.text))
+    vote = majority_vote(values)
+    notes = ["votes: " + ", ".join("-" if v is None else format_number(v) for v in values)]
+    if code_seen and not config.executes:
+        notes.append(CODE_NOT_EXECUTED_NOTE)
+    return {
+        "answer": "" if vote is None else format_number(vote),
+        "candidates": [str(v) for v in values],
+        "notes": notes,
+        "code_executed": code_seen and config.executes,
+    }
+
+
 def _decide_code(
     task: AgentTask,
     turns: Sequence[AgentTurn],
@@ -322,7 +370,9 @@ def _decide_code(
     pool: AgentPool,
     config: RunConfig,
 ) -> dict[str, Any]:
-    tests = _visible_tests(task)
+    """The best candidate on the visible tests (sandbox), else the decision agent's version; with code execution
+    off nothing is tested: the latest candidate wins, and the decision agent writes only when no one wrote code."""
+    tests = _visible_tests(task) if config.executes else []
     position = {a: i for i, a in enumerate(topology.order())}
     ordered = sorted((t for t in turns if t.agent != DECISION_AGENT), key=lambda t: (t.round, position[t.agent]))
     scored: list[tuple[int, int, str]] = []  # (passed, order, code)
@@ -334,48 +384,67 @@ def _decide_code(
         code = _complete_code(code, task)
         passed, feedback = _cached_tests(code, tuple(tests), config.test_timeout) if tests else (0, [])
         scored.append((passed, i, code))
-        notes.append(
-            f"{t.role} (round {t.round}): {passed}/{len(tests)} visible tests"
-            + (f"; {feedback[0]}" if feedback else "")
-        )
+        if tests:
+            notes.append(
+                f"{t.role} (round {t.round}): {passed}/{len(tests)} visible tests"
+                + (f"; {feedback[0]}" if feedback else "")
+            )
+    if not config.executes:
+        notes.append(CODE_NOT_EXECUTED_NOTE)
     best = max(scored, default=None)
     update: dict[str, Any] = {"candidates": [c for _, _, c in scored], "notes": notes}
+    update["code_executed"] = bool(tests and scored)
     if best is not None and (not tests or best[0] == len(tests)):
         # a candidate passes every visible test (or there are none to check: the latest code wins)
         update["answer"] = best[2]
         return update
     if config.decision_llm:
         # no candidate passes every visible test (or there is no code at all): one call to the decision agent
-        role = pool.decision
-        team = "\n".join(
-            "- " + _clip(f"{t.role}: {t.text}", config.max_reference_chars) for t in _final_turns(turns, topology)
-        )
-        feedback = "\n".join(notes) or "no code was proposed"
-        user = f"{_task_block(task)}\n\nYour team's work:\n{team}\n\nVisible test results:\n{feedback}"
-        messages = [{"role": "system", "content": role.prompt}, {"role": "user", "content": user}]
-        start = time.perf_counter()
-        result = model.chat(messages, config.params("code"))
-        turn = AgentTurn(
-            DECISION_AGENT,
-            role.name,
-            topology.rounds,
-            result.text,
-            result.usage.prompt_tokens,
-            result.usage.completion_tokens,
-            time.perf_counter() - start,
-        )
+        turn, code = _decision_code(task, turns, topology, model, pool, config, "\n".join(notes) if tests else "")
         update["turns"] = [turn]
-        code = extract_code(result.text)
         if code is not None:
-            code = _complete_code(code, task)
-            passed = _cached_tests(code, tuple(tests), config.test_timeout)[0]
-            notes.append(f"{role.name}: {passed}/{len(tests)} visible tests")
+            passed = _cached_tests(code, tuple(tests), config.test_timeout)[0] if tests else 0
+            if tests:
+                notes.append(f"{pool.decision.name}: {passed}/{len(tests)} visible tests")
+                update["code_executed"] = True
             # the decision agent's version wins ties: it saw every candidate and the feedback
             if best is None or passed >= best[0]:
                 best = (passed, len(ordered), code)
             update["candidates"].append(code)
     update["answer"] = best[2] if best is not None else ""
     return update
+
+
+def _decision_code(
+    task: AgentTask,
+    turns: Sequence[AgentTurn],
+    topology: Topology,
+    model: ChatModel,
+    pool: AgentPool,
+    config: RunConfig,
+    feedback: str,
+) -> tuple[AgentTurn, str | None]:
+    """One call to the decision agent with the team's work and the test feedback; its turn and completed code."""
+    role = pool.decision
+    team = "\n".join(
+        "- " + _clip(f"{t.role}: {t.text}", config.max_reference_chars) for t in _final_turns(turns, topology)
+    )
+    feedback = feedback or "no code was proposed"
+    user = f"{_task_block(task)}\n\nYour team's work:\n{team}\n\nVisible test results:\n{feedback}"
+    messages = [{"role": "system", "content": role.prompt}, {"role": "user", "content": user}]
+    start = time.perf_counter()
+    result = model.chat(messages, config.params("code"))
+    turn = AgentTurn(
+        DECISION_AGENT,
+        role.name,
+        topology.rounds,
+        result.text,
+        result.usage.prompt_tokens,
+        result.usage.completion_tokens,
+        time.perf_counter() - start,
+    )
+    code = extract_code(result.text)
+    return turn, (_complete_code(code, task) if code is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------- graph
@@ -465,10 +534,13 @@ def run_agents(
     """Run the kept agents of `topology` on `task` and decide the answer.
 
     A plain string task gets the pool's default answer format (`math`: number, `general`: choice, `code`: code).
+    With `config.code_execution == "sandbox"` and no usable sandbox it raises `SandboxUnavailableError` first.
     """
     if isinstance(task, str):
         task = AgentTask(task, pool.default_format)
     config = config or RunConfig()
+    if config.executes and task.answer_format in ("code", "number"):
+        require_sandbox()  # fail before any LLM call, not in the decision after the whole team has spoken
     compiled = build_agent_graph(pool, topology, model, config).compile()
     run_config: dict[str, Any] = {"recursion_limit": topology.rounds * (len(topology.kept) + 1) + 10}
     if config.max_concurrency:
@@ -483,4 +555,5 @@ def run_agents(
         candidates=list(state.get("candidates", [])),
         notes=list(state.get("notes", [])),
         seconds=time.perf_counter() - start,
+        code_executed=bool(state.get("code_executed", False)),
     )

@@ -227,7 +227,7 @@ def collect_domain(
         get_pool(domain),
         model,
         config=config,
-        run_config=run_config,
+        run_config=run_config or RunConfig(code_execution="sandbox"),  # AGP's runs execute code: sandboxed only
         forbidden=forbidden,
         out_path=out_path,
         progress=progress,

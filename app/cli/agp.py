@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -34,6 +34,13 @@ def agents(
     choices: Annotated[str, typer.Option("--choices", help="general: option letters, e.g. A,B,C,D")] = "",
     png: Annotated[Path | None, typer.Option("--png", help="also draw the chosen graph to this PNG")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole run as JSON on the last line")] = False,
+    code_execution: Annotated[
+        Literal["off", "sandbox"],
+        typer.Option(
+            "--code-execution",
+            help="off: never run the agents' code; sandbox: run tests and math programs in bubblewrap",
+        ),
+    ] = "off",
     backend: BackendOption = None,
 ) -> None:
     """Solve a task with the agent team the AGP pruner picks for it; pruned agents cost nothing."""
@@ -42,15 +49,21 @@ def agents(
     if not task.strip():
         raise typer.BadParameter("the task is empty", param_hint="TASK")
     agent_task = make_task(domain, task, context, tuple(c.strip() for c in choices.split(",") if c.strip()))
+    if code_execution == "sandbox":
+        from graph_pruning.sandbox import require_sandbox
+
+        require_sandbox()  # no bubblewrap: one line of how to install it, before a model loads
     model = load_model(settings_for(backend))
     with stderr.status("the agents are working"):
-        run = solve(model, agent_task, domain)
+        run = solve(model, agent_task, domain, code_execution=code_execution)
     stderr.print(
         f"[bold]team[/] ({run['agents_kept']} of {run['agents_total']} agents)\n{run['graph']}", highlight=False
     )
     for turn in run["turns"]:
         stderr.print(f"[bold]{turn['role']}[/] (round {turn['round']}): {turn['text'].strip()}", highlight=False)
     stdout.print(f"answer: {run['answer']}", markup=False, highlight=False)
+    if not run["code_executed"] and code_execution == "off" and domain in ("code", "math"):
+        stderr.print("code was not executed (code execution is off; --code-execution sandbox runs it)")
     stderr.print(f"tokens {run['tokens']}, LLM calls {run['llm_calls']}, calls avoided {run['agent_calls_avoided']}")
     if png is not None:
         from app.agents import pruner_for
@@ -151,7 +164,7 @@ def eval_agents(
     per task for single, chain, full (3-round debate), random and AGP's pruned team."""
     from eval.agents import METHODS, evaluate_agents, plot_accuracy_vs_tokens
     from eval.harness import write_results
-    from graph_pruning.data import BENCHMARKS, load_benchmark
+    from graph_pruning.data import BENCHMARK_DOMAIN, BENCHMARKS, load_benchmark
 
     if benchmark not in BENCHMARKS:
         raise typer.BadParameter(f"must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}", param_hint="--benchmark")
@@ -162,6 +175,10 @@ def eval_agents(
     if pruner is not None and not (pruner / "config.json").exists():
         raise typer.BadParameter(f"{pruner} holds no trained pruner (config.json)", param_hint="--pruner")
     load_benchmark(benchmark, data_dir=data_dir, limit=1)  # fail on missing data before loading a model
+    if BENCHMARK_DOMAIN[benchmark] in ("math", "code"):
+        from graph_pruning.sandbox import require_sandbox
+
+        require_sandbox()  # these run model-written code: in bubblewrap or not at all
     result = evaluate_agents(
         load_model(settings_for(backend)),
         benchmark,

@@ -30,6 +30,7 @@ def _resources() -> RouterResources:
         store_factory=lambda: VectorStore(load_embedder(), **settings.vector_store_location()),
         sql_demos=settings.sql_demos,
         default_collection=settings.rag_collection,
+        code_execution=settings.code_execution,
     )
 
 

@@ -1,5 +1,6 @@
 """The AGP face: POST /v1/agents and `prunekit agents` run the pruner's team on the embedded model; `prunekit train
-agp` fails in one line on bad input and trains stage II from a records file."""
+agp` fails in one line on bad input and trains stage II from a records file. Code a request carries (the issue's
+doctest payload) never runs with code execution off (the default), and only inside bubblewrap with it on."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import httpx
 import pytest
 
 from app.agents import make_task
+from app.service import create_app
+from app.settings import Settings
 from decoding.errors import InvalidRequestError
+from graph_pruning.execute import CODE_NOT_EXECUTED_NOTE
 from graph_pruning.model import GraphPruner
 from graph_pruning.records import StageRecord, save_records
-from tests.conftest import REPO, SERVICE_KEY
+from tests.conftest import REPO, SERVICE_KEY, LiveServer
+from tests.graph_pruning.fakes import RecordingModel
+from tests.graph_pruning.test_sandbox import need_sandbox
 
 PARAGRAPH = "The Eiffel Tower was completed in 1889 for the World's Fair in Paris."
 
@@ -100,3 +106,68 @@ def test_train_agp_stage2_on_our_records_from_the_cli(tmp_path):
     assert extra["trained_on"] == ["general_test.json"] and extra["note"] == "a test"
     assert extra["heldout_protocol"].startswith("2-fold by task") and extra["records"]["heldout"] == 10
     assert {"keep_acc", "keep_all.keep_acc", "majority.keep_acc", "edge_acc"} <= set(extra["heldout_metrics"])
+
+
+# ---------------------------------------------------------------------------------------------- code execution
+PAYLOAD = (  # the issue's request: a doctest that shells out, an import line prepended to every candidate
+    "import os\n"
+    "def add(a: int, b: int) -> int:\n"
+    '    """Add two numbers.\n'
+    "    >>> add(1, 2)\n"
+    "    3\n"
+    "    >>> __import__('os').system('id > out.txt')\n"
+    "    0\n"
+    '    """\n'
+)
+GOOD_ADD = "```python\ndef add(a, b):\n    return a + b\n```"
+
+
+def _scripted_service(tmp_path, **settings) -> LiveServer:
+    """The service on a scripted model (what the model says is not under test here), in `tmp_path`."""
+    model = RecordingModel(GOOD_ADD)
+    return LiveServer(create_app(Settings(data_dir=tmp_path / "data", **settings), model=model))
+
+
+def test_code_is_not_executed_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with _scripted_service(tmp_path) as server:
+        response = httpx.post(f"{server.url}/v1/agents", json={"task": PAYLOAD, "domain": "code"}, timeout=300)
+        assert response.status_code == 200, response.text
+        run = response.json()
+        assert "return a + b" in run["answer"]
+        assert run["code_executed"] is False and run["code_execution"] == "off"
+        assert CODE_NOT_EXECUTED_NOTE in run["notes"]
+        body = {"model": "prunekit-agents", "domain": "code", "messages": [{"role": "user", "content": PAYLOAD}]}
+        chat = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=300)
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["prunekit"]["code_executed"] is False
+    assert not (tmp_path / "out.txt").exists()  # nothing the request carried ran
+
+
+def test_sandboxed_code_execution_contains_the_payload(tmp_path, monkeypatch):
+    need_sandbox()
+    monkeypatch.chdir(tmp_path)
+    with _scripted_service(tmp_path, code_execution="sandbox") as server:
+        response = httpx.post(f"{server.url}/v1/agents", json={"task": PAYLOAD, "domain": "code"}, timeout=300)
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["code_executed"] is True and any("2/2 visible tests" in n for n in run["notes"])  # it ran, inside
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_sandbox_mode_without_bwrap_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # fault injection: no bwrap on PATH
+    with _scripted_service(tmp_path, code_execution="sandbox") as server:
+        response = httpx.post(f"{server.url}/v1/agents", json={"task": PAYLOAD, "domain": "code"}, timeout=300)
+    assert response.status_code == 503, response.text  # the deployment lacks a part; the request is fine
+    assert "apt-get install bubblewrap" in response.json()["error"]["message"]
+
+
+def test_cli_code_execution_option(tmp_path):
+    command = [sys.executable, "-c", "from app.cli import main; main()", "agents", PAYLOAD, "--domain", "code"]
+    env = os.environ | {"PATH": str(tmp_path)}  # no bwrap: the sandbox refuses before a model loads
+    done = subprocess.run([*command, "--code-execution", "sandbox"], capture_output=True, text=True, env=env, cwd=REPO)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and "apt-get install bubblewrap" in lines[0], done.stderr
+    done = subprocess.run([*command, "--code-execution", "host"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode != 0 and "--code-execution" in done.stderr

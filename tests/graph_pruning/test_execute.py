@@ -1,17 +1,23 @@
-"""Running topologies as LangGraph graphs: pruned agents never run, parallel branches, messages, decisions."""
+"""Running topologies as LangGraph graphs: pruned agents never run, parallel branches, messages, decisions; code
+runs only with `code_execution="sandbox"` (in bubblewrap), never by default."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
-from graph_pruning.errors import InvalidTopologyError
-from graph_pruning.execute import DECISION_AGENT, RunConfig, build_agent_graph, run_agents
+from decoding.errors import InvalidRequestError
+from graph_pruning.errors import InvalidTopologyError, SandboxUnavailableError
+from graph_pruning.execute import CODE_NOT_EXECUTED_NOTE, DECISION_AGENT, RunConfig, build_agent_graph, run_agents
 from graph_pruning.pools import get_pool
 from graph_pruning.task import AgentTask
 from graph_pruning.topology import Topology, chain, complete, single
 from tests.graph_pruning.fakes import RecordingModel
+from tests.graph_pruning.test_sandbox import need_sandbox
+
+SANDBOX = RunConfig(code_execution="sandbox", test_timeout=10)
 
 
 def _role_of(system: str, pool) -> int:
@@ -68,16 +74,36 @@ def test_temporal_edges_carry_the_previous_round() -> None:
     assert len(later) == 2
 
 
-def test_math_vote_runs_the_programmers_code() -> None:
+def test_math_vote_runs_the_programmers_code_in_the_sandbox() -> None:
+    need_sandbox()
     pool = get_pool("math")
 
     def reply(system: str, user: str) -> str:
         role = _role_of(system, pool)
         return {0: "The answer is 42", 2: "```python\nanswer = 6 * 7\n```", 3: "I get 41. The answer is 41"}[role]
 
-    result = run_agents("6 * 7?", pool, Topology.build(pool.size, [0, 2, 3]), RecordingModel(reply))
-    assert result.answer == "42"
+    result = run_agents("6 * 7?", pool, Topology.build(pool.size, [0, 2, 3]), RecordingModel(reply), SANDBOX)
+    assert result.answer == "42" and result.code_executed
     assert result.candidates == ["42.0", "42.0", "41.0"]
+
+
+def test_math_code_is_not_run_by_default(tmp_path, monkeypatch) -> None:
+    """With code execution off a programmer's block is text: its number comes from what it wrote outside the code."""
+    monkeypatch.chdir(tmp_path)
+    pool = get_pool("math")
+
+    def reply(system: str, user: str) -> str:
+        role = _role_of(system, pool)
+        program = "```python\nimport os\nos.system('id > pwned.txt')\nanswer = 41\n```"
+        return {0: "The answer is 42", 2: program + "\nThe answer is 42", 3: "I get 41. The answer is 41"}[role]
+
+    model = RecordingModel(reply)
+    result = run_agents("6 * 7?", pool, Topology.build(pool.size, [0, 2, 3]), model)
+    assert result.answer == "42" and result.candidates == ["42.0", "42.0", "41.0"]
+    assert not result.code_executed and CODE_NOT_EXECUTED_NOTE in result.notes
+    assert os.listdir(tmp_path) == []
+    programmer = next(s for s, _, _ in model.calls if _role_of(s, pool) == 2)
+    assert "The answer is N" in programmer  # asked to state the number, since its code will not run
 
 
 def test_span_decision_and_budget() -> None:
@@ -104,6 +130,20 @@ CODE_TASK = AgentTask(
     "code",
     entry_point="add",
 )
+# The issue's request: its doctests become visible tests and its import lines are prepended to every candidate.
+PAYLOAD_TASK = AgentTask(
+    "import os\n"
+    "def add(a: int, b: int) -> int:\n"
+    '    """Add two numbers.\n'
+    "    >>> add(1, 2)\n"
+    "    3\n"
+    "    >>> __import__('os').system('id > out.txt')\n"
+    "    0\n"
+    '    """\n',
+    "code",
+    entry_point="add",
+)
+GOOD_ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 
 
 def test_code_decision_picks_a_passing_candidate_without_an_llm_call() -> None:
@@ -117,9 +157,10 @@ def test_code_decision_picks_a_passing_candidate_without_an_llm_call() -> None:
             return "```python\ndef add(a, b):\n    return a + b\n```"
         return "Use the + operator."
 
+    need_sandbox()
     model = RecordingModel(reply)
-    result = run_agents(CODE_TASK, pool, chain(pool.size, [0, 2, 4]), model, RunConfig(test_timeout=10))
-    assert "a + b" in result.answer and result.llm_calls == 3
+    result = run_agents(CODE_TASK, pool, chain(pool.size, [0, 2, 4]), model, SANDBOX)
+    assert "a + b" in result.answer and result.llm_calls == 3 and result.code_executed
     assert any("2/2 visible tests" in n for n in result.notes)
     bug_fixer_prompt = next(u for s, u, _ in model.calls if _role_of(s, pool) == 4)
     assert "visible tests passed: 0/2" in bug_fixer_prompt  # the fixer sees the test feedback
@@ -133,9 +174,64 @@ def test_code_decision_agent_writes_when_no_candidate_passes() -> None:
             return "```python\ndef add(a, b):\n    return a + b\n```"
         return "```python\ndef add(a, b):\n    return 0\n```"
 
-    result = run_agents(CODE_TASK, pool, single(pool.size, 2), RecordingModel(reply), RunConfig(test_timeout=10))
+    need_sandbox()
+    result = run_agents(CODE_TASK, pool, single(pool.size, 2), RecordingModel(reply), SANDBOX)
     assert "a + b" in result.answer
     assert result.llm_calls == 2 and DECISION_AGENT in result.per_agent
+
+
+def test_code_is_not_run_by_default(tmp_path, monkeypatch) -> None:
+    """Off (the default): the latest candidate wins, no test runs, no feedback, no rewrite, and the result says so."""
+    monkeypatch.chdir(tmp_path)
+    pool = get_pool("code")
+
+    def reply(system: str, user: str) -> str:
+        if _role_of(system, pool) == 2:
+            return "```python\ndef add(a, b):\n    return a - b\n```"
+        return GOOD_ADD
+
+    model = RecordingModel(reply)
+    result = run_agents(PAYLOAD_TASK, pool, chain(pool.size, [0, 2, 4]), model)
+    assert "a + b" in result.answer and result.answer.startswith("import os")  # the latest, completed as text
+    assert result.llm_calls == 3 and DECISION_AGENT not in result.per_agent
+    assert not result.code_executed and CODE_NOT_EXECUTED_NOTE in result.notes
+    assert result.to_dict()["code_executed"] is False
+    assert all("visible tests" not in user for _, user, _ in model.calls)
+    assert os.listdir(tmp_path) == []  # the doctest's `id > out.txt` never ran
+
+
+def test_the_decision_agent_writes_without_feedback_when_off_and_no_code() -> None:
+    pool = get_pool("code")
+
+    def reply(system: str, user: str) -> str:
+        return GOOD_ADD if system.startswith(pool.decision.prompt) else "Use the + operator."
+
+    model = RecordingModel(reply)
+    result = run_agents(CODE_TASK, pool, single(pool.size, 0), model)
+    assert "a + b" in result.answer and DECISION_AGENT in result.per_agent and not result.code_executed
+    assert "no code was proposed" in model.calls[-1][1]
+
+
+def test_the_payload_runs_only_inside_the_sandbox(tmp_path, monkeypatch) -> None:
+    need_sandbox()
+    monkeypatch.chdir(tmp_path)
+    pool = get_pool("code")
+    result = run_agents(PAYLOAD_TASK, pool, single(pool.size, 4), RecordingModel(GOOD_ADD), SANDBOX)
+    assert result.code_executed and any("2/2 visible tests" in n for n in result.notes)  # it ran, in there
+    assert os.listdir(tmp_path) == []
+
+
+def test_sandbox_mode_without_bwrap_fails_before_any_llm_call(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # fault injection: no bwrap on PATH
+    model, pool = RecordingModel(GOOD_ADD), get_pool("code")
+    with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
+        run_agents(PAYLOAD_TASK, pool, single(pool.size, 4), model, SANDBOX)
+    assert model.calls == []
+
+
+def test_unknown_code_execution_mode_is_rejected() -> None:
+    with pytest.raises(InvalidRequestError, match="code_execution"):
+        RunConfig(code_execution="host")  # type: ignore[arg-type]
 
 
 def test_mismatched_topology_is_rejected() -> None:
