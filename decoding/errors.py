@@ -12,6 +12,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "PrunekitError",
+    "ServiceBusyError",
 ]
 
 
@@ -25,6 +26,10 @@ class InvalidRequestError(PrunekitError, ValueError):
 
 class NotFoundError(InvalidRequestError):
     """The caller named something that does not exist: a collection, a database, a thread (maps to HTTP 404)."""
+
+
+class ServiceBusyError(PrunekitError):
+    """Every place for this kind of work is taken; the request is fine and may be sent again (maps to HTTP 503)."""
 
 
 class EmbeddedModelMissingError(PrunekitError):

@@ -4,6 +4,10 @@ per-request Deco-G (or hard-mask) logits processor over the backend's own vocabu
 The distilled HMM for the embedded model ships under `decoding/weights/`; it loads on the first
 guided request. Another model needs its own HMM (`prunekit train hmm --model`, then the model's `hmm_dir`), or
 `format_method="hard_mask"`.
+
+A spec comes from a request, so it compiles through `decoding.decog.bounded`: static size limits first, then the
+automaton in a child process killed at a deadline (`CompileBudget`, `PRUNEKIT_FORMAT_COMPILE_TIMEOUT_S`), cached
+by (spec, vocabulary); a format bomb is a 400 in milliseconds, never a stuck worker.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import json
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from decoding.errors import InvalidRequestError
 from decoding.types import GenerationParams
+
+if TYPE_CHECKING:
+    from decoding.decog.bounded import CompileBudget
 
 __all__ = ["DEFAULT_CANDIDATE_GAP", "DEFAULT_HMM_DIR", "DEFAULT_PRUNE_MASS", "FormatGuide", "stored_guidance_weight"]
 
@@ -42,9 +49,10 @@ def stored_guidance_weight(hmm_meta: dict[str, Any], task: str | None = None) ->
 class FormatGuide:
     """Makes fresh guidance processors for one vocabulary (processors hold per-request state)."""
 
-    def __init__(self, vocab: Any, hmm_dir: Path | None = None) -> None:
+    def __init__(self, vocab: Any, hmm_dir: Path | None = None, budget: CompileBudget | None = None) -> None:
         self.vocab = vocab  # decoding.decog.TokenVocabulary of the backend's tokenizer
         self.hmm_dir = hmm_dir or DEFAULT_HMM_DIR
+        self.budget = budget  # time and memory for compiling one format (None: CompileBudget.from_env())
         self._hmm: Any = None
         self._weight = 1.0
         self._lock = threading.Lock()
@@ -64,9 +72,9 @@ class FormatGuide:
             return self._hmm
 
     def processor(self, spec: str, method: str, max_new_tokens: int) -> Any:
-        from decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa
+        from decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa_bounded
 
-        dfa = compile_token_dfa(spec, self.vocab)
+        dfa = compile_token_dfa_bounded(spec, self.vocab, budget=self.budget)
         if method == "hard_mask":
             return HardMaskProcessor(dfa, max_new_tokens)
         prune = DEFAULT_PRUNE_MASS if method == "decog_pruned" else None

@@ -3,11 +3,15 @@
 Deco-G (Deng, Kung, Peng 2025, "Decoupling Task-Solving and Output Formatting in LLM Generation",
 arXiv 2510.03595) on top of Ctrl-G (Zhang et al. 2024, joshuacnf/Ctrl-G). Pipeline:
 
-    format spec (formats.py) -> char automaton -> UTF-8 byte automaton (automaton.py)
+    format spec (formats.py, within the static limits of limits.py) -> char automaton -> UTF-8 byte automaton
+        (automaton.py; for requests, in a deadline-bound child process: bounded.py)
         -> token DFA over the tokenizer's vocabulary (vocab.py, token_dfa.py)
     HMM (hmm.py) + token DFA -> backward tables (backward.py), cached per (format, HMM)
     -> DecoGProcessor / HardMaskProcessor (guidance.py): transformers-style logits processors
     outlines-core's mask of the same format (outlines_ref.py): the external reference of the evaluation
+
+The names below load on first use (PEP 562): the format compiler's child processes import `formats.py` and
+`automaton.py` without torch (`hmm.py`, `backward.py`, `guidance.py`), which would add 2 s and ~300 MB to each.
 
 >>> vocab = TokenVocabulary.from_tokenizer(tokenizer)  # doctest: +SKIP
 >>> dfa = compile_token_dfa("pivot:<free>The answer is <int>", vocab)  # doctest: +SKIP
@@ -17,43 +21,85 @@ arXiv 2510.03595) on top of Ctrl-G (Zhang et al. 2024, joshuacnf/Ctrl-G). Pipeli
 
 from __future__ import annotations
 
-from decoding.decog.backward import BackwardTables, get_backward_tables
-from decoding.decog.errors import (
-    EmptyFormatError,
-    FormatBudgetError,
-    FormatSpecError,
-    FormatTooLargeError,
-    GuidanceError,
-    HMMFileError,
-    InvalidRegexError,
-    UnsatisfiableFormatError,
-    VocabularyMismatchError,
-)
-from decoding.decog.formats import (
-    Choice,
-    Format,
-    JsonObject,
-    OneOf,
-    Pivot,
-    Regex,
-    Sequence,
-    Wildcard,
-    compile_format,
-    parse_format,
-)
-from decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
-from decoding.decog.hmm import HMM, HMMConfig
-from decoding.decog.token_dfa import TokenDFA, build_token_dfa, compile_token_dfa
-from decoding.decog.vocab import TokenVocabulary
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decoding.decog.backward import BackwardTables, get_backward_tables
+    from decoding.decog.bounded import CompileBudget, compile_token_dfa_bounded
+    from decoding.decog.errors import (
+        EmptyFormatError,
+        FormatBudgetError,
+        FormatCompileTimeoutError,
+        FormatSpecError,
+        FormatTooLargeError,
+        GuidanceError,
+        HMMFileError,
+        InvalidRegexError,
+        UnsatisfiableFormatError,
+        VocabularyMismatchError,
+    )
+    from decoding.decog.formats import (
+        Choice,
+        Format,
+        JsonObject,
+        OneOf,
+        Pivot,
+        Regex,
+        Sequence,
+        Wildcard,
+        compile_format,
+        parse_format,
+    )
+    from decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
+    from decoding.decog.hmm import HMM, HMMConfig
+    from decoding.decog.token_dfa import TokenDFA, build_token_dfa, compile_token_dfa
+    from decoding.decog.vocab import TokenVocabulary
+
+_SOURCES = {
+    "backward": ("BackwardTables", "get_backward_tables"),
+    "bounded": ("CompileBudget", "compile_token_dfa_bounded"),
+    "errors": (
+        "EmptyFormatError",
+        "FormatBudgetError",
+        "FormatCompileTimeoutError",
+        "FormatSpecError",
+        "FormatTooLargeError",
+        "GuidanceError",
+        "HMMFileError",
+        "InvalidRegexError",
+        "UnsatisfiableFormatError",
+        "VocabularyMismatchError",
+    ),
+    "formats": (
+        "Choice",
+        "Format",
+        "JsonObject",
+        "OneOf",
+        "Pivot",
+        "Regex",
+        "Sequence",
+        "Wildcard",
+        "compile_format",
+        "parse_format",
+    ),
+    "guidance": ("DecoGProcessor", "HardMaskProcessor"),
+    "hmm": ("HMM", "HMMConfig"),
+    "token_dfa": ("TokenDFA", "build_token_dfa", "compile_token_dfa"),
+    "vocab": ("TokenVocabulary",),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "HMM",
     "BackwardTables",
     "Choice",
+    "CompileBudget",
     "DecoGProcessor",
     "EmptyFormatError",
     "Format",
     "FormatBudgetError",
+    "FormatCompileTimeoutError",
     "FormatSpecError",
     "FormatTooLargeError",
     "GuidanceError",
@@ -74,6 +120,20 @@ __all__ = [
     "build_token_dfa",
     "compile_format",
     "compile_token_dfa",
+    "compile_token_dfa_bounded",
     "get_backward_tables",
     "parse_format",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

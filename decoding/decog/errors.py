@@ -10,6 +10,7 @@ from decoding.errors import InvalidRequestError, PrunekitError
 __all__ = [
     "EmptyFormatError",
     "FormatBudgetError",
+    "FormatCompileTimeoutError",
     "FormatSpecError",
     "FormatTooLargeError",
     "GuidanceError",
@@ -42,6 +43,10 @@ class FormatBudgetError(FormatSpecError):
 
 class FormatTooLargeError(FormatSpecError):
     """The format's automaton has too many states for dense token tables (e.g. a large `<free:N>`)."""
+
+
+class FormatCompileTimeoutError(FormatTooLargeError):
+    """Building the format's automaton took longer than the compile deadline (the service's bounded compile)."""
 
 
 class VocabularyMismatchError(PrunekitError, ValueError):

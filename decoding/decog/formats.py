@@ -17,6 +17,10 @@ operations (concatenation, union, difference) and trimmed into a `CharAutomaton`
   `"integer"`, `"number"`, `"boolean"`, `"null"`, an enum (list of strings) or `{"pattern": regex}` (a string
   whose raw JSON content matches the regex); optional JSON whitespace around every token.
 
+Every spec is checked against static size limits while it is parsed (`limits.py`): parsing never builds an
+automaton, so a format bomb (`regex:a{50000}`) is refused in well under a millisecond. The automaton itself is
+built by `compile_format`, which the service runs in a child process under a deadline (`bounded.py`).
+
 The output must match the format completely and then end (EOS). The length budget is in tokens and belongs to
 the guidance processor (`max_new_tokens`), not to the format; `Wildcard(max_chars=N)` bounds a span in
 characters (small N only: it multiplies automaton states).
@@ -50,7 +54,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from decoding.decog.automaton import CharAutomaton
-from decoding.decog.errors import EmptyFormatError, FormatSpecError, InvalidRegexError, UnsatisfiableFormatError
+from decoding.decog.errors import (
+    EmptyFormatError,
+    FormatSpecError,
+    FormatTooLargeError,
+    InvalidRegexError,
+    UnsatisfiableFormatError,
+)
+from decoding.decog.limits import (
+    MAX_SPEC_CHARS,
+    check_json_schema,
+    check_literal,
+    check_options,
+    check_regex,
+    check_spec_size,
+    estimate_regex,
+)
 
 __all__ = [
     "Choice",
@@ -61,6 +80,7 @@ __all__ = [
     "Regex",
     "Sequence",
     "Wildcard",
+    "check_format",
     "compile_format",
     "parse_format",
 ]
@@ -119,7 +139,7 @@ class Regex(Format):
     def __post_init__(self) -> None:
         if not self.pattern:
             raise EmptyFormatError("the regex is empty: give a pattern, e.g. `regex:[0-9]+`")
-        _pattern_fsm(self.pattern)  # fail early, with the pattern in the message
+        _check_pattern(self.pattern)  # fail early, with the pattern in the message, without building anything
 
     def fsm(self) -> Any:
         return _pattern_fsm(self.pattern)
@@ -137,6 +157,7 @@ class Pivot(Format):
     def __post_init__(self) -> None:
         if not self.text:
             raise EmptyFormatError("a pivot is an empty string: give its text, or drop it")
+        check_literal(self.text, f"the pivot text {_show(self.text)}")
 
     def fsm(self) -> Any:
         return _pattern_fsm(_literal(self.text))
@@ -157,6 +178,7 @@ class Choice(Format):
             raise EmptyFormatError("a choice needs at least one option, e.g. `choice:yes|no`")
         if any(not isinstance(o, str) or not o for o in self.options):
             raise EmptyFormatError(f"choice options must be non-empty strings, got {list(self.options)!r}")
+        check_options(self.options, "the choice")
 
     def fsm(self) -> Any:
         return _pattern_fsm("|".join(_literal(o) for o in self.options))
@@ -272,6 +294,8 @@ class JsonObject(Format):
         keys = [k for k, _ in frozen]
         if any(not isinstance(k, str) or not k for k in keys):
             raise EmptyFormatError(f"JSON keys must be non-empty strings, got {keys!r}")
+        for key in keys:
+            check_literal(key, f"the JSON key {_show(key)}")
         if len(set(keys)) != len(keys):
             raise FormatSpecError(f"JSON keys must be distinct, got {keys!r}")
         for key, spec in frozen:
@@ -293,6 +317,12 @@ class JsonObject(Format):
 
 
 # --------------------------------------------------------------------------- compilation
+def check_format(fmt: Format, spec: str | None = None) -> None:
+    """Refuse a format whose automaton would be too large, without building it (`limits.estimate_regex` on its
+    Python regex: it sees a regex after free text too, as in `pivot:<free><re:x[xy]{24}>`). `spec` names it."""
+    estimate_regex(fmt.python_regex(), f"the format {_show(spec or fmt.key)}")
+
+
 @functools.lru_cache(maxsize=64)
 def _compile_cached(fmt: Format) -> CharAutomaton:
     fsm = fmt.fsm().reduce()
@@ -308,16 +338,29 @@ def _compile_cached(fmt: Format) -> CharAutomaton:
 
 
 def compile_format(fmt: Format | str) -> CharAutomaton:
-    """The trimmed character-level DFA of a format (cached). Raises a `FormatSpecError` for a bad format."""
+    """The trimmed character-level DFA of a format (cached). Raises a `FormatSpecError` for a bad format.
+
+    In-process and unbounded in time: for trusted formats (tests, the CLI, evaluations). The service compiles
+    through `decoding.decog.bounded`, which runs this in a child process under a deadline.
+    """
     return _compile_cached(parse_format(fmt) if isinstance(fmt, str) else fmt)
 
 
 # --------------------------------------------------------------------------- string syntax
 def parse_format(spec: str | Format) -> Format:
-    """Parse the string syntax of the module docstring (`regex:`, `choice:`, `json:`, `pivot:`)."""
+    """Parse the string syntax of the module docstring (`regex:`, `choice:`, `json:`, `pivot:`), within the static
+    limits of `limits.py` (a `FormatTooLargeError` past one). Linear in the spec's length; builds no automaton."""
     if isinstance(spec, Format):
         return spec
-    if not isinstance(spec, str) or not spec.strip():
+    if not isinstance(spec, str):
+        raise EmptyFormatError("the format is empty: use e.g. `pivot:<free>The answer is <int>` or `choice:yes|no`")
+    return _parse_spec(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_spec(spec: str) -> Format:
+    """`parse_format` of a string, cached: clients repeat their formats (a refusal is not cached here)."""
+    if not spec.strip():
         raise EmptyFormatError("the format is empty: use e.g. `pivot:<free>The answer is <int>` or `choice:yes|no`")
     kind, sep, body = spec.partition(":")
     kind = kind.strip().lower()
@@ -328,7 +371,11 @@ def parse_format(spec: str | Format) -> Format:
         )
     if not body:
         raise EmptyFormatError(f"the {kind}: format has no body: write it after `{kind}:`")
-    return _PARSERS[kind](body)
+    if kind != "json":  # a json: body is first read for what makes it big (properties, enums), then measured
+        check_spec_size(spec)
+    fmt = _PARSERS[kind](body)
+    check_format(fmt, spec)
+    return fmt
 
 
 def _parse_regex(body: str) -> Format:
@@ -340,14 +387,22 @@ def _parse_choice(body: str) -> Format:
 
 
 def _parse_json(body: str) -> Format:
+    if len(body) > 256 * MAX_SPEC_CHARS:  # 4 MiB, four times the service's body limit: not even worth reading
+        check_spec_size(body, "the json: format")
     try:
-        obj = json.loads(body)
+        obj = json.loads(body)  # C, linear; nesting past Python's recursion limit is a RecursionError
     except json.JSONDecodeError as e:
         raise FormatSpecError(
             f'json: format body is not valid JSON ({e.msg}): write e.g. {{"answer": "string"}}'
         ) from e
+    except RecursionError as e:
+        raise FormatTooLargeError(
+            'the json: format nests too deeply: it is a flat object of key -> type, e.g. {"answer": "string"}'
+        ) from e
     if not isinstance(obj, dict):
         raise FormatSpecError('json: format body must be an object of key -> value type, e.g. {"answer": "string"}')
+    check_json_schema(obj)
+    check_spec_size(body, "the json: format")
     return JsonObject(tuple(obj.items()))
 
 
@@ -456,8 +511,30 @@ def _escape_control(ch: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _check_pattern(pattern: str, what: str | None = None) -> None:
+    """Validate a regex without building its automaton: the size limits, Python's parser and interegular's."""
+    import interegular
+
+    check_regex(pattern, what)
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise InvalidRegexError(f"invalid regex {pattern!r}: {e}") from e
+    try:
+        lookaround = interegular.parse_pattern(pattern).prefix_postfix != (0, 0)
+    except Exception as e:  # interegular raises Unsupported, InvalidSyntax and assorted internal errors
+        raise InvalidRegexError(
+            f"regex {pattern!r} cannot become a finite automaton ({type(e).__name__}: {e}): "
+            "avoid anchors (^ $), \\b, back-references and look-arounds"
+        ) from e
+    if lookaround:
+        raise InvalidRegexError(f"regex {pattern!r} uses a look-around: rewrite it without (?=, (?!, (?<= or (?<!")
+
+
+@functools.lru_cache(maxsize=256)
 def _pattern_fsm(pattern: str) -> Any:
-    """Parse a regex with interegular; any failure becomes an InvalidRegexError naming the pattern."""
+    """Parse a regex with interegular and build its FSM (the costly step: `_check_pattern` vets it first); any
+    failure becomes an InvalidRegexError naming the pattern."""
     import interegular
 
     try:
@@ -469,7 +546,7 @@ def _pattern_fsm(pattern: str) -> Any:
         if parsed.prefix_postfix != (0, 0):
             raise InvalidRegexError(f"regex {pattern!r} uses a look-around: rewrite it without (?=, (?!, (?<= or (?<!")
         return parsed.to_fsm()
-    except InvalidRegexError:
+    except (InvalidRegexError, MemoryError, RecursionError):  # out of memory is the compile budget's verdict
         raise
     except Exception as e:  # interegular raises Unsupported, InvalidSyntax and assorted internal errors
         raise InvalidRegexError(
@@ -496,6 +573,11 @@ def _any_fsm(min_chars: int, max_chars: int | None) -> Any:
     return FSM(alphabet=alphabet, states=set(range(n)), initial=0, finals=set(range(min_chars, n)), map=transitions)
 
 
+def _show(text: str, width: int = 60) -> str:
+    """`text` quoted for a message, cut to `width` characters (a spec may be 16 kB)."""
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
+
+
 def _concat(*fsms: Any) -> Any:
     first, *rest = fsms
     return first.concatenate(*rest) if rest else first
@@ -517,11 +599,12 @@ def _json_value_pattern(key: str, spec: Any) -> str:
     elif isinstance(spec, tuple) and spec and all(isinstance(x, tuple) and len(x) == 2 for x in spec):
         as_dict = dict(spec)
         if set(as_dict) == {"pattern"} and isinstance(as_dict["pattern"], str):
-            _pattern_fsm(as_dict["pattern"])
+            _check_pattern(as_dict["pattern"], f"the pattern of JSON key {_show(key)} ({_show(as_dict['pattern'])})")
             return '"(?:' + as_dict["pattern"] + ')"'
         if set(as_dict) == {"enum"} and isinstance(as_dict["enum"], tuple):
             return _json_value_pattern(key, as_dict["enum"])
     elif isinstance(spec, tuple) and spec and all(isinstance(x, str) for x in spec):
+        check_options(spec, f"the enum of JSON key {_show(key)}")
         return "(?:" + "|".join(_literal(json.dumps(x, ensure_ascii=False)) for x in spec) + ")"
     raise FormatSpecError(
         f"JSON value spec for {key!r} is {spec!r}: use one of {sorted(_JSON_VALUE_PATTERNS)}, "

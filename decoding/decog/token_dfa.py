@@ -24,12 +24,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from decoding.decog.automaton import ByteAutomaton
+from decoding.decog.automaton import ByteAutomaton, CharAutomaton
 from decoding.decog.errors import FormatBudgetError, FormatTooLargeError, UnsatisfiableFormatError
 from decoding.decog.formats import Format, compile_format, parse_format
 from decoding.decog.vocab import TokenVocabulary
@@ -294,15 +295,26 @@ _DFA_CACHE: OrderedDict[tuple[str, str, int], TokenDFA] = OrderedDict()
 _DFA_CACHE_SIZE = 16
 
 
-def compile_token_dfa(fmt: Format | str, vocab: TokenVocabulary, *, max_states: int = DEFAULT_MAX_STATES) -> TokenDFA:
-    """Format (object or spec string) -> token DFA over `vocab`, LRU-cached by (format, vocabulary)."""
+def compile_token_dfa(
+    fmt: Format | str,
+    vocab: TokenVocabulary,
+    *,
+    max_states: int = DEFAULT_MAX_STATES,
+    compile_chars: Callable[[Format], CharAutomaton] | None = None,
+) -> TokenDFA:
+    """Format (object or spec string) -> token DFA over `vocab`, LRU-cached by (format, vocabulary).
+
+    `compile_chars` builds the character automaton on a cache miss: by default `compile_format`, in this process
+    (trusted formats); the service passes the deadline-bound child of `bounded.py`.
+    """
     fmt = parse_format(fmt)
     cache_key = (fmt.key, vocab.fingerprint, max_states)
     with _LOCK:
         if cache_key in _DFA_CACHE:
             _DFA_CACHE.move_to_end(cache_key)
             return _DFA_CACHE[cache_key]
-    dfa = build_token_dfa(_byte_automaton(fmt), vocab, max_states=max_states, key=fmt.key)
+    automaton = _byte_automaton(fmt) if compile_chars is None else compile_chars(fmt).to_bytes()
+    dfa = build_token_dfa(automaton, vocab, max_states=max_states, key=fmt.key)
     with _LOCK:
         dfa = _DFA_CACHE.setdefault(cache_key, dfa)  # another thread may have built it meanwhile: keep one
         _DFA_CACHE.move_to_end(cache_key)
