@@ -12,7 +12,11 @@ Defences, each independent of the others:
 3. An authorizer allows only SELECT, reads, function calls (minus the dangerous ones) and recursive
    CTEs; SQLite asks it for every table, column and function of the compiled statement.
 4. A progress handler interrupts the query when its deadline passes (default 5 s); fetching stops at a
-   row cap and a byte budget, and the result says it was truncated.
+   row cap and a byte budget, and the result says it was truncated and why. The budget holds row by row:
+   rows are fetched one at a time and each is counted at once, so the rows held never pass it. One row
+   is bounded too: the statement's result columns are counted before it runs (from its `EXPLAIN`
+   program, which compiles but runs nothing), more than `max_columns` is refused, and the value cap of
+   this query is lowered to `budget // columns`, so no single row SQLite builds can outgrow the budget.
 5. Time is bounded even inside one long SQLite operation: the built-ins that can spin inside a single
    call (`instr`, `replace`, `printf`/`format`) are replaced by bounded versions, and the query runs in
    a worker thread the caller stops waiting for at the deadline plus a short grace (the stuck
@@ -30,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import sys
 import threading
 import time
 import urllib.parse
@@ -111,21 +116,34 @@ class SafeExecConfig:
 
     timeout_s: float = 5.0  # wall-clock budget for running and fetching
     max_rows: int = 10_000  # rows returned; more are cut and `truncated` is set
-    max_result_bytes: int = 32 * 1024 * 1024  # approximate size of the rows returned
+    max_result_bytes: int = 32 * 1024 * 1024  # Python memory of the rows returned (`_row_bytes`); more are cut
+    max_columns: int = 256  # result columns; a wider query is refused (a row is at most columns x value cap)
     max_sql_chars: int = 20_000  # longer text is refused before parsing
-    max_value_bytes: int = 1_000_000  # SQLITE_LIMIT_LENGTH: largest string/blob/row SQLite may build
+    max_value_bytes: int = 1_000_000  # SQLITE_LIMIT_LENGTH: largest string/blob SQLite may build (see `value_cap`)
     max_like_pattern: int = 1_000  # SQLITE_LIMIT_LIKE_PATTERN_LENGTH
     progress_every: int = 1_000  # VM instructions between deadline checks
+
+    def value_cap(self, columns: int) -> int:
+        """The value cap of a query with `columns` result columns: `columns` values of this size fit the budget.
+
+        A row is built whole, by SQLite and then by Python, before it can be counted; bounding each of its
+        values by `budget // columns` bounds the row by the budget. Narrow queries keep `max_value_bytes`.
+
+        >>> SafeExecConfig().value_cap(3), SafeExecConfig().value_cap(256)
+        (1000000, 131072)
+        """
+        return max(1, min(self.max_value_bytes, self.max_result_bytes // max(columns, 1)))
 
 
 @dataclass(frozen=True)
 class QueryResult:
-    """What a query returned: column names, rows (at most the cap), whether rows were cut, and time."""
+    """What a query returned: column names, rows (at most the caps), whether rows were cut and why, and time."""
 
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
     truncated: bool = False
     elapsed_s: float = 0.0
+    truncated_reason: str = ""  # e.g. "the row cap of 10000 rows"; empty when nothing was cut
 
 
 def _decode_text(data: bytes) -> str:
@@ -409,35 +427,42 @@ class SafeDatabase:
                 raise self._translate(err, guard.timed_out, guard.denied, overrides.last_error, sql, timeout) from err
         if "error" in box:
             raise box["error"]
-        columns, rows, truncated = box["result"]
-        return QueryResult(columns=columns, rows=rows, truncated=truncated, elapsed_s=time.monotonic() - started)
+        columns, rows, reason = box["result"]
+        return QueryResult(
+            columns=columns,
+            rows=rows,
+            truncated=bool(reason),
+            elapsed_s=time.monotonic() - started,
+            truncated_reason=reason,
+        )
 
-    def _run(
-        self, conn: sqlite3.Connection, text: str, cap: int
-    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], bool]:
+    def _run(self, conn: sqlite3.Connection, text: str, cap: int) -> tuple[tuple[str, ...], list[tuple[Any, ...]], str]:
+        """Run `text` under a value cap fitted to its width; fetch within the caps. Returns (columns, rows, reason)."""
+        cfg = self.config
+        width = _result_width(conn, text)
+        _check_width(width, cfg.max_columns, text)
+        # The wider the result, the shorter a value may be; restored after, so the next query starts from the config.
+        value_cap = cfg.value_cap(width or cfg.max_columns)
+        _set_value_cap(conn, value_cap)
         cursor = conn.cursor()
-        rows: list[tuple[Any, ...]] = []
-        truncated = False
         try:
-            cursor.execute(text)
+            cursor.execute(text)  # runs up to the first row
             columns = tuple(d[0] for d in cursor.description or ())
-            budget = self.config.max_result_bytes
-            while len(rows) <= cap:
-                chunk = cursor.fetchmany(min(1000, cap + 1 - len(rows)))
-                if not chunk:
-                    break
-                for row in chunk:
-                    budget -= _row_bytes(row)
-                rows.extend(chunk)
-                if budget < 0:
-                    truncated = True
-                    break
-            if len(rows) > cap:
-                rows = rows[:cap]
-                truncated = True
+            _check_width(len(columns), cfg.max_columns, text)  # in case EXPLAIN's count missed (an unusual build)
+            rows, reason = _fetch_within(cursor, cap, cfg.max_result_bytes)
+        except sqlite3.DataError as err:
+            if "too big" not in str(err):
+                raise
+            raise SQLExecutionError(
+                f"a value is longer than {value_cap} bytes, the most a result of {width or cfg.max_columns} "
+                f"columns may hold ({cfg.max_result_bytes} bytes shared by the columns, at most {cfg.max_value_bytes} "
+                "each): select fewer or shorter values",
+                text,
+            ) from err
         finally:
             cursor.close()
-        return columns, rows, truncated
+            _set_value_cap(conn, cfg.max_value_bytes)
+        return columns, rows, reason
 
     @staticmethod
     def _translate(
@@ -454,8 +479,49 @@ class SafeDatabase:
         return SQLExecutionError(f"SQLite error: {err}", sql)
 
 
+def _check_width(width: int, limit: int, sql: str) -> None:
+    if width > limit:
+        raise SQLExecutionError(
+            f"the query returns {width} columns; the limit is {limit}: select only the ones you need", sql
+        )
+
+
+def _result_width(conn: sqlite3.Connection, text: str) -> int:
+    """How many columns `text` returns, read from its compiled program without running it.
+
+    `EXPLAIN` compiles the statement (the authorizer and every limit apply) and lists its VM program; the
+    `ResultRow` instruction's p2 is the row's width. 0 when no ResultRow shows (the caller assumes the widest).
+    """
+    program = conn.execute(f"EXPLAIN {text}\n").fetchall()  # (addr, opcode, p1, p2, p3, p4, p5, comment)
+    return max((int(op[3]) for op in program if op[1] == "ResultRow"), default=0)
+
+
+def _set_value_cap(conn: sqlite3.Connection, limit: int) -> None:
+    if hasattr(conn, "setlimit"):  # Python >= 3.11
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit)
+
+
+def _fetch_within(cursor: sqlite3.Cursor, cap: int, budget: int) -> tuple[list[tuple[Any, ...]], str]:
+    """Fetch at most `cap` rows whose `_row_bytes` sum to at most `budget`; say why when rows were left.
+
+    One row at a time, counted at once: the memory held is the rows kept plus one row, never a batch
+    of rows past the budget. A row that would pass the budget is dropped, not kept.
+    """
+    rows: list[tuple[Any, ...]] = []
+    used = 0
+    while (row := cursor.fetchone()) is not None:
+        if len(rows) == cap:
+            return rows, f"the row cap of {cap} rows"
+        used += _row_bytes(row)
+        if used > budget:
+            return rows, f"the result budget of {budget} bytes"
+        rows.append(row)
+    return rows, ""
+
+
 def _row_bytes(row: Sequence[Any]) -> int:
-    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row) + 16
+    """Python memory of one fetched row: the tuple and its values (shared small ints counted too: an upper bound)."""
+    return sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row)
 
 
 def execute_sql(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,74 @@ def test_safe_overrides_agree_with_sqlite(tmp_path: Path, expr: str) -> None:
     path = make_toy_db(tmp_path / "toy.sqlite")
     reference = sqlite3.connect(":memory:").execute(f"SELECT {expr}").fetchall()
     assert execute_sql(path, f"SELECT {expr}").rows == reference
+
+
+ZEROBLOB_ATTACK = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 300) "
+    "SELECT zeroblob(999999), zeroblob(999999), zeroblob(999999) FROM c"
+)
+
+
+def test_the_result_budget_holds_row_by_row(tmp_path: Path) -> None:
+    """300 rows of 3 MB (900 MB) once came back whole: the budget was checked per batch and per value."""
+    path = make_toy_db(tmp_path / "toy.sqlite")
+    budget = SafeExecConfig().max_result_bytes
+    tracemalloc.start()
+    try:
+        result = execute_sql(path, ZEROBLOB_ATTACK)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    returned = sum(safe_exec._row_bytes(row) for row in result.rows)
+    assert result.truncated and result.truncated_reason == f"the result budget of {budget} bytes"
+    assert 0 < len(result.rows) < 300 and returned <= budget
+    assert returned > budget - 4_000_000  # filled up to the last row that fit (each row is ~3 MB)
+    # held: the rows kept, plus one row in flight (at most the budget by the value cap, here 3 MB)
+    assert peak < budget + 8_000_000, f"peak {peak / 1e6:.1f} MB for a {budget / 1e6:.1f} MB budget"
+
+
+def test_a_small_budget_cuts_early_and_says_why(tmp_path: Path) -> None:
+    path = make_toy_db(tmp_path / "toy.sqlite", big_rows=500)
+    config = SafeExecConfig(max_result_bytes=10_000)
+    result = execute_sql(path, "SELECT x, s FROM big", config=config)
+    assert result.truncated and "result budget of 10000 bytes" in result.truncated_reason
+    assert (
+        sum(safe_exec._row_bytes(r) for r in result.rows)
+        <= 10_000
+        < sum(safe_exec._row_bytes(r) for r in execute_sql(path, "SELECT x, s FROM big").rows)
+    )
+    capped = execute_sql(path, "SELECT x FROM big", max_rows=10)
+    assert capped.truncated_reason == "the row cap of 10 rows"
+    assert execute_sql(path, "SELECT x FROM big").truncated_reason == ""
+
+
+def test_too_many_columns_are_refused_before_running(tmp_path: Path) -> None:
+    path = make_toy_db(tmp_path / "toy.sqlite")
+    wide = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(300))
+    with pytest.raises(SQLExecutionError, match="returns 300 columns; the limit is 256"):
+        execute_sql(path, wide)
+    at_limit = execute_sql(path, "SELECT " + ", ".join(f"{i}" for i in range(256)))
+    assert len(at_limit.columns) == 256 and at_limit.rows[0][255] == 255
+    union = "SELECT * FROM singer UNION ALL SELECT * FROM singer"  # the width comes from the compiled program
+    assert len(execute_sql(path, union).columns) == len(execute_sql(path, "SELECT * FROM singer").columns)
+
+
+def test_a_wide_row_of_long_values_cannot_outgrow_the_budget(tmp_path: Path) -> None:
+    """A row is built whole before it can be counted: columns x value cap must fit the budget."""
+    path = make_toy_db(tmp_path / "toy.sqlite")
+    wide = "SELECT " + ", ".join(["zeroblob(999999)"] * 200)  # 200 MB in one row under the plain value cap
+    tracemalloc.start()
+    try:
+        with pytest.raises(SQLExecutionError, match="longer than 167772 bytes, the most a result of 200 columns"):
+            execute_sql(path, wide)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000
+    assert SafeExecConfig().value_cap(200) * 200 <= SafeExecConfig().max_result_bytes
+    narrow = execute_sql(path, "SELECT length(zeroblob(999999))")  # a narrow query keeps the full value cap
+    assert narrow.rows == [(999999,)]
+    with SafeDatabase(path) as database:  # the cap of a wide query does not stick to the connection
+        with pytest.raises(SQLExecutionError):
+            database.execute(wide)
+        assert len(database.execute("SELECT zeroblob(999999)").rows[0][0]) == 999999
