@@ -2,36 +2,147 @@
 
 Streaming goes through LangGraph's custom stream (`stream_mode="custom"`): the node writes
 `{"delta": text}` events as tokens arrive, and the final state carries the whole answer and usage.
-`messages` accumulates (the answer is appended), so with a checkpointer and a `thread_id` the graph
-keeps a conversation: each call sends only the new messages.
+`messages` is a thread (`app.threads.ThreadMessages`): with a checkpointer and a `thread_id` the graph
+keeps a conversation, each call sends only the new messages, and a turn is stored only once answered.
+
+What reaches the model is the conversation fitted to its context window (`fit_history`): the system
+messages and the newest turns that fit; `details["history_dropped_turns"]` says how many were left out.
 """
 
 from __future__ import annotations
 
-import operator
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, TypedDict
 
+from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
+from app.threads import ThreadMessages, commit, split_turns
 from decoding import ChatModel, GenerationParams
 
-__all__ = ["ChatState", "build_chat_graph", "params_to_state", "stream_answer"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "FALLBACK_CONTEXT_TOKENS",
+    "ChatState",
+    "FittedHistory",
+    "answer_in_context",
+    "build_chat_graph",
+    "fit_history",
+    "params_to_state",
+    "prompt_tokens",
+    "stream_answer",
+]
+
+# Token counts without the model's tokenizer (an HTTP backend): about 4 characters a token for English text
+# under the BPE vocabularies of current chat models (OpenAI's rule of thumb), plus the chat template's role
+# markers around each message. Code and other scripts run denser, so the estimate keeps a wider margin.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+# Room left besides the answer's max_tokens: the generation prompt and rounding when the count is exact,
+# plus an eighth of the window when it is an estimate.
+MARGIN_TOKENS = 32
+# The context window assumed for a backend that does not say its own (`context_length`): an
+# OpenAI-compatible server's model is unknown here, and 8k tokens is what most current ones take at least.
+FALLBACK_CONTEXT_TOKENS = 8192
 
 
 class ChatState(TypedDict, total=False):
-    messages: Annotated[list[dict[str, str]], operator.add]  # history; nodes append
-    params: dict[str, Any]  # GenerationParams as plain data, so a checkpointer can store it
+    messages: Annotated[list[dict[str, str]], ThreadMessages()]  # history + this run's messages; answers commit
+    params: Annotated[dict[str, Any], UntrackedValue(dict)]  # GenerationParams as plain data; per run, not stored
     answer: str
     finish_reason: str
     usage: dict[str, int]
+    details: dict[str, Any]
 
 
 def params_to_state(params: GenerationParams) -> dict[str, Any]:
     data = asdict(params)
     data.pop("logits_processors")
     return data
+
+
+@dataclass(frozen=True)
+class FittedHistory:
+    """The messages to send and how many of the conversation's turns were left out to fit them."""
+
+    messages: list[dict[str, Any]]
+    dropped_turns: int = 0
+
+
+def _exact_counter(model: ChatModel) -> Callable[[Sequence[Mapping[str, Any]]], int] | None:
+    """The model's own count of a prompt (chat template included), when its backend exposes one."""
+    encode = getattr(model, "encode_chat", None)  # the in-process backends (llama.cpp, transformers)
+    return (lambda messages: len(encode(messages))) if callable(encode) else None
+
+
+def prompt_tokens(model: ChatModel, messages: Sequence[Mapping[str, Any]]) -> int:
+    """Prompt tokens of `messages` for `model`: exact with its chat template when the backend has one, else
+    its `tokenize` per message, else `CHARS_PER_TOKEN` characters a token; plus `TOKENS_PER_MESSAGE` each.
+
+    >>> class Remote: name = "remote"
+    >>> prompt_tokens(Remote(), [{"role": "user", "content": "x" * 40}])
+    14
+    """
+    exact = _exact_counter(model)
+    if exact is not None:
+        return exact(messages)
+    tokenize = getattr(model, "tokenize", None)
+
+    def count(text: str) -> int:
+        return len(tokenize(text)) if callable(tokenize) else -(-len(text) // CHARS_PER_TOKEN)
+
+    return sum(count(str(m.get("content") or "")) + TOKENS_PER_MESSAGE for m in messages)
+
+
+def _prompt_budget(model: ChatModel, max_tokens: int) -> int:
+    context = int(getattr(model, "context_length", 0) or FALLBACK_CONTEXT_TOKENS)
+    margin = MARGIN_TOKENS if _exact_counter(model) is not None else MARGIN_TOKENS + context // 8
+    return context - max_tokens - margin
+
+
+def _most_that_fit(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in [1, n] with `fits(k)`, for a `fits` true up to some k and false after; 1 when none fits.
+
+    Galloping from 1, then bisecting: the prompts counted stay near the size of what is kept, not of the
+    whole thread.
+    """
+    good, step = 1, 1
+    while good < n:
+        probe = min(n, good + step)
+        if not fits(probe):
+            break
+        good, step = probe, step * 2
+    else:
+        return good
+    bad = probe
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return good
+
+
+def fit_history(model: ChatModel, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> FittedHistory:
+    """The conversation as it fits `model`'s context with room for `max_tokens`: the leading system messages
+    and the newest turns that fit. The newest turn always goes (when it alone is too long, the model says so).
+
+    >>> class Small: name, context_length = "small", 120
+    >>> turns = [{"role": r, "content": "word " * 40} for r in ("user", "assistant", "user")]
+    >>> fitted = fit_history(Small(), turns, max_tokens=16)
+    >>> len(fitted.messages), fitted.dropped_turns
+    (1, 1)
+    """
+    system, turns = split_turns(messages)
+    if len(turns) <= 1:
+        return FittedHistory([dict(m) for m in messages])
+    budget = _prompt_budget(model, max_tokens)
+
+    def with_newest(k: int) -> list[dict[str, Any]]:
+        return system + [m for turn in turns[len(turns) - k :] for m in turn]
+
+    kept = _most_that_fit(len(turns), lambda k: prompt_tokens(model, with_newest(k)) <= budget)
+    return FittedHistory(with_newest(kept), len(turns) - kept)
 
 
 def stream_answer(
@@ -52,6 +163,21 @@ def stream_answer(
     return "".join(parts), finish, usage
 
 
+def answer_in_context(model: ChatModel, state: Mapping[str, Any]) -> dict[str, Any]:
+    """Fit the conversation, stream the answer, and commit the turn: the chat node of both graphs."""
+    params = GenerationParams(**state.get("params", {}))
+    conversation = state.get("messages", [])
+    fitted = fit_history(model, conversation, params.max_tokens)
+    answer, finish, usage = stream_answer(model, fitted.messages, params)
+    return {
+        "messages": commit(conversation, [{"role": "assistant", "content": answer}]),
+        "answer": answer,
+        "finish_reason": finish,
+        "usage": usage,
+        "details": {"history_dropped_turns": fitted.dropped_turns},
+    }
+
+
 def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     """Compile the chat graph for `model` (with a checkpointer, invoke it with a `thread_id`).
 
@@ -59,14 +185,8 @@ def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     >>> graph.invoke({"messages": [{"role": "user", "content": "Hi"}], "params": {}})["answer"]  # doctest: +SKIP
     """
 
-    def generate(state: ChatState) -> ChatState:
-        answer, finish, usage = stream_answer(model, state["messages"], GenerationParams(**state.get("params", {})))
-        return {
-            "messages": [{"role": "assistant", "content": answer}],
-            "answer": answer,
-            "finish_reason": finish,
-            "usage": usage,
-        }
+    def generate(state: ChatState) -> dict[str, Any]:
+        return answer_in_context(model, state)
 
     graph = StateGraph(ChatState)
     graph.add_node("generate", generate)

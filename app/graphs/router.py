@@ -8,8 +8,11 @@ through LangGraph's custom stream: `{"delta": text}` for the final answer's toke
 `{"progress": {"stage": ..., ...}}` for the steps before it. Every route ends with the same keys:
 `answer`, `finish_reason`, `usage` (LLM tokens of the whole request), `savings` (what the pruning
 stages saved: context tokens removed, agent calls avoided, SQL repair calls) and `details` (route
-specific: citations, the SQL and its rows, the agent team). `messages` accumulates, so with a
-checkpointer and a `thread_id` every route keeps the conversation.
+specific: citations, the SQL and its rows, the agent team). `messages` is a thread
+(`app.threads.ThreadMessages`): with a checkpointer and a `thread_id` every route keeps the conversation, and
+a turn is stored only when its route answers (a failed run leaves the thread as it was). Only the chat route
+sends the history to the model, fitted to its context (`details["history_dropped_turns"]`); the others answer
+the last user message.
 
 The heavy parts (vector store, context pruner, NL2SQL agent, agent pruners, encoder) load on first
 use through `RouterResources`, so a service that only chats never loads them.
@@ -17,18 +20,19 @@ use through `RouterResources`, so a service that only chats never loads them.
 
 from __future__ import annotations
 
-import operator
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
+from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from app.databases import DatabaseRegistry
 from app.graphs.auto import AutoRouter
-from app.graphs.chat import stream_answer
-from decoding import ChatModel, GenerationParams, InvalidRequestError
+from app.graphs.chat import answer_in_context
+from app.threads import ThreadMessages, commit
+from decoding import ChatModel, InvalidRequestError
 
 __all__ = ["MODEL_ROUTES", "ROUTES", "RouterResources", "RouterState", "build_router_graph"]
 
@@ -43,12 +47,13 @@ MODEL_ROUTES = {
 
 
 class RouterState(TypedDict, total=False):
-    messages: Annotated[list[dict[str, str]], operator.add]  # history; the answer is appended
-    params: dict[str, Any]  # GenerationParams as plain data (checkpointable)
-    route: str  # requested route (a MODEL_ROUTES value); after `route`, the one taken
-    collection: str | None  # rag
-    database: str | None  # sql: a name on the allow-list
-    domain: str | None  # agents: math | general | code
+    messages: Annotated[list[dict[str, str]], ThreadMessages()]  # history + this run's messages; answers commit
+    # The request's settings live for one run (UntrackedValue): a thread stores only its answered turns.
+    params: Annotated[dict[str, Any], UntrackedValue(dict)]  # GenerationParams as plain data
+    route: Annotated[str, UntrackedValue(str)]  # requested route (a MODEL_ROUTES value); after `route`, the one taken
+    collection: Annotated[str | None, UntrackedValue(object)]  # rag
+    database: Annotated[str | None, UntrackedValue(object)]  # sql: a name on the allow-list
+    domain: Annotated[str | None, UntrackedValue(object)]  # agents: math | general | code
     answer: str
     finish_reason: str
     usage: dict[str, int]
@@ -68,6 +73,7 @@ class RouterResources:
     sql_demos: Any = None  # a Spider folder with train_spider_slim.json: demonstrations for the SQL agent
     default_collection: str = "default"
     embed: Any = None  # texts -> normalised vectors; default: the shared MiniLM encoder
+    code_execution: str = "off"  # agents: "sandbox" runs their tests and programs in bubblewrap (see settings)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # guards `_key_locks`
     _key_locks: dict[str, threading.RLock] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -161,9 +167,17 @@ def _last_user_text(messages: list[dict[str, str]]) -> str:
     raise InvalidRequestError("the conversation has no user message to answer")
 
 
-def _finish(answer: str, finish: str, usage: dict[str, int], savings: dict[str, int], details: dict[str, Any]) -> dict:
+def _finish(
+    state: RouterState,
+    answer: str,
+    finish: str,
+    usage: dict[str, int],
+    savings: dict[str, int],
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """A route's final write; the thread stores the turn now, question and answer together."""
     return {
-        "messages": [{"role": "assistant", "content": answer}],
+        "messages": commit(state.get("messages", []), [{"role": "assistant", "content": answer}]),
         "answer": answer,
         "finish_reason": finish,
         "usage": usage,
@@ -198,8 +212,7 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
         return {"route": chosen}
 
     def chat(state: RouterState) -> dict[str, Any]:
-        answer, finish, usage = stream_answer(model, state["messages"], GenerationParams(**state.get("params", {})))
-        return _finish(answer, finish, usage, {}, {})
+        return {**answer_in_context(model, state), "savings": {}}
 
     def rag(state: RouterState) -> dict[str, Any]:
         write = get_stream_writer()
@@ -216,6 +229,7 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
                 final = payload
         savings = dict(final.get("savings", {}))
         return _finish(
+            state,
             final.get("answer", ""),
             final.get("finish_reason", "stop"),
             final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0}),
@@ -243,7 +257,7 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
             "rows": [list(r) for r in result.rows[:50]],
             "error": result.error,
         }
-        return _finish(answer, "stop", usage, savings, details)
+        return _finish(state, answer, "stop", usage, savings, details)
 
     def agents(state: RouterState) -> dict[str, Any]:
         from app.agents import make_task, solve
@@ -252,7 +266,7 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
         domain = state.get("domain") or "math"
         task = make_task(domain, _last_user_text(state["messages"]))
         write({"progress": {"stage": "agents", "domain": domain}})
-        run = solve(model, task, domain)
+        run = solve(model, task, domain, code_execution=resources.code_execution)
         write({"progress": {"stage": "team", "agents_kept": run["agents_kept"], "agents_total": run["agents_total"]}})
         answer = str(run["answer"])
         write({"delta": answer})
@@ -262,8 +276,14 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
             "agents_kept": run["agents_kept"],
             "agents_total": run["agents_total"],
         }
-        details = {"graph": run["graph"], "turns": run["turns"], "llm_calls": run["llm_calls"]}
-        return _finish(answer, "stop", usage, savings, details)
+        details = {
+            "graph": run["graph"],
+            "turns": run["turns"],
+            "llm_calls": run["llm_calls"],
+            "code_executed": run["code_executed"],
+            "notes": run["notes"],
+        }
+        return _finish(state, answer, "stop", usage, savings, details)
 
     graph = StateGraph(RouterState)
     graph.add_node("route", route)
