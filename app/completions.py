@@ -8,16 +8,20 @@ with `choices: []` and `prunekit.progress`; the finish chunk carries the `prunek
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi import Request, Response
+from fastapi.concurrency import iterate_in_threadpool
 from sse_starlette import EventSourceResponse
 
+from app.admission import ClientGoneError, Ticket, settle, wait_for_disconnect
 from app.errors import error_body, status_of
+from decoding.cancel import CancelToken, cancellable
 
 __all__ = ["completion_body", "stream_completion"]
 
@@ -56,6 +60,8 @@ def _extension(final: dict[str, Any]) -> dict[str, Any]:
 
 
 async def stream_completion(
+    request: Request,
+    ticket: Ticket,
     graph: Any,
     state: dict[str, Any],
     config: dict[str, Any] | None,
@@ -63,7 +69,7 @@ async def stream_completion(
     model_id: str,
     include_usage: bool,
     progress: bool,
-) -> EventSourceResponse:
+) -> Response:
     """OpenAI chunk stream: role first, content deltas, a finish chunk, optional usage, then [DONE].
 
     With `progress`, the graph's progress events come as chunks with `choices: []` and `prunekit.progress`
@@ -72,15 +78,23 @@ async def stream_completion(
     Events are awaited up to the first one the client is sent (a text delta, or a progress event when asked
     for) before the response starts, so a request that fails before then (e.g. a prompt longer than the
     model's context, an agents task the domain cannot take) still gets a proper 4xx, not a broken stream.
+
+    The stream owns `ticket`: the graph runs under its cancel token, a hang-up (before the first event, or
+    mid-stream) cancels it, and the place is given back when the stream ends, however it ends.
     """
+    token = ticket.token
     graph_events = graph.stream(state, config, stream_mode=["custom", "values"])
-    events = iterate_in_threadpool(graph_events)
+    events = iterate_in_threadpool(_UnderToken(token, graph_events))
     buffered: list[Any] = []
-    while (event := await anext(events, None)) is not None:
-        buffered.append(event)
-        mode, payload = event
-        if mode == "custom" and (payload.get("delta") or (progress and "progress" in payload)):
-            break
+    try:
+        await _until_first_event(request, token, events, buffered, progress)
+    except ClientGoneError:
+        ticket.release()
+        return Response(status_code=499)
+    except BaseException:
+        token.cancel("the stream did not start")
+        ticket.release()
+        raise
     created = int(time.time())
 
     def chunk(
@@ -120,9 +134,10 @@ async def stream_completion(
             yield {"data": "[DONE]"}
             return
         finally:
-            # Close the graph's generator too: a client that hangs up must free the model at once.
-            await events.aclose()
-            await run_in_threadpool(graph_events.close)
+            # A client that hangs up cancels this generator: nothing can be awaited any more, but the token stops
+            # the graph's threads at their next step (the model's slot comes free), and the place goes back.
+            token.cancel("the stream ended")
+            ticket.release()
         yield chunk({}, final.get("finish_reason", "stop"), extension=_extension(final))
         if include_usage:
             usage = final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0})
@@ -130,6 +145,50 @@ async def stream_completion(
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(produce(), ping=15)
+
+
+async def _until_first_event(
+    request: Request, token: CancelToken, events: AsyncIterator[Any], buffered: list[Any], progress: bool
+) -> None:
+    """Read graph events into `buffered` up to the first one the client is sent, racing the client's hang-up
+    (RAG, SQL and agent routes work for a while before their first token)."""
+
+    async def fill() -> None:
+        while (event := await anext(events, None)) is not None:
+            buffered.append(event)
+            mode, payload = event
+            if mode == "custom" and (payload.get("delta") or (progress and "progress" in payload)):
+                return
+
+    work = asyncio.ensure_future(fill())
+    gone = asyncio.ensure_future(wait_for_disconnect(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        token.cancel("the server is shutting down")
+        raise
+    finally:
+        gone.cancel()
+    if gone.done() and not gone.cancelled():  # hung up (even if the first event came at the same moment)
+        token.cancel("the client disconnected")
+        await settle(work)
+        raise ClientGoneError
+    work.result()  # a failure before the first event: a proper 4xx/5xx
+
+
+class _UnderToken:
+    """An iterator whose every step runs under the request's cancel token (each step may run in another worker
+    thread, and LangGraph's node threads copy the context of the step that starts them)."""
+
+    def __init__(self, token: CancelToken, iterator: Iterator[Any]) -> None:
+        self._token, self._iterator = token, iterator
+
+    def __iter__(self) -> _UnderToken:
+        return self
+
+    def __next__(self) -> Any:
+        with cancellable(self._token):
+            return next(self._iterator)
 
 
 async def _replay(buffered: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

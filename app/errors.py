@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,9 +11,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from decoding.errors import BackendError, BackendTimeoutError, InvalidRequestError, NotFoundError, PrunekitError
+from decoding.cancel import RequestCancelledError
+from decoding.errors import (
+    BackendError,
+    BackendTimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+    PrunekitError,
+    ServiceBusyError,
+)
+from graph_pruning.errors import SandboxUnavailableError
 
-__all__ = ["ApiError", "error_body", "install_error_handlers"]
+__all__ = ["ApiError", "error_body", "install_error_handlers", "redact_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +31,32 @@ class ApiError(Exception):
     """An error the service answers with a given status and OpenAI error `type`/`code`."""
 
     def __init__(
-        self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code = status, message, type_, code
+        self.headers = headers
+
+
+# An absolute file path of two or more parts (`/home/u/data/x.sqlite`), not part of a URL or a longer word; the
+# service's own API paths (`/v1/...`) are left alone.
+_PATH = re.compile(r"(?<![\w:/.~-])/(?!v1/)[\w.@+~-]+(?:/[\w.@+~-]+)+")
+
+
+def redact_paths(message: str) -> str:
+    """`message` with the server's file paths replaced by their last part: clients never learn the layout.
+
+    >>> redact_paths("file is not a database: /srv/prunekit/data/shop.sqlite")
+    'file is not a database: <path>/shop.sqlite'
+    >>> redact_paths("see GET /v1/models")
+    'see GET /v1/models'
+    """
+    return _PATH.sub(lambda m: "<path>/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
@@ -44,22 +76,29 @@ def describe_validation_error(exc: RequestValidationError) -> str:
 def status_of(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, error type, message) for a known exception, else a 500."""
     if isinstance(exc, ApiError):
-        return exc.status, exc.type, exc.message
+        return exc.status, exc.type, redact_paths(exc.message)
+    if isinstance(exc, RequestCancelledError):  # nginx's "client closed request": nobody reads it
+        return 499, "cancelled", str(exc)
+    if isinstance(exc, ServiceBusyError):
+        return 503, "server_overloaded", redact_paths(str(exc))
+    if isinstance(exc, SandboxUnavailableError):  # the operator's setup, not the request, is what is wrong
+        return 503, "service_unavailable", redact_paths(str(exc))
     if isinstance(exc, NotFoundError):
-        return 404, "not_found", str(exc)
+        return 404, "not_found", redact_paths(str(exc))
     if isinstance(exc, InvalidRequestError):
-        return 400, "invalid_request_error", str(exc)
+        return 400, "invalid_request_error", redact_paths(str(exc))
     if isinstance(exc, BackendTimeoutError):
-        return 504, "backend_timeout", str(exc)
+        return 504, "backend_timeout", redact_paths(str(exc))
     if isinstance(exc, BackendError):
-        return 502, "backend_error", str(exc)
+        return 502, "backend_error", redact_paths(str(exc))
     return 500, "internal_error", "internal error: the server logged the details"
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body(describe_validation_error(exc), "invalid_request_error"), status_code=400)
+        message = redact_paths(describe_validation_error(exc))
+        return JSONResponse(error_body(message, "invalid_request_error"), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -76,4 +115,5 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=status == 500)
         code = exc.code if isinstance(exc, ApiError) else None
-        return JSONResponse(error_body(message, kind, code), status_code=status)
+        headers = exc.headers if isinstance(exc, ApiError) else None
+        return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)

@@ -14,7 +14,7 @@ from typing import Any
 
 from app.errors import error_body
 
-__all__ = ["CatchAll", "RateLimit", "RequestContext"]
+__all__ = ["CatchAll", "HostGuard", "RateLimit", "RequestContext", "key_matches"]
 
 log = logging.getLogger("prunekit.access")
 
@@ -30,8 +30,17 @@ def _bearer(scope: dict[str, Any]) -> str:
     return _header(scope, b"authorization").partition(" ")[2]
 
 
+def key_matches(token: str, keys: Sequence[str]) -> bool:
+    """Whether a bearer token (as the server decoded the header: latin-1) is one of `keys`, compared as bytes in
+    constant time: a token with any byte at all is simply wrong, never an error."""
+    sent = token.encode("latin-1", errors="replace")
+    return any(hmac.compare_digest(sent, key.encode()) for key in keys)
+
+
 def _key_id(token: str) -> str:
-    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:12]  # a hash: keys never reach the logs
+    return (
+        "key:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    )  # a hash: keys never reach the logs
 
 
 def _address(scope: dict[str, Any]) -> str:
@@ -101,7 +110,7 @@ class RateLimit:
 
     def client(self, scope: dict[str, Any]) -> str:
         token = _bearer(scope)
-        if token and any(hmac.compare_digest(token, key) for key in self.api_keys):
+        if token and key_matches(token, self.api_keys):
             return _key_id(token)
         return _address(scope)
 
@@ -178,3 +187,54 @@ class CatchAll:
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": 500, "headers": headers})
             await send({"type": "http.response.body", "body": body})
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+class HostGuard:
+    """Refuse (403) a request whose `Host` is not one of `hosts`, or whose `Origin` is a foreign web page.
+
+    Why: a service on 127.0.0.1 is reachable from every web page the user opens. A page can send it requests
+    (cross-site requests need no permission to be *sent*), and DNS rebinding makes the browser send them with the
+    attacker's host name. So the `Host` header must name this service (`hosts`, `*` for any), and a request that
+    carries an `Origin` (every browser request across sites does) must come from the service's own page or from
+    an origin listed in `origins` (`*` for any). Clients that are not browsers send no `Origin`.
+    """
+
+    def __init__(self, app: Any, hosts: Sequence[str], origins: Sequence[str] = ()) -> None:
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+        self.origins = {o.lower().rstrip("/") for o in origins}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = _header(scope, b"host").lower()
+        origin = _header(scope, b"origin").lower().rstrip("/")
+        problem = ""
+        if "*" not in self.hosts and _hostname(host) not in self.hosts:
+            problem = f"host {host!r} is not served here (PRUNEKIT_ALLOWED_HOSTS)"
+        elif origin and not self._origin_allowed(origin, host):
+            problem = f"requests from the web page {origin!r} are not allowed (PRUNEKIT_ALLOWED_ORIGINS)"
+        if not problem:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(error_body(problem, "permission_error", "forbidden_host")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        if "*" in self.origins or origin in self.origins:
+            return True
+        scheme, _, rest = origin.partition("://")
+        return scheme in ("http", "https") and rest == host  # the service's own page
+
+
+def _hostname(host: str) -> str:
+    """`Host` without its port: `127.0.0.1:8000` -> `127.0.0.1`, `[::1]:8000` -> `::1`."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

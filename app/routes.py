@@ -10,18 +10,19 @@ the settings on `request.app.state` (set up by `app.service.create_app`).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sse_starlette import EventSourceResponse
 
+from app.admission import ClientGoneError, Ticket, run_cancellable
 from app.completions import completion_body, stream_completion
 from app.errors import ApiError
 from app.graphs.chat import params_to_state
 from app.graphs.router import MODEL_ROUTES, RouterResources
+from app.middleware import key_matches
 from app.schemas import THREAD_ID_PATTERN, AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
 from decoding import GenerationParams
 
@@ -37,7 +38,7 @@ def require_key(request: Request) -> str:
         return ""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, k) for k in keys):
+    if scheme.lower() != "bearer" or not key_matches(token, keys):
         raise ApiError(
             401,
             "missing or invalid API key: send 'Authorization: Bearer <key>'",
@@ -49,6 +50,8 @@ def require_key(request: Request) -> str:
 
 @api_router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
+    if request.app.state.settings.api_keys:  # anyone may ask: tell them nothing about the deployment
+        return {"status": "ok"}
     return {"status": "ok", "backend": request.app.state.model.name, "rss_mb": round(_rss_mb(), 1)}
 
 
@@ -63,20 +66,55 @@ async def models() -> dict[str, Any]:
 @api_router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
     request: Request, body: ChatCompletionRequest, owner: str = Depends(require_key)
-) -> dict[str, Any] | EventSourceResponse:
-    served = request.app.state  # what create_app set up: settings, resources, graphs
+) -> dict[str, Any] | Response:
+    served = request.app.state  # what create_app set up: settings, resources, graphs, admission
     route = MODEL_ROUTES.get(body.model)
     if route is None:
         raise ApiError(
             404, f"model {body.model!r} does not exist; GET /v1/models lists the models", code="model_not_found"
         )
+    _refuse_unsupported(body)
     # Cheap checks first, so a bad database or collection is a 4xx even for a stream.
     await run_in_threadpool(_check_route, served.resources, route, body)
+    state = {
+        "messages": [m.as_message() for m in body.messages],
+        "params": params_to_state(_generation_params(body, served.settings.max_tokens_limit)),
+        "route": route,
+        "collection": body.collection,
+        "database": body.database,
+        "domain": body.domain,
+    }
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    graph, config = served.chat_graph, None
+    if body.thread_id is not None:
+        graph, config = served.thread_graph, _thread_config(owner, body.thread_id)
+    ticket = await served.admission.enter(f"chat:{route}")
+    if body.stream:  # the stream owns the ticket from here
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await stream_completion(
+            request, ticket, graph, state, config, completion_id, body.model, include_usage, body.progress
+        )
+    final = await _run_admitted(request, ticket, graph.invoke, state, config)
+    return final if isinstance(final, Response) else completion_body(final, completion_id, body.model)
+
+
+def _refuse_unsupported(body: ChatCompletionRequest) -> None:
+    unsupported = body.unsupported_fields()
+    if unsupported:
+        names = ", ".join(unsupported)
+        raise ApiError(
+            400,
+            f"{names}: not supported by prunekit yet; remove {'it' if len(unsupported) == 1 else 'them'} "
+            "(for a constrained answer, send prunekit's `format` field; see the README)",
+            code="unsupported_parameter",
+        )
+
+
+def _generation_params(body: ChatCompletionRequest, limit: int) -> GenerationParams:
     max_tokens = body.max_completion_tokens or body.max_tokens or 256
-    limit = served.settings.max_tokens_limit
     if max_tokens > limit:
         raise ApiError(400, f"max_tokens must be at most {limit}, got {max_tokens}")
-    params = GenerationParams(
+    return GenerationParams(
         max_tokens=max_tokens,
         temperature=0.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
@@ -87,27 +125,25 @@ async def chat_completions(
         format=body.format,
         format_method=body.format_method,
     )
-    state = {
-        "messages": [m.as_message() for m in body.messages],
-        "params": params_to_state(params),
-        "route": route,
-        "collection": body.collection,
-        "database": body.database,
-        "domain": body.domain,
-    }
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    graph, config = served.chat_graph, None
-    if body.thread_id is not None:
-        graph, config = served.thread_graph, _thread_config(owner, body.thread_id)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await stream_completion(graph, state, config, completion_id, body.model, include_usage, body.progress)
-    final = await run_in_threadpool(graph.invoke, state, config)
-    return completion_body(final, completion_id, body.model)
 
 
-@api_router.post("/v1/sql", dependencies=[Depends(require_key)])
-async def sql(request: Request, body: SqlRequest) -> dict[str, Any]:
+async def _admitted(request: Request, route: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking `fn(*args)` with a place on `route` (or a 503), cancelled if the client hangs up."""
+    ticket = await request.app.state.admission.enter(route)
+    return await _run_admitted(request, ticket, fn, *args)
+
+
+async def _run_admitted(request: Request, ticket: Ticket, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return await run_cancellable(request, ticket, fn, *args)
+    except ClientGoneError:
+        return Response(status_code=499)  # nobody is left to read it; the access log records the hang-up
+    finally:
+        ticket.release()
+
+
+@api_router.post("/v1/sql", dependencies=[Depends(require_key)], response_model=None)
+async def sql(request: Request, body: SqlRequest) -> dict[str, Any] | Response:
     resources: RouterResources = request.app.state.resources
 
     def run() -> dict[str, Any]:
@@ -118,7 +154,7 @@ async def sql(request: Request, body: SqlRequest) -> dict[str, Any]:
         out.update(object="sql.result", database=body.database)
         return out
 
-    return await run_in_threadpool(run)
+    return await _admitted(request, "sql", run)
 
 
 @api_router.get("/v1/sql/databases", dependencies=[Depends(require_key)])
@@ -126,16 +162,21 @@ async def sql_databases(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": request.app.state.resources.databases.names()}
 
 
-@api_router.post("/v1/agents", dependencies=[Depends(require_key)])
-async def agents(request: Request, body: AgentsRequest) -> dict[str, Any]:
+@api_router.post("/v1/agents", dependencies=[Depends(require_key)], response_model=None)
+async def agents(request: Request, body: AgentsRequest) -> dict[str, Any] | Response:
     from app.agents import make_task, solve
 
     task = make_task(body.domain, body.task, body.context, tuple(body.choices))
-    return await run_in_threadpool(solve, request.app.state.model, task, body.domain)
+    model, code_execution = request.app.state.model, request.app.state.settings.code_execution
+
+    def run() -> dict[str, Any]:
+        return solve(model, task, body.domain, code_execution=code_execution)
+
+    return await _admitted(request, "agents", run)
 
 
-@api_router.post("/v1/prune", dependencies=[Depends(require_key)])
-async def prune(body: PruneRequest) -> dict[str, Any]:
+@api_router.post("/v1/prune", dependencies=[Depends(require_key)], response_model=None)
+async def prune(request: Request, body: PruneRequest) -> dict[str, Any] | Response:
     from context_pruner import default_pruner
 
     def run() -> list[list[Any]]:
@@ -152,7 +193,9 @@ async def prune(body: PruneRequest) -> dict[str, Any]:
             for item in body.items
         ]
 
-    results = await run_in_threadpool(run)
+    results = await _admitted(request, "prune", run)
+    if isinstance(results, Response):
+        return results
     before = sum(r.tokens_before for rs in results for r in rs)
     after = sum(r.tokens_after for rs in results for r in rs)
     return {
@@ -173,6 +216,21 @@ async def get_thread(
     if not snapshot.values:
         raise ApiError(404, f"thread {thread_id!r} does not exist", code="thread_not_found")
     return {"id": thread_id, "object": "thread", "messages": snapshot.values.get("messages", [])}
+
+
+@api_router.delete("/v1/threads/{thread_id}")
+async def delete_thread(
+    request: Request,
+    thread_id: Annotated[str, Path(max_length=128, pattern=THREAD_ID_PATTERN)],
+    owner: str = Depends(require_key),
+) -> dict[str, Any]:
+    """Delete a thread and every checkpoint of it, in the caller's key namespace (OpenAI's `thread.deleted`)."""
+    from app.threads import delete_thread as delete_stored_thread
+
+    graph = request.app.state.thread_graph
+    if not await run_in_threadpool(delete_stored_thread, graph, _thread_config(owner, thread_id)):
+        raise ApiError(404, f"thread {thread_id!r} does not exist", code="thread_not_found")
+    return {"id": thread_id, "object": "thread.deleted", "deleted": True}
 
 
 def _thread_config(owner: str, thread_id: str) -> dict[str, Any]:

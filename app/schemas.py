@@ -6,8 +6,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from decoding.types import SEED_MAX, SEED_MIN
+
 __all__ = [
     "THREAD_ID_PATTERN",
+    "UNSUPPORTED_FIELDS",
     "AgentsRequest",
     "ChatCompletionRequest",
     "ChatMessageIn",
@@ -31,6 +34,14 @@ class ChatMessageIn(BaseModel):
     role: Literal["system", "user", "assistant", "developer"]
     content: str | list[TextPart]
     name: str | None = None
+    tool_calls: list[Any] | None = None  # refused when not empty: prunekit has no tool calls yet
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _no_tool_calls(cls, value: list[Any] | None) -> None:
+        if value:
+            raise ValueError("tool calls are not supported by prunekit yet: send plain text messages")
+        return None
 
     def as_message(self) -> dict[str, str]:
         content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -39,14 +50,39 @@ class ChatMessageIn(BaseModel):
         return {"role": role, "content": content}
 
 
+def _set(value: Any) -> bool:
+    return value is not None and value != [] and value != {}
+
+
+# OpenAI chat-completion fields prunekit does not implement yet, each with the test of whether a value asks for
+# something. Such a request is a 400 that names the field: ignored, a client would believe JSON mode (or a tool,
+# or log-probs) is on when it is not. Values that ask for nothing (`logprobs: false`, `tool_choice: "none"`,
+# `response_format: {"type": "text"}`) pass. Harmless fields (`user`, `metadata`, `store`, ...) are ignored.
+UNSUPPORTED_FIELDS: dict[str, Any] = {
+    "response_format": lambda v: _set(v) and not (isinstance(v, dict) and v.get("type") == "text"),
+    "tools": _set,
+    "functions": _set,
+    "tool_choice": lambda v: _set(v) and v not in ("none", "auto"),
+    "function_call": lambda v: _set(v) and v not in ("none", "auto"),
+    "logprobs": lambda v: bool(v),
+    "top_logprobs": lambda v: bool(v),
+    "logit_bias": _set,
+    "audio": _set,
+    "modalities": lambda v: _set(v) and v != ["text"],
+    "prediction": _set,
+    "web_search_options": _set,
+}
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    """POST /v1/chat/completions. Unknown OpenAI fields are ignored; values out of range are a 400."""
+    """POST /v1/chat/completions. Values out of range are a 400; so is an OpenAI field prunekit does not implement
+    (`unsupported_fields`); other unknown fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str
     messages: Annotated[list[ChatMessageIn], Field(min_length=1, max_length=256)]
@@ -55,7 +91,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     n: Literal[1] = 1
@@ -81,6 +117,11 @@ class ChatCompletionRequest(BaseModel):
         if any(not s for s in stops):
             raise ValueError("stop sequences must be non-empty strings")
         return value
+
+    def unsupported_fields(self) -> list[str]:
+        """The OpenAI fields of this request that ask for something prunekit does not do (module doc)."""
+        extra = self.model_extra or {}
+        return [name for name, asks in UNSUPPORTED_FIELDS.items() if name in extra and asks(extra[name])]
 
     def stop_tuple(self) -> tuple[str, ...]:
         if self.stop is None:

@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from app.admission import Admission
 from app.backends import build_chat_model
 from app.errors import install_error_handlers
 from app.graphs.router import MODEL_ROUTES, RouterResources, build_router_graph
 from app.limits import BodySizeLimit
-from app.middleware import CatchAll, RateLimit, RequestContext
+from app.middleware import CatchAll, HostGuard, RateLimit, RequestContext
 from app.routes import api_router
 from app.settings import Settings
 from app.threads import open_checkpointer
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
             store_factory=lambda: _open_store(settings),
             sql_demos=settings.sql_demos,
             default_collection=settings.rag_collection,
+            code_execution=settings.code_execution,
         )
         app.state.resources = resources
         try:
@@ -51,16 +53,23 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
                 log.info("serving %s through backend %s", ", ".join(MODEL_ROUTES), app.state.model.name)
                 yield
         finally:
+            # Requests still running (a stream, a long generation) stop at their next step, so the model can close.
+            app.state.admission.cancel_all("the server is shutting down")
             resources.close()
 
     app = FastAPI(title="prunekit", version="0.1.0", lifespan=lifespan)
-    # Outermost last: every request gets an id and a log line, then the rate limit, then the body limit.
+    # Outermost last: every request gets an id and a log line, then the Host/Origin check, the rate limit, the body
+    # limit.
     app.add_middleware(CatchAll)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute, api_keys=settings.api_keys)
+    app.add_middleware(HostGuard, hosts=settings.host_allow_list(), origins=settings.allowed_origins)
     app.add_middleware(RequestContext)
     app.state.model = model
     app.state.settings = settings
+    app.state.admission = Admission(
+        settings.max_concurrent_requests, settings.max_waiting_requests, settings.queue_timeout_s
+    )
     install_error_handlers(app)
     app.include_router(web_router())  # the chat page at /
     app.include_router(api_router)

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.databases import DatabaseRegistry, parse_database_list
+from app.middleware import LOOPBACK_NAMES
 from decoding.embedded import default_cache_dir
 
 __all__ = ["Settings"]
@@ -36,9 +37,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_keys: Annotated[list[str], NoDecode] = []  # PRUNEKIT_API_KEYS=key1,key2 (empty: no auth)
+    # Who may call: `Host` names (default: the loopback names when bound to one, else any) and web page origins
+    # besides the service's own page (default: none). `*` allows any. See the README's Security section.
+    allowed_hosts: Annotated[list[str], NoDecode] = []  # PRUNEKIT_ALLOWED_HOSTS=api.example.com,localhost
+    allowed_origins: Annotated[list[str], NoDecode] = []  # PRUNEKIT_ALLOWED_ORIGINS=https://app.example.com
+    # Admission control, per route (each chat model, /v1/prune, /v1/sql, /v1/agents): requests running at once,
+    # requests waiting for a place, and how long one may wait; past either, 503 with Retry-After.
+    max_concurrent_requests: int = Field(8, ge=1, le=1024)
+    max_waiting_requests: int = Field(32, ge=0, le=100_000)
+    queue_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     max_body_bytes: int = 1_000_000
     max_tokens_limit: int = 2048  # the largest max_tokens a client may ask for
     rate_limit_per_minute: int = 600  # per API key (or client address); 0 turns it off
+    code_execution: Literal["off", "sandbox"] = "off"  # PRUNEKIT_CODE_EXECUTION: run agents' code (bwrap)
 
     qdrant_url: str | None = None  # PRUNEKIT_QDRANT_URL: a Qdrant server (default: on disk in data_dir/qdrant)
     qdrant_api_key: SecretStr | None = None
@@ -60,7 +71,15 @@ class Settings(BaseSettings):
     def database_registry(self) -> DatabaseRegistry:
         return DatabaseRegistry(parse_database_list(self.sql_databases), self.sql_dir)
 
-    @field_validator("api_keys", mode="before")
+    def host_allow_list(self) -> list[str]:
+        """The `Host` names served: as configured, else the loopback names when bound to loopback, else any."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.host in LOOPBACK_NAMES or self.host.startswith("127."):
+            return [*LOOPBACK_NAMES, self.host]
+        return ["*"]
+
+    @field_validator("api_keys", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

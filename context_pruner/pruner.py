@@ -42,6 +42,7 @@ from context_pruner.errors import (
 from context_pruner.model import WEIGHTS_DIR, PrunerModel, load_pretrained
 from context_pruner.precision import Precision, apply_precision, resolve_precision
 from context_pruner.sentences import Span, join_spans, split_sentences, token_sentence_ids
+from decoding.cancel import check_cancelled
 
 __all__ = ["FIRST_SENTENCE", "ContextPruner", "PrunedContext", "ScoredContext", "default_pruner"]
 
@@ -214,6 +215,7 @@ class ContextPruner:
         scores = np.zeros(len(blocks), dtype=np.float64)
         order = sorted(range(len(blocks)), key=lambda i: len(blocks[i].ids))
         for b in range(0, len(order), batch_size):
+            check_cancelled()  # a service request whose client left stops between batches
             batch = order[b : b + batch_size]
             chosen = [blocks[i] for i in batch]
             ids, mask, types = collate([b.ids for b in chosen], [b.token_types for b in chosen], self._pad)

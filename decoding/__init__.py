@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from decoding.cancel import CancelToken, RequestCancelledError, cancellable, check_cancelled
 from decoding.errors import (
     BackendConnectionError,
     BackendError,
@@ -34,6 +35,7 @@ __all__ = [
     "BackendHTTPError",
     "BackendProtocolError",
     "BackendTimeoutError",
+    "CancelToken",
     "ChatChunk",
     "ChatModel",
     "ChatResult",
@@ -45,7 +47,10 @@ __all__ = [
     "NotFoundError",
     "OpenAIModel",
     "PrunekitError",
+    "RequestCancelledError",
     "Usage",
+    "cancellable",
+    "check_cancelled",
 ]
 
 _LAZY = {"LocalModel": "decoding.local"}

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from decoding.cancel import CancelToken, RequestCancelledError, current_token
 from decoding.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from decoding.errors import BackendError, InvalidRequestError
 from decoding.guided import FormatGuide
@@ -127,7 +128,8 @@ def prepare_fast_weights(cache_dir: Path | None = None, quant: str | None = None
 @dataclass(eq=False)
 class _Job:
     """One request as the scheduler sees it. `out` carries results to the caller, `cancelled` comes from the
-    caller (a stream closed early); the fields below them belong to the scheduler thread."""
+    caller (a stream closed early), `token` from the service request it serves (a client that hung up); the fields
+    below them belong to the scheduler thread."""
 
     prompt_ids: list[int]
     params: GenerationParams
@@ -137,6 +139,7 @@ class _Job:
     score_ids: list[int] = field(default_factory=list)
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    token: CancelToken | None = field(default_factory=current_token)
     done: bool = False
     seq: int = -1
     pos: int = 0  # tokens of this job in its sequence's KV cache (positions 0..pos-1)
@@ -148,6 +151,11 @@ class _Job:
     decoder: Any = None
     generator: torch.Generator | None = None
     penalties: TokenPenalties | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        """Nobody wants the rest: the caller closed its stream, or its request was cancelled."""
+        return self.cancelled.is_set() or (self.token is not None and self.token.cancelled)
 
     @property
     def kv_need(self) -> int:
@@ -349,6 +357,7 @@ class LlamaCppModel:
                     self._wakeup.wait()
                 if self._closed:
                     break
+                self._drop_abandoned()
                 admitted: list[_Job] = []
                 while self._waiting and free_seqs:  # each fits its own sequence's cache (`_check_budget`)
                     job = self._waiting.popleft()
@@ -376,6 +385,13 @@ class LlamaCppModel:
                     self._release(job, free_seqs)
         for job in active + list(self._waiting):
             self._fail(job, BackendError("the model was closed"))
+
+    def _drop_abandoned(self) -> None:
+        """Waiting jobs whose request went away never take a sequence (called under `_wakeup`)."""
+        if any(job.abandoned for job in self._waiting):
+            for job in [j for j in self._waiting if j.abandoned]:
+                self._waiting.remove(job)
+                self._fail(job, _cancelled(job))
 
     def _claim(self, job: _Job, free_seqs: list[int]) -> None:
         """Give `job` the free sequence whose cache shares the longest prefix with its prompt, and drop the rest.
@@ -477,8 +493,8 @@ class LlamaCppModel:
 
     def _advance(self, job: _Job, logits: np.ndarray) -> None:
         """Pick the job's next token from `logits` and stream the text it completes."""
-        if job.cancelled.is_set():
-            job.done = True
+        if job.abandoned:
+            self._fail(job, _cancelled(job))
             return
         params = job.params
         if job.penalties is not None:
@@ -534,6 +550,11 @@ class LlamaCppModel:
             buf = ctypes.create_string_buffer(-n)
             n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
+
+
+def _cancelled(job: _Job) -> RequestCancelledError:
+    reason = job.token.reason if job.token is not None and job.token.cancelled else "the stream was closed"
+    return RequestCancelledError(f"request cancelled: {reason}")
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from decoding.cancel import check_cancelled
 from decoding.embedded import EMBEDDED_MODEL_NAME, embedded_hf_dir
 from decoding.errors import InvalidRequestError
 from decoding.guided import FormatGuide
@@ -179,6 +180,7 @@ class LocalModel:
         finish = "length"
         out = self.model(sequence, use_cache=True)
         for _ in range(params.max_tokens):
+            check_cancelled()  # a request whose client left stops here, and frees the model's lock
             scores = out.logits[:, -1, :].float()  # (1, V)
             if penalties is not None:
                 scores = scores.clone()

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from decoding.cancel import check_cancelled
 from decoding.errors import (
     BackendConnectionError,
     BackendError,
@@ -74,6 +75,7 @@ class OpenAIModel:
     def chat(self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None) -> ChatResult:
         body = self._body(messages, params, stream=False)
         for attempt in self._attempts():
+            check_cancelled()  # the call itself is bounded by the client's timeout
             with attempt:
                 response = self._client.post("/chat/completions", json=body)
                 _raise_for_status(response)
@@ -88,6 +90,7 @@ class OpenAIModel:
 
     def _stream(self, body: dict[str, Any]) -> Iterator[ChatChunk]:
         for attempt in self._attempts():
+            check_cancelled()
             with attempt, self._client.stream("POST", "/chat/completions", json=body) as response:
                 _raise_for_status(response)
                 lines = response.iter_lines()
@@ -244,6 +247,7 @@ def _chunks_from_events(first: dict[str, Any] | None, lines: Iterator[str]) -> I
             for choice in event.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content") or ""
                 if text:
+                    check_cancelled()  # closing the upstream stream (on the way out) ends its generation too
                     yield ChatChunk(text)
                 finish = choice.get("finish_reason") or finish
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

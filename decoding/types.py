@@ -22,6 +22,7 @@ Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
 _ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
 FORMAT_METHODS = ("decog", "decog_pruned", "hard_mask")
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # OpenAI's seed is an int64
 
 
 class Message(TypedDict):
@@ -94,8 +95,8 @@ class GenerationParams:
             value = getattr(self, name)
             if not _is_number(value) or not -2.0 <= value <= 2.0:
                 raise InvalidRequestError(f"{name} must be a number in [-2, 2], got {value!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise InvalidRequestError(f"seed must be an integer, got {self.seed!r}")
+        if self.seed is not None and not (_is_int(self.seed) and SEED_MIN <= self.seed <= SEED_MAX):
+            raise InvalidRequestError(f"seed must be a 64-bit signed integer, got {self.seed!r}")
         stop = self.stop
         if stop is None:
             stop = ()

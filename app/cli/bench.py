@@ -99,6 +99,28 @@ def bench_load_cmd(
         print_json_last(figures)
 
 
+@bench_app.command("attack")
+def bench_attack_cmd(
+    url: Annotated[str, typer.Option("--url", help="the running service, e.g. http://127.0.0.1:8000")],
+    api_key: Annotated[str | None, typer.Option("--api-key", help="one of the service's keys, if it needs one")] = None,
+    hangups: Annotated[int, typer.Option(min=0, max=64, help="streaming clients that hang up")] = 8,
+    burst: Annotated[int, typer.Option(min=1, max=512, help="concurrent requests of the overload burst")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """Attack a running service (code execution, format bombs, bad fields, hosts, hang-ups, overload): what held."""
+    from eval.attack import run_attacks
+
+    with stderr.status("attacking"):
+        figures = run_attacks(url, api_key=api_key, hangups=hangups, burst=burst)
+    flat = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+    stderr.print(figures_table("bench attack", flat))
+    for name, outcome in figures["attacks"].items():
+        if not outcome["contained"]:
+            stderr.print(f"[red]not contained[/red] {name}: {outcome['detail']}")
+    if as_json:
+        print_json_last(figures)
+
+
 @bench_app.command("decoding")
 def bench_decoding_cmd(
     max_tokens: Annotated[int, typer.Option(min=8, max=512, help="tokens every run generates")] = 64,

@@ -80,23 +80,24 @@ def ingest(
     overlap: Annotated[int, typer.Option(min=0, max=5000, help="overlap between chunks")] = 150,
 ) -> None:
     """Read documents, chunk them and store their embeddings for the RAG model."""
-    from app.rag.documents import SUPPORTED_SUFFIXES, Chunk, chunk_text, read_document
+    from app.rag.documents import SUPPORTED_SUFFIXES, Chunk, chunk_text, document_source, read_document
     from app.rag.store import VectorStore
     from decoding.embeddings import load_embedder
 
-    files: list[Path] = []
+    files: list[tuple[Path, Path]] = []  # (file, the argument it came from)
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+            files += [(p, path) for p in sorted(path.rglob("*")) if p.suffix.lower() in SUPPORTED_SUFFIXES]
         else:
-            files.append(path)
+            files.append((path, path))
     if not files:
         raise typer.BadParameter("no supported documents found", param_hint="PATHS")
     chunks: list[Chunk] = []
-    for path in files:
+    for path, given in files:
         title, text = read_document(path)
         pieces = chunk_text(text, max_chars=max_chars, overlap_chars=overlap)
-        chunks += [Chunk(text=t, source=str(path), index=i, title=title) for i, t in enumerate(pieces)]
+        source = document_source(path.resolve(), given.resolve())
+        chunks += [Chunk(text=t, source=source, index=i, title=title) for i, t in enumerate(pieces)]
     settings = load_settings()
     with stderr.status(f"embedding {len(chunks)} chunks from {len(files)} files"):
         store = VectorStore(load_embedder(), **settings.vector_store_location())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from decoding.errors import InvalidRequestError
 
-__all__ = ["SUPPORTED_SUFFIXES", "Chunk", "chunk_text", "read_document"]
+__all__ = ["SUPPORTED_SUFFIXES", "Chunk", "chunk_text", "document_source", "public_source", "read_document"]
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 
@@ -17,9 +17,29 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 @dataclass(frozen=True)
 class Chunk:
     text: str
-    source: str  # file path or URL the chunk came from
+    source: str  # the document's name as ingested (`document_source`), or the title of a passage
     index: int  # position of the chunk in its source
     title: str  # the document title (file stem, or the HTML <title>)
+
+
+def document_source(path: Path, given: Path) -> str:
+    """The name a document is cited by: its path under the folder the ingest was given (that folder's name first),
+    or its file name when the file itself was given. Never the server's absolute path: citations reach clients.
+
+    >>> document_source(Path("/srv/docs/guides/setup.md"), Path("/srv/docs"))
+    'docs/guides/setup.md'
+    >>> document_source(Path("/srv/docs/faq.txt"), Path("/srv/docs/faq.txt"))
+    'faq.txt'
+    """
+    if path == given or not path.is_relative_to(given):
+        return path.name
+    return (Path(given.name) / path.relative_to(given)).as_posix()
+
+
+def public_source(source: str) -> str:
+    """A stored source as clients may see it: collections ingested before `document_source` hold absolute paths,
+    of which only the file name is shown."""
+    return Path(source).name if source.startswith("/") else source
 
 
 class _TextOfHtml(HTMLParser):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.rag.documents import Chunk
+from app.rag.documents import Chunk, public_source
 from decoding.embeddings import Embedder
 from decoding.errors import InvalidRequestError
 
@@ -81,7 +81,8 @@ class VectorStore:
 
 
 def _chunk(payload: Any) -> Chunk:
-    return Chunk(text=payload["text"], source=payload["source"], index=int(payload["index"]), title=payload["title"])
+    source = public_source(payload["source"])
+    return Chunk(text=payload["text"], source=source, index=int(payload["index"]), title=payload["title"])
 
 
 def _check_name(collection: str) -> None:

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from app.middleware import RateLimit
+from app.middleware import RateLimit, key_matches
 from app.service import create_app
 from app.settings import Settings
 from tests.conftest import LiveServer
@@ -98,3 +98,50 @@ def test_refilled_buckets_are_dropped() -> None:
     time.sleep(0.6)
     _status_of(limiter, address="10.0.2.1")
     assert list(limiter._buckets) == ["ip:10.0.2.1"]
+
+
+def test_any_bytes_in_the_api_key_are_a_401_never_a_500(tmp_path, embedded_model):
+    settings = Settings(api_keys=["k1"], data_dir=tmp_path)
+    with LiveServer(create_app(settings, model=embedded_model)) as server, httpx.Client(base_url=server.url) as client:
+        for token in (b"\xc3\xa9t\xc3\xa9", b"\xff\xfe", b"k1\xe9"):
+            response = client.get("/v1/models", headers={"authorization": b"Bearer " + token})
+            assert response.status_code == 401, token
+            assert response.json()["error"]["code"] == "invalid_api_key"
+        assert client.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
+        # with keys on, /health tells an anonymous caller nothing about the deployment
+        assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_key_matches_compares_bytes():
+    assert key_matches("k1", ["k0", "k1"])
+    assert not key_matches("k\xe9", ["k1"])  # a latin-1 header value: wrong, not an error
+    assert key_matches("cl\xc3\xa9", ["clé"])  # a UTF-8 key arrives as its bytes, decoded as latin-1
+
+
+def test_host_and_origin_allow_list_on_loopback(tmp_path, embedded_model):
+    """Bound to 127.0.0.1: other host names (DNS rebinding) and other web pages (CSRF from any site the user opens)
+    are refused; the service's own page and clients without an Origin are served."""
+    app = create_app(Settings(data_dir=tmp_path), model=embedded_model)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
+        own = server.url
+        assert client.get("/v1/models").status_code == 200
+        assert client.get("/v1/models", headers={"Origin": own}).status_code == 200
+        for headers in ({"Host": "evil.example"}, {"Host": "evil.example:8000"}, {"Origin": "https://evil.example"}):
+            refused = client.get("/v1/models", headers=headers)
+            assert refused.status_code == 403, headers
+            assert refused.json()["error"]["code"] == "forbidden_host"
+        assert client.get("/v1/models", headers={"Host": f"localhost:{server.port}"}).status_code == 200
+        assert client.get("/v1/models", headers={"Origin": "null"}).status_code == 403  # sandboxed frames, files
+
+
+def test_host_and_origin_lists_are_configurable(tmp_path, embedded_model):
+    settings = Settings(
+        data_dir=tmp_path, allowed_hosts="api.example.com,127.0.0.1", allowed_origins="https://app.example.com"
+    )
+    with LiveServer(create_app(settings, model=embedded_model)) as server, httpx.Client(base_url=server.url) as c:
+        assert c.get("/v1/models", headers={"Host": "api.example.com"}).status_code == 200
+        assert c.get("/v1/models", headers={"Host": "localhost"}).status_code == 403
+        assert c.get("/v1/models", headers={"Origin": "https://app.example.com"}).status_code == 200
+        assert c.get("/v1/models", headers={"Origin": "https://other.example.com"}).status_code == 403
+    assert Settings(host="0.0.0.0").host_allow_list() == ["*"]  # exposed on purpose: any name, keys guard it
+    assert "localhost" in Settings(host="127.0.0.1").host_allow_list()
