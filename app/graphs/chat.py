@@ -21,31 +21,17 @@ from langgraph.graph import END, START, StateGraph
 
 from app.threads import ThreadMessages, commit, split_turns
 from decoding import ChatModel, GenerationParams
+from decoding.context_window import prompt_budget, prompt_tokens
 
 __all__ = [
-    "CHARS_PER_TOKEN",
-    "FALLBACK_CONTEXT_TOKENS",
     "ChatState",
     "FittedHistory",
     "answer_in_context",
     "build_chat_graph",
     "fit_history",
     "params_to_state",
-    "prompt_tokens",
     "stream_answer",
 ]
-
-# Token counts without the model's tokenizer (an HTTP backend): about 4 characters a token for English text
-# under the BPE vocabularies of current chat models (OpenAI's rule of thumb), plus the chat template's role
-# markers around each message. Code and other scripts run denser, so the estimate keeps a wider margin.
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 4
-# Room left besides the answer's max_tokens: the generation prompt and rounding when the count is exact,
-# plus an eighth of the window when it is an estimate.
-MARGIN_TOKENS = 32
-# The context window assumed for a backend that does not say its own (`context_length`): an
-# OpenAI-compatible server's model is unknown here, and 8k tokens is what most current ones take at least.
-FALLBACK_CONTEXT_TOKENS = 8192
 
 
 class ChatState(TypedDict, total=False):
@@ -69,37 +55,6 @@ class FittedHistory:
 
     messages: list[dict[str, Any]]
     dropped_turns: int = 0
-
-
-def _exact_counter(model: ChatModel) -> Callable[[Sequence[Mapping[str, Any]]], int] | None:
-    """The model's own count of a prompt (chat template included), when its backend exposes one."""
-    encode = getattr(model, "encode_chat", None)  # the in-process backends (llama.cpp, transformers)
-    return (lambda messages: len(encode(messages))) if callable(encode) else None
-
-
-def prompt_tokens(model: ChatModel, messages: Sequence[Mapping[str, Any]]) -> int:
-    """Prompt tokens of `messages` for `model`: exact with its chat template when the backend has one, else
-    its `tokenize` per message, else `CHARS_PER_TOKEN` characters a token; plus `TOKENS_PER_MESSAGE` each.
-
-    >>> class Remote: name = "remote"
-    >>> prompt_tokens(Remote(), [{"role": "user", "content": "x" * 40}])
-    14
-    """
-    exact = _exact_counter(model)
-    if exact is not None:
-        return exact(messages)
-    tokenize = getattr(model, "tokenize", None)
-
-    def count(text: str) -> int:
-        return len(tokenize(text)) if callable(tokenize) else -(-len(text) // CHARS_PER_TOKEN)
-
-    return sum(count(str(m.get("content") or "")) + TOKENS_PER_MESSAGE for m in messages)
-
-
-def _prompt_budget(model: ChatModel, max_tokens: int) -> int:
-    context = int(getattr(model, "context_length", 0) or FALLBACK_CONTEXT_TOKENS)
-    margin = MARGIN_TOKENS if _exact_counter(model) is not None else MARGIN_TOKENS + context // 8
-    return context - max_tokens - margin
 
 
 def _most_that_fit(n: int, fits: Callable[[int], bool]) -> int:
@@ -136,7 +91,7 @@ def fit_history(model: ChatModel, messages: Sequence[Mapping[str, Any]], max_tok
     system, turns = split_turns(messages)
     if len(turns) <= 1:
         return FittedHistory([dict(m) for m in messages])
-    budget = _prompt_budget(model, max_tokens)
+    budget = prompt_budget(model, max_tokens)
 
     def with_newest(k: int) -> list[dict[str, Any]]:
         return system + [m for turn in turns[len(turns) - k :] for m in turn]

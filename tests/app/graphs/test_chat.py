@@ -8,16 +8,10 @@ from typing import Any
 
 import pytest
 
-from app.graphs.chat import (
-    CHARS_PER_TOKEN,
-    FALLBACK_CONTEXT_TOKENS,
-    _most_that_fit,
-    build_chat_graph,
-    fit_history,
-    prompt_tokens,
-)
+from app.graphs.chat import _most_that_fit, build_chat_graph, fit_history
 from decoding import GenerationParams, InvalidRequestError
 from decoding.cancel import check_cancelled
+from decoding.context_window import CHARS_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, prompt_tokens
 from decoding.errors import BackendError
 from decoding.types import ChatChunk, ChatResult, Usage, collect
 
