@@ -28,7 +28,15 @@ from fastapi.concurrency import run_in_threadpool
 from app.errors import ApiError
 from decoding.cancel import CancelToken, RequestCancelledError, cancellable
 
-__all__ = ["Admission", "ClientGoneError", "Ticket", "run_cancellable", "settle", "wait_for_disconnect"]
+__all__ = [
+    "Admission",
+    "ClientGoneError",
+    "Ticket",
+    "run_cancellable",
+    "settle",
+    "until_done_or_gone",
+    "wait_for_disconnect",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +160,16 @@ async def run_cancellable(request: Request, ticket: Ticket, fn: Callable[..., T]
             return fn(*args)
 
     work = asyncio.ensure_future(run_in_threadpool(bound))
+    await until_done_or_gone(request, token, work)
+    return work.result()
+
+
+async def until_done_or_gone(request: Request, token: CancelToken, work: asyncio.Future[Any]) -> None:
+    """Wait for `work` or the client's hang-up, whichever comes first.
+
+    A hang-up (even one that comes with the work's end) cancels `token`, lets the work wind down (`settle`) and
+    raises `ClientGoneError`; a server that cancels this wait (shutdown) cancels `token` too.
+    """
     gone = asyncio.ensure_future(wait_for_disconnect(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -160,11 +178,10 @@ async def run_cancellable(request: Request, ticket: Ticket, fn: Callable[..., T]
         raise
     finally:
         gone.cancel()
-    if work.done():
-        return work.result()
-    token.cancel("the client disconnected")
-    await settle(work)
-    raise ClientGoneError
+    if gone.done() and not gone.cancelled():
+        token.cancel("the client disconnected")
+        await settle(work)
+        raise ClientGoneError
 
 
 async def settle(work: asyncio.Future[Any]) -> None:

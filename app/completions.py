@@ -19,7 +19,7 @@ from fastapi import Request, Response
 from fastapi.concurrency import iterate_in_threadpool
 from sse_starlette import EventSourceResponse
 
-from app.admission import ClientGoneError, Ticket, settle, wait_for_disconnect
+from app.admission import ClientGoneError, Ticket, until_done_or_gone
 from app.errors import error_body, status_of
 from decoding.cancel import CancelToken, cancellable
 
@@ -161,18 +161,7 @@ async def _until_first_event(
                 return
 
     work = asyncio.ensure_future(fill())
-    gone = asyncio.ensure_future(wait_for_disconnect(request))
-    try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        token.cancel("the server is shutting down")
-        raise
-    finally:
-        gone.cancel()
-    if gone.done() and not gone.cancelled():  # hung up (even if the first event came at the same moment)
-        token.cancel("the client disconnected")
-        await settle(work)
-        raise ClientGoneError
+    await until_done_or_gone(request, token, work)
     work.result()  # a failure before the first event: a proper 4xx/5xx
 
 
