@@ -5,7 +5,27 @@ from __future__ import annotations
 from app.settings import Settings
 from decoding import ChatModel, InvalidRequestError
 
-__all__ = ["build_chat_model"]
+__all__ = ["build_chat_model", "chat_repetition_penalty"]
+
+
+def chat_repetition_penalty(settings: Settings, requested: float | None, format: str | None) -> float | None:
+    """The repetition penalty a chat answer (the service's chat completions, `prunekit chat`) runs with.
+
+    The request's own when it sets one (any backend: vLLM takes the field). Otherwise the loop guard
+    (`PRUNEKIT_REPETITION_PENALTY`) on the in-process backends, whose small greedy model loops without it; but not
+    under a `format`, whose JSON keys, quotes and fixed text repeat by design and whose automaton already bounds the
+    answer; and not for a remote server (None: nothing is sent, the server's own default applies).
+
+    >>> chat_repetition_penalty(Settings(repetition_penalty=1.2), None, None)
+    1.2
+    >>> chat_repetition_penalty(Settings(repetition_penalty=1.2), None, 'json:{"a": "string"}') is None
+    True
+    """
+    if requested is not None:
+        return requested
+    if format is not None or settings.backend == "openai":
+        return None
+    return settings.repetition_penalty
 
 
 def build_chat_model(settings: Settings) -> ChatModel:

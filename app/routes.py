@@ -3,8 +3,9 @@
 Every chat model (`prunekit-chat`, `-rag`, `-sql`, `-agents`, `-auto`) runs through one LangGraph router graph
 (`app.graphs.router`). Model calls are blocking, so they run in worker threads. Extensions to OpenAI's chat
 completion (all optional): request fields `collection`, `database`, `domain`, `format`, `format_method`,
-`thread_id`, `progress`; what the response adds is in `app.completions`. Handlers find the model, the graphs and
-the settings on `request.app.state` (set up by `app.service.create_app`).
+`thread_id`, `progress`, and vLLM's `repetition_penalty` (default: the loop guard, `app.backends`); what the
+response adds is in `app.completions`. Handlers find the model, the graphs and the settings on `request.app.state`
+(set up by `app.service.create_app`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.admission import ClientGoneError, Ticket, run_cancellable
+from app.backends import chat_repetition_penalty
 from app.completions import completion_body, stream_completion
 from app.errors import ApiError
 from app.graphs.chat import params_to_state
 from app.graphs.router import MODEL_ROUTES, RouterResources
 from app.middleware import key_matches
 from app.schemas import THREAD_ID_PATTERN, AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
+from app.settings import Settings
 from decoding import GenerationParams
 
 __all__ = ["api_router"]
@@ -78,7 +81,7 @@ async def chat_completions(
     await run_in_threadpool(_check_route, served.resources, route, body)
     state = {
         "messages": [m.as_message() for m in body.messages],
-        "params": params_to_state(_generation_params(body, served.settings.max_tokens_limit)),
+        "params": params_to_state(_generation_params(body, served.settings)),
         "route": route,
         "collection": body.collection,
         "database": body.database,
@@ -110,8 +113,9 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
         )
 
 
-def _generation_params(body: ChatCompletionRequest, limit: int) -> GenerationParams:
+def _generation_params(body: ChatCompletionRequest, settings: Settings) -> GenerationParams:
     max_tokens = body.max_completion_tokens or body.max_tokens or 256
+    limit = settings.max_tokens_limit
     if max_tokens > limit:
         raise ApiError(400, f"max_tokens must be at most {limit}, got {max_tokens}")
     return GenerationParams(
@@ -122,6 +126,7 @@ def _generation_params(body: ChatCompletionRequest, limit: int) -> GenerationPar
         seed=body.seed,
         frequency_penalty=body.frequency_penalty or 0.0,
         presence_penalty=body.presence_penalty or 0.0,
+        repetition_penalty=chat_repetition_penalty(settings, body.repetition_penalty, body.format),
         format=body.format,
         format_method=body.format_method,
     )

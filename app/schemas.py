@@ -94,6 +94,9 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    # vLLM's extra field (CTRL's penalty over the answer's last 64 tokens, `decoding.penalties`). None: the server's
+    # loop guard (PRUNEKIT_REPETITION_PENALTY) on free text; 1 turns it off.
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -4,10 +4,14 @@ One encoder pass over `[CLS] question [SEP] context [SEP]` labels every context 
 passage; token decisions are rounded to whole sentences. `ContextPruner()` loads the weights shipped in
 `context_pruner/weights/` (trained here, see `train.py`) and runs offline on a CPU.
 
-    >>> from context_pruner import ContextPruner
-    >>> pruner = ContextPruner()
-    >>> result = pruner.prune("Where is the Eiffel Tower?", ["The Eiffel Tower is in Paris. Cats purr."])[0]
-    >>> result.pruned_text, result.rerank_score
+    >>> from context_pruner import default_pruner
+    >>> pruner = default_pruner()  # one per process; `ContextPruner(...)` for other weights or options
+    >>> contexts = ["The Eiffel Tower is in Paris, France.", "Bananas are rich in potassium."]
+    >>> on_topic, off_topic = pruner.prune("Where is the Eiffel Tower?", contexts, threshold=0.5)
+    >>> on_topic.pruned_text, off_topic.pruned_text
+    ('The Eiffel Tower is in Paris, France.', '')
+    >>> on_topic.rerank_score > off_topic.rerank_score
+    True
 
 Training (`context_pruner.train`), data readers (`context_pruner.data`), the bench (`context_pruner.bench`) and the
 framework adapters (`context_pruner.integrations`) are imported on demand, never at serve time.

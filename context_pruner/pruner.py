@@ -12,9 +12,12 @@ pruning); at 0.5 most of them must (aggressive).
 
 Example:
     >>> pruner = ContextPruner()  # the shipped weights, offline
-    >>> results = pruner.prune("Where is the Eiffel Tower?", ["The Eiffel Tower is in Paris. Cats purr."])
+    >>> contexts = ["The Eiffel Tower is in Paris, France.", "Bananas are rich in potassium. They grow in the tropics."]
+    >>> results = pruner.prune("Where is the Eiffel Tower?", contexts, threshold=0.5)
     >>> [r.pruned_text for r in results]
-    ['The Eiffel Tower is in Paris.']
+    ['The Eiffel Tower is in Paris, France.', '']
+    >>> [r.compression for r in results]  # share of each context's tokens removed
+    [0.0, 1.0]
 """
 
 from __future__ import annotations

@@ -32,9 +32,12 @@ def embedded_encoder_path() -> Path:
 class Embedder:
     """Unit-normalised sentence embeddings `(N, D)`; cosine similarity is a dot product.
 
-    >>> emb = load_embedder()  # doctest: +SKIP
-    >>> emb.encode(["a cat", "a dog"]).shape  # doctest: +SKIP
-    (2, 384)
+    >>> emb = load_embedder()  # the shared all-MiniLM-L6-v2, loaded once per process
+    >>> vectors = emb.encode(["a cat", "a kitten", "a tax return"])
+    >>> vectors.shape
+    (3, 384)
+    >>> bool(vectors[0] @ vectors[1] > vectors[0] @ vectors[2])
+    True
     """
 
     def __init__(self, path: str | Path | None = None) -> None:

@@ -166,9 +166,12 @@ class _Job:
 class LlamaCppModel:
     """A GGUF chat model on llama.cpp with continuous batching; thread-safe.
 
-    >>> model = LlamaCppModel.embedded()  # doctest: +SKIP
-    >>> model.chat([{"role": "user", "content": "What is the capital of France?"}]).text  # doctest: +SKIP
-    'The capital of France is Paris.'
+    >>> model = LlamaCppModel.embedded()
+    >>> messages = [{"role": "user", "content": "What is the capital of France?"}]
+    >>> result = model.chat(messages, GenerationParams(max_tokens=8))  # its text differs by CPU (quantised kernels)
+    >>> result.model, result.finish_reason in ("stop", "length"), result.usage.completion_tokens <= 8
+    ('SmolLM2-135M-Instruct', True, True)
+    >>> model.close()  # frees llama.cpp's memory now, not at exit
     """
 
     def __init__(
@@ -454,7 +457,7 @@ class LlamaCppModel:
         job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         job.generator = make_generator(job.params.seed)
         if job.params.penalized:
-            job.penalties = TokenPenalties(job.params.frequency_penalty, job.params.presence_penalty)
+            job.penalties = TokenPenalties.for_params(job.params)
         if job.params.logits_processors:
             job.input_ids = torch.tensor([job.prompt_ids])
         self._advance(job, self._logits(last_row))

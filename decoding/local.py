@@ -33,9 +33,13 @@ log = logging.getLogger(__name__)
 class LocalModel:
     """A chat model from a transformers model folder.
 
-    >>> model = LocalModel.embedded()  # doctest: +SKIP
-    >>> model.chat([{"role": "user", "content": "What is the capital of France?"}]).text  # doctest: +SKIP
-    'The capital of France is Paris.'
+    >>> model = LocalModel.embedded()
+    >>> messages = [{"role": "user", "content": "What is the capital of France?"}]
+    >>> result = model.chat(messages, GenerationParams(max_tokens=8))
+    >>> result.model, result.finish_reason in ("stop", "length"), result.usage.completion_tokens <= 8
+    ('SmolLM2-135M-Instruct', True, True)
+    >>> isinstance(result.text, str)  # e.g. 'The capital of France is Paris.': it may differ by CPU
+    True
     """
 
     def __init__(self, path: str | Path, *, name: str | None = None, hmm_dir: str | Path | None = None) -> None:
@@ -172,7 +176,7 @@ class LocalModel:
     def _generate(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[ChatChunk]:
         """Token loop with a KV cache, so every step can pass through the logits processors."""
         generator = make_generator(params.seed)
-        penalties = TokenPenalties(params.frequency_penalty, params.presence_penalty) if params.penalized else None
+        penalties = TokenPenalties.for_params(params) if params.penalized else None
         matcher = StopMatcher(params.stop)
         sequence = torch.tensor([prompt_ids])  # (1, T): what the processors see
         generated: list[int] = []

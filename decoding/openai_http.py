@@ -38,8 +38,14 @@ _MAX_RETRY_AFTER_S = 30.0
 class OpenAIModel:
     """Chat through an OpenAI-compatible HTTP API.
 
-    >>> model = OpenAIModel("http://127.0.0.1:8000/v1", model="prunekit-chat")  # doctest: +SKIP
-    >>> model.chat([{"role": "user", "content": "Hi"}]).text  # doctest: +SKIP
+    >>> def server(request):  # a stand-in for the server (vLLM, Ollama, ...): `transport` is for tests
+    ...     return httpx.Response(200, json={"choices": [{"message": {"content": "Hello!"}, "finish_reason": "stop"}],
+    ...                                      "usage": {"prompt_tokens": 9, "completion_tokens": 2}})
+    >>> model = OpenAIModel("http://127.0.0.1:8000/v1", model="prunekit-chat", transport=httpx.MockTransport(server))
+    >>> result = model.chat([{"role": "user", "content": "Hi"}])
+    >>> result.text, result.usage
+    ('Hello!', Usage(prompt_tokens=9, completion_tokens=2))
+    >>> model.close()
     """
 
     def __init__(
@@ -122,6 +128,8 @@ class OpenAIModel:
             body["frequency_penalty"] = params.frequency_penalty
         if params.presence_penalty:
             body["presence_penalty"] = params.presence_penalty
+        if params.repetition_penalty is not None:  # vLLM's extra field, only when asked for: OpenAI's API 400s on it
+            body["repetition_penalty"] = params.repetition_penalty
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body

@@ -64,7 +64,11 @@ class GenerationParams:
     """How to sample. `temperature=0` means greedy decoding (the default: small models ramble when sampled).
 
     `frequency_penalty` / `presence_penalty` (OpenAI's, in [-2, 2]) lower the logits of tokens the answer has
-    already used, per use / once (`decoding.penalties`); remote backends pass them on. `logits_processors` are
+    already used, per use / once (`decoding.penalties`); remote backends pass them on. `repetition_penalty`
+    (CTRL's, as vLLM and llama.cpp name it, in (0, 2]) divides the positive logits and multiplies the negative ones
+    of the tokens in the answer's last 64: the loop guard that chat turns on by default (`app`'s
+    `PRUNEKIT_REPETITION_PENALTY`). None (the default here) and 1.0 leave the logits alone; remote backends send
+    it only when set (None: the server's own default; OpenAI's API has no such field). `logits_processors` are
     transformers-style callables `(input_ids, scores) -> scores`, applied at every step by the local backends
     after the penalties; remote backends reject them. `format` is a format spec (see
     `decoding.decog.formats`, e.g. `pivot:<free>The answer is <int>` or `json:{"answer": "string"}`)
@@ -79,6 +83,7 @@ class GenerationParams:
     seed: int | None = None
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    repetition_penalty: float | None = None
     logits_processors: tuple[Any, ...] = field(default=(), compare=False)
     format: str | None = None
     format_method: str = "decog"
@@ -95,6 +100,9 @@ class GenerationParams:
             value = getattr(self, name)
             if not _is_number(value) or not -2.0 <= value <= 2.0:
                 raise InvalidRequestError(f"{name} must be a number in [-2, 2], got {value!r}")
+        rep = self.repetition_penalty
+        if rep is not None and not (_is_number(rep) and 0.0 < rep <= 2.0):
+            raise InvalidRequestError(f"repetition_penalty must be a number in (0, 2] (1 turns it off), got {rep!r}")
         if self.seed is not None and not (_is_int(self.seed) and SEED_MIN <= self.seed <= SEED_MAX):
             raise InvalidRequestError(f"seed must be a 64-bit signed integer, got {self.seed!r}")
         stop = self.stop
@@ -122,8 +130,13 @@ class GenerationParams:
 
     @property
     def penalized(self) -> bool:
-        """True when a frequency or presence penalty applies."""
-        return self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
+        """True when a frequency, presence or repetition penalty applies."""
+        return self.frequency_penalty != 0.0 or self.presence_penalty != 0.0 or self.repeats_penalized
+
+    @property
+    def repeats_penalized(self) -> bool:
+        """True when the repetition penalty changes logits (None and 1.0 do not)."""
+        return self.repetition_penalty is not None and self.repetition_penalty != 1.0
 
 
 @dataclass(frozen=True)

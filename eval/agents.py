@@ -27,8 +27,28 @@ Code runs only in the bubblewrap sandbox (`graph_pruning.sandbox`): the runs def
 pass@1 runs the hidden tests there. A math or code benchmark without a usable sandbox fails before the first item
 with how to install it (`SandboxUnavailableError`); nothing falls back to running code unsandboxed.
 
->>> result = evaluate_agents(model, "squad", limit=60)                          # doctest: +SKIP
->>> write_results(result, Path("runs/agents_squad"), plots=[plot_accuracy_vs_tokens])  # doctest: +SKIP
+A run on one SQuAD question (the official layout under `data_dir`; by default ../shared/data) with a scripted model:
+
+>>> import contextlib, io, json, tempfile
+>>> from decoding import ChatResult, Usage
+>>> from eval.harness import write_results
+>>> class Broncos:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+...     name = "broncos"
+...     def chat(self, messages, params=None):
+...         return ChatResult("Denver Broncos", "stop", Usage(prompt_tokens=60, completion_tokens=2))
+>>> tmp = tempfile.TemporaryDirectory()
+>>> squad = Path(tmp.name) / "qa/squad_v1.1/dev-v1.1.half_A.json"
+>>> squad.parent.mkdir(parents=True)
+>>> qa = {"id": "q1", "question": "Which team won Super Bowl 50?",
+...       "answers": [{"text": "Denver Broncos", "answer_start": 4}]}
+>>> _ = squad.write_text(json.dumps({"data": [{"title": "SB50", "paragraphs": [
+...     {"context": "The Denver Broncos won Super Bowl 50.", "qas": [qa]}]}]}))
+>>> with contextlib.redirect_stdout(io.StringIO()):  # (the progress bar)
+...     result = evaluate_agents(Broncos(), "squad", data_dir=tmp.name, methods=("single", "chain", "agp"))
+>>> [result.metrics[f"{m}.accuracy"] for m in ("single", "chain", "agp")], result.metrics["chain.llm_calls"]
+([1.0, 1.0, 1.0], 9.0)
+>>> write_results(result, Path(tmp.name) / "run", plots=[plot_accuracy_vs_tokens]).name  # + report.md, plots
+'results.json'
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Figures (flat keys `<backend>.<figure>`):
   best of `rounds` rounds; plain and hooked single-stream rounds alternate);
 - `<default>.hook_single_tok_s`: single stream with a no-op logits processor (the per-step hook that
   Deco-G uses), and `hook_slowdown` = 1 - hook / plain;
+- with `repetition_penalty` (what `prunekit chat` and the service run with, their loop guard):
+  `<default>.guard_single_tok_s` / `<default>.guard_batch8_tok_s`, and `guard_slowdown` / `guard_batch8_slowdown`
+  = 1 - guarded / plain (rounds alternate with the plain ones);
 - `<default>.ttft_500_s`: time to first token for a 500-token chat prompt (median of 3 prompts that differ from
   their first word on, so a prompt cache can only hold the chat template's fixed header), with
   `<default>.ttft_prompt_tokens` (that length as the model counts it) and, for a backend that caches prompts,
@@ -138,23 +141,42 @@ def bench_decode(
     requests: int = 3,
     batch: int = 8,
     rounds: int = 2,
+    repetition_penalty: float | None = None,
 ) -> dict[str, float]:
-    """Measure `model` (the default embedded backend), then, if `load_hf` is given, the transformers path."""
+    """Measure `model` (the default embedded backend), then, if `load_hf` is given, the transformers path.
+
+    `repetition_penalty`: also measure decoding with chat's loop guard (the CLI passes its default), which runs
+    at every token (`decoding.penalties`)."""
     params = GenerationParams(max_tokens=max_tokens)
+    guarded = None
+    if repetition_penalty is not None:
+        guarded = GenerationParams(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
     name = "llamacpp" if type(model).__name__ == "LlamaCppModel" else "default"
     figures: dict[str, float] = {}
     model.chat(_story(0), GenerationParams(max_tokens=8))  # warm-up: first-call allocations
     hooked = GenerationParams(max_tokens=max_tokens, logits_processors=(NoOpProcessor(),))
     # Plain and hooked runs alternate and each keeps its best round: on a shared machine a neighbour's burst
     # would otherwise land on one side of the comparison only.
-    plain_runs, hooked_runs = [], []
+    plain_runs, hooked_runs, guarded_runs = [], [], []
     for _ in range(rounds):
         plain_runs.append(_single(model, params, requests))
         hooked_runs.append(_single(model, hooked, requests))
+        if guarded is not None:
+            guarded_runs.append(_single(model, guarded, requests))
     figures[f"{name}.single_tok_s"] = max(plain_runs)
     figures[f"{name}.hook_single_tok_s"] = max(hooked_runs)
     figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
-    figures[f"{name}.batch{batch}_tok_s"] = max(_concurrent(model, params, batch) for _ in range(rounds))
+    plain_batches, guarded_batches = [], []
+    for _ in range(rounds):
+        plain_batches.append(_concurrent(model, params, batch))
+        if guarded is not None:
+            guarded_batches.append(_concurrent(model, guarded, batch))
+    figures[f"{name}.batch{batch}_tok_s"] = max(plain_batches)
+    if guarded is not None:
+        figures[f"{name}.guard_single_tok_s"] = max(guarded_runs)
+        figures[f"{name}.guard_slowdown"] = 1 - max(guarded_runs) / figures[f"{name}.single_tok_s"]
+        figures[f"{name}.guard_batch{batch}_tok_s"] = max(guarded_batches)
+        figures[f"{name}.guard_batch{batch}_slowdown"] = 1 - max(guarded_batches) / max(plain_batches)
     ttft_prompts = [ttft_messages(model, 500, variant) for variant in range(3)]
     reused_before = getattr(model, "reused_prompt_tokens", None)
     figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompts)

@@ -344,7 +344,13 @@ def run_load(
     the wall time until the last one did. `on_tick(elapsed_s, requests, errors)` is called every second
     (for a progress display). Raises LoadTestError when the service cannot be load-tested as asked.
 
-    >>> run_load("http://127.0.0.1:8000", clients=2, seconds=5)["throughput_rps"]  # doctest: +SKIP
+    With `prunekit serve` running, `run_load("http://127.0.0.1:8000", clients=2, seconds=5)["throughput_rps"]`
+    is requests per second; `python -m eval.load --url ...` prints every figure. Bad arguments fail before any request:
+
+    >>> run_load("http://127.0.0.1:8000", clients=0)
+    Traceback (most recent call last):
+    ...
+    eval.load.LoadTestError: clients must be a positive integer, got 0
     """
     if not isinstance(clients, int) or clients < 1:
         raise LoadTestError(f"clients must be a positive integer, got {clients!r}")

@@ -19,8 +19,8 @@ tokens, summed over questions both answered).
 `system(model, store_dir, pruner=..., top_k=..., keep=..., threshold=...)` that returns a `RagBackend`
 (`app.graphs.rag.RagSystem` is the real one).
 
->>> data = Path("../shared/data/qa/hotpotqa/test.jsonl")
->>> result = evaluate_rag(model, data, system=RagSystem, limit=60)  # doctest: +SKIP
+The CLI passes the real system in (`prunekit eval rag --data ../shared/data/qa/hotpotqa/test.jsonl`); an example
+here would have to import `app`, which `eval` never does, so tests/eval/test_rag.py runs it on a small file instead.
 """
 
 from __future__ import annotations

@@ -5,10 +5,18 @@ A pruner (`GraphPruner`) reads the task and picks which agents of a domain's poo
 communication edges they use (soft pruning); the chosen `Topology` runs as a LangGraph graph (`run_agents`) in which
 pruned agents never make a call.
 
->>> from graph_pruning import get_pool, chain, run_agents          # doctest: +SKIP
->>> pool = get_pool("math")                                        # doctest: +SKIP
->>> topo = GraphPruner.load("math").choose("What is 17 * 3?")       # doctest: +SKIP
->>> run_agents("What is 17 * 3?", pool, topo, model).answer         # doctest: +SKIP
+>>> from decoding import ChatResult, Usage
+>>> from graph_pruning import GraphPruner, get_pool, run_agents
+>>> class Solver:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+...     name = "solver"
+...     def chat(self, messages, params=None):
+...         return ChatResult("17 * 3 = 51. The answer is 51.", "stop", Usage(prompt_tokens=80, completion_tokens=12))
+>>> pool = get_pool("math")
+>>> topo = GraphPruner.load("math").choose("What is 17 * 3?")  # the shipped pruner picks the team
+>>> 1 <= len(topo.kept) <= len(pool.role_names)
+True
+>>> run_agents("What is 17 * 3?", pool, topo, Solver()).answer
+'51'
 
 Training code (`graph_pruning.stage1`, `graph_pruning.train`) is not imported here: serving never loads it.
 """

@@ -347,9 +347,20 @@ def fix_identifiers(sql: str, error: str, schema: Schema) -> str | None:
 class NL2SQLAgent:
     """Holds the model, the demonstration index, the encoder and per-database caches; `answer` runs the graph.
 
-    >>> agent = NL2SQLAgent(model, index=DemoIndex.from_spider("../shared/data/spider"))  # doctest: +SKIP
-    >>> agent.answer("How many singers are there?", "concert_singer.sqlite").sql  # doctest: +SKIP
-    'SELECT count(*) FROM singer'
+    >>> import sqlite3, tempfile
+    >>> from decoding import ChatResult, Usage
+    >>> class Scripted:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+    ...     name = "scripted"
+    ...     def chat(self, messages, params=None):
+    ...         return ChatResult("SELECT count(*) FROM singer", "stop", Usage(prompt_tokens=90, completion_tokens=8))
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> db = Path(tmp.name) / "concert.sqlite"
+    >>> with sqlite3.connect(db) as c:
+    ...     _ = c.executescript("CREATE TABLE singer (name TEXT); INSERT INTO singer VALUES ('Ann'), ('Bo')")
+    >>> agent = NL2SQLAgent(Scripted())  # index=DemoIndex.from_spider(spider_dir, embed): demonstrations
+    >>> result = agent.answer("How many singers are there?", db)
+    >>> result.sql, result.rows
+    ('SELECT count(*) FROM singer', [(2,)])
     """
 
     def __init__(

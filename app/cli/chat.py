@@ -8,6 +8,7 @@ import typer
 
 from app.cli.common import (
     BackendOption,
+    RepetitionPenaltyOption,
     app,
     load_model,
     settings_for,
@@ -57,6 +58,7 @@ def chat(
     presence_penalty: Annotated[
         float, typer.Option(min=-2.0, max=2.0, help="lower a token's logit once it was used in the answer")
     ] = 0.0,
+    repetition_penalty: RepetitionPenaltyOption = None,
     format: Annotated[
         str | None,
         typer.Option("--format", help="a format the answer must follow, e.g. 'pivot:<free>The answer is <int>'"),
@@ -65,13 +67,16 @@ def chat(
     backend: BackendOption = None,
 ) -> None:
     """Chat with the configured model (streams the answer)."""
+    from app.backends import chat_repetition_penalty
     from decoding import GenerationParams
 
+    settings = settings_for(backend)
     params = GenerationParams(
         max_tokens=max_tokens,
         temperature=temperature,
         frequency_penalty=frequency_penalty,
         presence_penalty=presence_penalty,
+        repetition_penalty=chat_repetition_penalty(settings, repetition_penalty, format),
         format=format,
         format_method=format_method,
     )
@@ -79,7 +84,7 @@ def chat(
         from decoding.decog import parse_format
 
         parse_format(format)  # a bad spec fails here, before the model loads
-    model = load_model(settings_for(backend))
+    model = load_model(settings)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
     def ask(text: str) -> None:

@@ -96,13 +96,26 @@ def check_hmm_dir(hmm_dir: Path | None) -> Path | None:
     raise typer.BadParameter(f"no HMM in {hmm_dir} (config.json + hmm.safetensors)", param_hint="--hmm")
 
 
+def check_model_path(model_path: Path | None) -> Path | None:
+    """`model_path` when it can be a local model (a .gguf file or a transformers folder; None: the embedded one);
+    a one-line error otherwise. Cheap, so commands run it before they look at data or load anything."""
+    if model_path is None:
+        return None
+    if not model_path.exists():
+        raise typer.BadParameter(f"{model_path} does not exist", param_hint="--model")
+    if (model_path.is_file() and model_path.suffix.lower() == ".gguf") or (model_path / "config.json").is_file():
+        return model_path
+    raise typer.BadParameter(
+        f"{model_path} is neither a .gguf file nor a transformers model folder (with config.json)", param_hint="--model"
+    )
+
+
 def load_local(model_path: Path | None, hmm_dir: Path | None = None) -> Any:
     """The in-process model for Deco-G's commands: `model_path` (GGUF file or transformers folder) or the embedded
     one, with the HMM in `hmm_dir` for its format guidance."""
     from decoding.loader import load_local_model
 
-    if model_path is not None and not model_path.exists():
-        raise typer.BadParameter(f"{model_path} does not exist", param_hint="--model")
+    check_model_path(model_path)
     with stderr.status(f"loading {model_path or 'the embedded model'}"):
         try:
             return load_local_model(model_path, hmm_dir=check_hmm_dir(hmm_dir))
@@ -134,6 +147,22 @@ def finish_eval(result: Any, out: Path, as_json: bool) -> None:
         print_json_last(result.metrics)
 
 
+def _check_repetition_penalty(value: float | None) -> float | None:
+    """(0, 2]: typer's Option has no open lower bound, and 0 would divide the logits by zero."""
+    if value is not None and not 0.0 < value <= 2.0:
+        raise typer.BadParameter(f"must be in (0, 2] (1 turns the loop guard off), got {value}")
+    return value
+
+
+RepetitionPenaltyOption = Annotated[
+    float | None,
+    typer.Option(
+        "--repetition-penalty",
+        callback=_check_repetition_penalty,
+        help="the loop guard: divide the logits of tokens in the answer's last 64 by this, in (0, 2]; 1 turns it "
+        "off (default: $PRUNEKIT_REPETITION_PENALTY, 1.1, on free text)",
+    ),
+]
 DataOption = Annotated[Path, typer.Option("--data", help="path to the benchmark file")]
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate the first N items")]
 OutOption = Annotated[Path, typer.Option("--out", help="output folder")]

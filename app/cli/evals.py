@@ -18,6 +18,10 @@ from app.cli.common import (
     LocalModelOption,
     OutOption,
     PrunerOption,
+    RepetitionPenaltyOption,
+    check_hmm_dir,
+    check_model_path,
+    check_pruner_weights,
     eval_app,
     figures_table,
     finish_eval,
@@ -48,6 +52,7 @@ def eval_qa(
     from eval.harness import write_results
     from eval.qa import evaluate_qa, load_qa, plot_sweep
 
+    check_pruner_weights(pruner)  # an argument, checked before the data
     load_qa(data, 1)  # fail on a bad path before loading models
     context_pruner = load_pruner(pruner)
     model = load_model(settings_for(backend)) if answer else None
@@ -75,6 +80,38 @@ def eval_nq(
 
     load_nq_open(data, 1)  # fail on a bad path before loading a model
     result = evaluate_nq_open(load_model(settings_for(backend)), data, limit=limit, concurrency=concurrency)
+    finish_eval(result, out, as_json)
+
+
+@eval_app.command("chat")
+def eval_chat(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="questions .jsonl (default: the project's general questions)")
+    ] = None,
+    limit: LimitOption = None,
+    out: OutOption = Path("runs/chat"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 8,
+    repetition_penalty: RepetitionPenaltyOption = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=2048, help="as `prunekit chat`")] = 256,
+    backend: BackendOption = None,
+) -> None:
+    """The default chat path on short general-knowledge questions, loop guard on vs off (correct share, share of
+    replies with a repeated 4-gram, answer tokens)."""
+    from eval.chat import DEFAULT_QUESTIONS, evaluate_chat, load_questions
+
+    path = data or DEFAULT_QUESTIONS
+    load_questions(path, 1)  # fail on a bad path before loading a model
+    settings = settings_for(backend)
+    guard = settings.repetition_penalty if repetition_penalty is None else repetition_penalty
+    result = evaluate_chat(
+        load_model(settings),
+        path,
+        repetition_penalty=guard,
+        limit=limit,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+    )
     finish_eval(result, out, as_json)
 
 
@@ -145,6 +182,8 @@ def eval_decoding(
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not chosen or set(chosen) - set(METHODS):
         raise typer.BadParameter(f"methods must be among {', '.join(METHODS)}", param_hint="--methods")
+    check_model_path(model_path)  # arguments before data: a wrong one is named even where the data is absent
+    check_hmm_dir(hmm_dir)
     paths = [data_dir / p for p in _DECODING_DATA[task]]
     for path in paths:
         if not path.is_file():

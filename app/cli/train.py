@@ -208,19 +208,18 @@ def train_pruner(
     """
     from context_pruner.data import is_evaluation_split
 
-    if not data_dir.is_dir():
-        raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="--data-dir")
+    # The arguments are checked before the data is looked at: a wrong argument is named as such even on a
+    # machine without the shared data (a fresh clone), and the user fixes one thing at a time.
     calibration_file = Path(calibration_data) if Path(calibration_data).is_absolute() else data_dir / calibration_data
     if is_evaluation_split(calibration_file):
         raise typer.BadParameter(
             f"{calibration_file.name} is an evaluation split: calibrate on training data",
             param_hint="--calibration-data",
         )
-    if not calibration_file.is_file():
-        raise typer.BadParameter(f"{calibration_file} does not exist", param_hint="--calibration-data")
     if calibrate_only is not None:
         if not (calibrate_only / "config.json").is_file():
             raise typer.BadParameter(f"no pruner weights in {calibrate_only}", param_hint="--calibrate-only")
+        _check_calibration_data(data_dir, calibration_file)
         weights = calibrate_only
     else:
         from context_pruner.model import update_config
@@ -241,6 +240,7 @@ def train_pruner(
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--recipe") from exc
         _check_training_files(config)
+        _check_calibration_data(data_dir, calibration_file)
         weights = train(config)
         if recipe is not None:
             update_config(weights, extra={"recipe": recipe.as_posix()})
@@ -254,18 +254,30 @@ def train_pruner(
 
 
 def _check_training_files(config: TrainConfig) -> None:
+    """The recipe's weights folders and training splits, then whether its training files exist: the recipe's own
+    mistakes come first, so they are reported the same with or without the shared data."""
     from context_pruner.data import is_evaluation_split
     from context_pruner.train import data_paths
 
-    for path in data_paths(config):
-        if is_evaluation_split(path):
-            raise typer.BadParameter(f"{path} is an evaluation split: train on training splits only")
-        if not path.is_file():
-            raise typer.BadParameter(f"training file {path} does not exist (relative paths are under --data-dir)")
     for name in ("init_weights", "teacher_weights"):
         folder = getattr(config, name)
         if folder and not (Path(folder) / "config.json").is_file():
             raise typer.BadParameter(f"{name}: no pruner weights in {folder}", param_hint="--recipe")
+    paths = data_paths(config)
+    for path in paths:
+        if is_evaluation_split(path):
+            raise typer.BadParameter(f"{path} is an evaluation split: train on training splits only")
+    for path in paths:
+        if not path.is_file():
+            raise typer.BadParameter(f"training file {path} does not exist (relative paths are under --data-dir)")
+
+
+def _check_calibration_data(data_dir: Path, calibration_file: Path) -> None:
+    """The data the calibration reads, checked after every argument (see `train_pruner`)."""
+    if not data_dir.is_dir():
+        raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="--data-dir")
+    if not calibration_file.is_file():
+        raise typer.BadParameter(f"{calibration_file} does not exist", param_hint="--calibration-data")
 
 
 def _calibrate(weights: Path, data: Path, target_compression: float) -> None:

@@ -136,8 +136,15 @@ def answer_in_context(model: ChatModel, state: Mapping[str, Any]) -> dict[str, A
 def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     """Compile the chat graph for `model` (with a checkpointer, invoke it with a `thread_id`).
 
-    >>> graph = build_chat_graph(model)  # doctest: +SKIP
-    >>> graph.invoke({"messages": [{"role": "user", "content": "Hi"}], "params": {}})["answer"]  # doctest: +SKIP
+    >>> from decoding import ChatChunk, Usage
+    >>> class Hello:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+    ...     name = "hello"
+    ...     def stream(self, messages, params=None):
+    ...         yield ChatChunk("Hello!", "stop", Usage(prompt_tokens=9, completion_tokens=2))
+    >>> graph = build_chat_graph(Hello())
+    >>> state = graph.invoke({"messages": [{"role": "user", "content": "Hi"}], "params": {"max_tokens": 16}})
+    >>> state["answer"], state["usage"]
+    ('Hello!', {'prompt_tokens': 9, 'completion_tokens': 2})
     """
 
     def generate(state: ChatState) -> dict[str, Any]:

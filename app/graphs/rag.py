@@ -18,10 +18,27 @@ State contract (what the service router sends and reads):
 Token counts in `savings` use the retrieval encoder's tokenizer (MiniLM WordPiece, the pruner's own vocabulary), so
 both arms are counted alike; the LLM's own count of its whole prompt is `usage.prompt_tokens`.
 
->>> graph = build_rag_graph(model, store, default_pruner())  # doctest: +SKIP
->>> state = graph.invoke({"messages": [{"role": "user", "content": "Who built it?"}], "params": {},
-...                       "collection": "notes"})  # doctest: +SKIP
->>> state["answer"], state["savings"], state["citations"][0]  # doctest: +SKIP
+>>> import tempfile
+>>> from context_pruner import default_pruner
+>>> from decoding import ChatChunk, Usage
+>>> from decoding.embeddings import load_embedder
+>>> class Eiffel:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+...     name = "eiffel"
+...     def stream(self, messages, params=None):
+...         yield ChatChunk("In 1889.", "stop", Usage(prompt_tokens=60, completion_tokens=4))
+>>> tmp = tempfile.TemporaryDirectory()
+>>> store = VectorStore(load_embedder(), path=Path(tmp.name))
+>>> store.add("notes", [Chunk("The Eiffel Tower was completed in 1889.", "eiffel.txt", 0, "Eiffel Tower"),
+...                     Chunk("Bananas are rich in potassium.", "bananas.txt", 0, "Bananas")])
+2
+>>> graph = build_rag_graph(Eiffel(), store, default_pruner(), threshold=0.5)  # 0.5: aggressive pruning
+>>> state = graph.invoke({"messages": [{"role": "user", "content": "When was the Eiffel Tower completed?"}],
+...                       "params": {"max_tokens": 32}, "collection": "notes"})
+>>> state["answer"], state["savings"]["passages_retrieved"], state["savings"]["passages_kept"]
+('In 1889.', 2, 1)
+>>> state["citations"][0]["source"], state["citations"][0]["text"]
+('eiffel.txt', 'The Eiffel Tower was completed in 1889.')
+>>> store.close()
 """
 
 from __future__ import annotations
@@ -243,9 +260,23 @@ class RagSystem:
 
     `eval/` may not import `app/` (floors), so the evaluation receives this class as its `system` factory.
 
-    >>> system = RagSystem(model, Path("/tmp/store"), pruner=default_pruner())  # doctest: +SKIP
-    >>> system.ingest("corpus", [("Paris", "Paris is the capital of France.")])  # doctest: +SKIP
-    >>> system.ask("corpus", [{"role": "user", "content": "Capital of France?"}], {}, pruned=True)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from context_pruner import default_pruner
+    >>> from decoding import ChatChunk, Usage
+    >>> class Paris:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+    ...     name = "paris"
+    ...     def stream(self, messages, params=None):
+    ...         yield ChatChunk("Paris.", "stop", Usage(prompt_tokens=40, completion_tokens=2))
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> system = RagSystem(Paris(), Path(tmp.name), pruner=default_pruner(), threshold=0.5)
+    >>> passages = [("France", "Paris is the capital of France."), ("Bananas", "Bananas are rich in potassium.")]
+    >>> system.ingest("corpus", passages)  # (title, text) pairs, one chunk each
+    2
+    >>> question = [{"role": "user", "content": "What is the capital of France?"}]
+    >>> pruned, whole = (system.ask("corpus", question, {}, pruned=p) for p in (True, False))
+    >>> pruned["answer"], len(pruned["passages"]), len(whole["passages"])  # the pruner dropped the off-topic chunk
+    ('Paris.', 1, 2)
+    >>> system.close()
     """
 
     def __init__(

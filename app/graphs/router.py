@@ -189,9 +189,19 @@ def _finish(
 def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> Any:
     """Compile the router graph (with a checkpointer, invoke it with a `thread_id`).
 
-    >>> graph = build_router_graph(RouterResources(model))  # doctest: +SKIP
+    >>> from langgraph.checkpoint.memory import InMemorySaver
+    >>> from decoding import ChatChunk, Usage
+    >>> class Hello:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
+    ...     name = "hello"
+    ...     def stream(self, messages, params=None):
+    ...         yield ChatChunk("Hello!", "stop", Usage(prompt_tokens=9, completion_tokens=2))
+    >>> graph = build_router_graph(RouterResources(Hello()), checkpointer=InMemorySaver())
+    >>> thread = {"configurable": {"thread_id": "t1"}}
     >>> state = {"messages": [{"role": "user", "content": "Hi"}], "params": {}, "route": "chat"}
-    >>> graph.invoke(state)["answer"]  # doctest: +SKIP
+    >>> graph.invoke(state, thread)["answer"]
+    'Hello!'
+    >>> len(graph.get_state(thread).values["messages"])  # the thread keeps the answered turn
+    2
     """
     model = resources.model
 

@@ -30,9 +30,14 @@ __all__ = ["ProvenceDocumentCompressor"]
 class ProvenceDocumentCompressor(BaseDocumentCompressor):
     """Keeps only the sentences of each document that help answer the query; metadata gets `rerank_score`.
 
-    >>> compressor = ProvenceDocumentCompressor(threshold=0.1)
-    >>> doc = Document(page_content="Paris is in France. Cats purr.", metadata={"source": "a.txt"})
-    >>> compressor.compress_documents([doc], "Where is Paris?")[0].metadata["rerank_score"]
+    >>> compressor = ProvenceDocumentCompressor(threshold=0.5)
+    >>> docs = [Document(page_content="Paris is the capital of France.", metadata={"source": "a.txt"}),
+    ...         Document(page_content="Bananas are rich in potassium.", metadata={"source": "b.txt"})]
+    >>> kept = compressor.compress_documents(docs, "What is the capital of France?")  # b.txt keeps nothing: dropped
+    >>> [(d.metadata["source"], d.page_content) for d in kept]
+    [('a.txt', 'Paris is the capital of France.')]
+    >>> 0.0 <= kept[0].metadata["rerank_score"] <= 1.0
+    True
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

@@ -13,10 +13,20 @@ arXiv 2510.03595) on top of Ctrl-G (Zhang et al. 2024, joshuacnf/Ctrl-G). Pipeli
 The names below load on first use (PEP 562): the format compiler's child processes import `formats.py` and
 `automaton.py` without torch (`hmm.py`, `backward.py`, `guidance.py`), which would add 2 s and ~300 MB to each.
 
->>> vocab = TokenVocabulary.from_tokenizer(tokenizer)  # doctest: +SKIP
->>> dfa = compile_token_dfa("pivot:<free>The answer is <int>", vocab)  # doctest: +SKIP
->>> guide = DecoGProcessor(hmm, dfa, max_new_tokens=128, prune_mass=0.9)  # doctest: +SKIP
->>> params = GenerationParams(max_tokens=128, logits_processors=(guide,))  # doctest: +SKIP
+With a toy vocabulary (a real one: `TokenVocabulary.from_tokenizer(tokenizer)`) and a random HMM (the embedded
+model's: `HMM.load(decoding.guided.DEFAULT_HMM_DIR)`):
+
+>>> import torch
+>>> from decoding import GenerationParams
+>>> from decoding.decog import HMM, DecoGProcessor, TokenVocabulary, compile_token_dfa
+>>> vocab = TokenVocabulary.from_strings([None, "The", " answer", " is", " ", "4", "2", "x"], eos_token_ids=[0])
+>>> dfa = compile_token_dfa("pivot:<free>The answer is <int>", vocab)
+>>> hmm = HMM.random(hidden_size=4, vocab_size=vocab.size, seed=0)
+>>> guide = DecoGProcessor(hmm, dfa, max_new_tokens=8, prune_mass=0.9)
+>>> params = GenerationParams(max_tokens=8, logits_processors=(guide,))  # for a local backend's chat()
+>>> scores = guide(torch.tensor([[7]]), torch.zeros(1, vocab.size))  # (1, T) ids, (1, V) logits -> log-probs
+>>> torch.isinf(scores[0]).tolist()  # EOS cannot come before "The answer is <int>"
+[True, False, False, False, False, False, False, False]
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ held-out sequences from a small grid (so is the unigram baseline's, for a fair c
 Resumable: samples are written in shards and EM checkpoints after every step under `work_dir`; a rerun continues.
 A larger run is one parameter change (`n_sequences`): the existing shards are kept and EM restarts on all of them.
 
->>> distill_hmm("decoding/weights/hmm-smollm2-h128", hidden_size=128, n_sequences=4000)  # doctest: +SKIP
+The shipped HMM came from `distill_hmm("decoding/weights/hmm-smollm2-h128", hidden_size=128, n_sequences=4000)`
+(hours on a CPU: no example runs it here; `prunekit train hmm` is the command line, `tests/decoding/decog/
+test_distill.py` a run in seconds on a fake model).
 """
 
 from __future__ import annotations

@@ -273,8 +273,13 @@ class DecoGProcessor:
     The per-step math runs in numpy on the CPU (small arrays: numpy's per-call overhead is a fraction of
     torch's); the HMM must live on the CPU. Scores may live anywhere: the result goes back to their device.
 
-    >>> proc = DecoGProcessor(hmm, dfa, max_new_tokens=64, prune_mass=0.9)  # doctest: +SKIP
-    >>> scores = proc(input_ids, scores)  # (1, T), (1, V) -> (1, V) log-probs, -inf off-format  # doctest: +SKIP
+    >>> from decoding.decog import TokenVocabulary, compile_token_dfa
+    >>> vocab = TokenVocabulary.from_strings([None, "a", "4", "2"], eos_token_ids=[0])  # a toy tokenizer
+    >>> dfa = compile_token_dfa(r"regex:\\d+", vocab)
+    >>> proc = DecoGProcessor(HMM.random(hidden_size=4, vocab_size=vocab.size, seed=0), dfa, max_new_tokens=4)
+    >>> scores = proc(torch.tensor([[1]]), torch.zeros(1, 4))  # (1, T), (1, V) -> (1, V) log-probs, -inf off-format
+    >>> scores.exp().tolist()  # EOS and "a" are off-format at the first step; the digits share the mass
+    [[0.0, 0.0, 0.5, 0.5]]
     """
 
     def __init__(

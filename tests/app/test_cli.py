@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_data
+from tests.conftest import require_data, require_llamacpp
 
 PRUNEKIT = [sys.executable, "-c", "from app.cli import main; main()"]
 
@@ -27,6 +27,9 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["chat", "--max-tokens", "0", "hi"], "--max-tokens"),
         (["chat", "--backend", "nope", "hi"], "--backend"),
         (["chat", "--frequency-penalty", "3", "hi"], "--frequency-penalty"),
+        (["chat", "--repetition-penalty", "0", "hi"], "--repetition-penalty"),
+        (["eval", "chat", "--data", "/does/not/exist.jsonl"], "does not exist"),
+        (["eval", "chat", "--repetition-penalty", "2.5"], "--repetition-penalty"),
         (["chat", ""], "empty"),
         (["eval", "nq", "--data", "/does/not/exist.jsonl"], "does not exist"),
         (["eval", "nq", "--limit", "-3"], "--limit"),
@@ -105,10 +108,30 @@ def test_chat_one_shot_with_the_embedded_model():
 
 
 def test_chat_with_a_frequency_penalty_repeats_less():
-    question = ["chat", "Repeat the word yes ten times.", "--max-tokens", "24"]
+    # the loop guard off: it alone already cuts this answer to four yeses
+    question = ["chat", "Repeat the word yes ten times.", "--max-tokens", "24", "--repetition-penalty", "1"]
     plain, penalised = run(*question), run(*question, "--frequency-penalty", "2")
     assert plain.returncode == penalised.returncode == 0, penalised.stderr
     assert penalised.stdout.lower().count("yes") < plain.stdout.lower().count("yes")
+
+
+def test_chat_guards_against_loops_by_default():
+    from eval.chat import repeated_ngram
+
+    question = ["chat", "What is the capital of France?", "--max-tokens", "96"]
+    guarded, plain = run(*question), run(*question, "--repetition-penalty", "1")
+    assert guarded.returncode == plain.returncode == 0, guarded.stderr + plain.stderr
+    assert not repeated_ngram(guarded.stdout), guarded.stdout
+    assert repeated_ngram(plain.stdout), plain.stdout  # greedy alone: "la France, la France, ..."
+
+
+def test_eval_chat_writes_results_for_both_methods(tmp_path: Path):
+    out = tmp_path / "chat"
+    done = run("eval", "chat", "--limit", "2", "--max-tokens", "16", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"guard.correct", "guard.repeated_4gram", "no_guard.correct", "no_guard.answer_tokens"} <= set(figures)
+    assert (out / "results.json").is_file() and (out / "report.md").is_file()
 
 
 def test_interactive_chat_reads_until_an_empty_line():
@@ -255,7 +278,7 @@ def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
 def test_deco_g_with_a_model_given_by_path(tmp_path: Path):
     """`train hmm --model` then `eval decoding --model --hmm`: the bring-your-own-model path, on the embedded
     weights given as a GGUF file (a tiny distillation: what is checked is the plumbing, not the HMM's quality)."""
-    llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+    llamacpp = require_llamacpp()
     data = require_data("")
     gguf = str(llamacpp.prepare_fast_weights())
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PRUNEKIT_CACHE_DIR": str(tmp_path / "cache")}

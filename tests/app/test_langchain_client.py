@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import SERVICE_KEY
+from tests.conftest import SERVICE_KEY, require_module
 
-langchain_openai = pytest.importorskip("langchain_openai")
+langchain_openai = require_module(
+    "langchain_openai", "LangChain's client against the service (the dev extra: pip install -e '.[dev]')"
+)
 
 
 @pytest.fixture()

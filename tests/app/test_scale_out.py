@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from decoding.types import ChatChunk, Usage, collect
-from tests.conftest import IN_CI, REPO, free_port
+from tests.conftest import REPO, free_port, skip_or_fail
 
 
 class EchoModel:
@@ -65,10 +65,9 @@ class Worker:
 def database_url() -> str:
     url = os.environ.get("PRUNEKIT_TEST_DATABASE_URL")
     if not url:
-        message = "PRUNEKIT_TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL; or: url=$(bash .ci/postgres.sh))"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(
+            "PostgreSQL: PRUNEKIT_TEST_DATABASE_URL is not set (.ci/run starts one; or: url=$(bash .ci/postgres.sh))"
+        )
     return url
 
 

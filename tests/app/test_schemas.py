@@ -56,3 +56,15 @@ def test_an_assistant_tool_call_in_the_history_is_refused():
     messages = [*BASE["messages"], {"role": "assistant", "content": "", "tool_calls": [{"id": "1"}]}]
     with pytest.raises(ValidationError, match="tool calls are not supported"):
         ChatCompletionRequest(model="prunekit-chat", messages=messages)
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 2.01, "lots"])
+def test_repetition_penalty_out_of_range_is_refused(value):
+    with pytest.raises(ValidationError, match="repetition_penalty"):
+        ChatCompletionRequest(**BASE, repetition_penalty=value)
+
+
+def test_repetition_penalty_is_a_field_not_an_unsupported_extra():
+    request = ChatCompletionRequest(**BASE, repetition_penalty=1.0)
+    assert request.repetition_penalty == 1.0 and "repetition_penalty" not in (request.model_extra or {})
+    assert ChatCompletionRequest(**BASE).repetition_penalty is None  # None: the server's guard

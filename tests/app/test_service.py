@@ -9,6 +9,15 @@ import pytest
 from tests.conftest import SERVICE_KEY
 
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def guarded(**kwargs):
+    """The params the service runs a free-text chat request with: the loop guard at its default."""
+    from app.settings import Settings
+    from decoding import GenerationParams
+
+    return GenerationParams(repetition_penalty=Settings.model_fields["repetition_penalty"].default, **kwargs)
 
 
 @pytest.fixture()
@@ -23,10 +32,8 @@ def http(live_service) -> httpx.Client:
 
 
 def test_non_stream_answer(client, embedded_model):
-    from decoding import GenerationParams
-
     reply = client.chat.completions.create(model="prunekit-chat", messages=QUESTION, max_tokens=16)
-    assert reply.choices[0].message.content == embedded_model.chat(QUESTION, GenerationParams(max_tokens=16)).text
+    assert reply.choices[0].message.content == embedded_model.chat(QUESTION, guarded(max_tokens=16)).text
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens > 0
 
@@ -90,6 +97,8 @@ def test_wrong_or_missing_api_key_gets_401(live_service):
         ({"model": "prunekit-chat", "messages": QUESTION, "n": 2}, 400, "n"),
         ({"model": "prunekit-chat", "messages": QUESTION, "frequency_penalty": 2.5}, 400, "frequency_penalty"),
         ({"model": "prunekit-chat", "messages": QUESTION, "presence_penalty": -9}, 400, "presence_penalty"),
+        ({"model": "prunekit-chat", "messages": QUESTION, "repetition_penalty": 0}, 400, "repetition_penalty"),
+        ({"model": "prunekit-chat", "messages": QUESTION, "repetition_penalty": 2.5}, 400, "repetition_penalty"),
         ({"model": "prunekit-chat", "messages": QUESTION, "stop": [""]}, 400, "stop"),
         ({"model": "gpt-9", "messages": QUESTION}, 404, "does not exist"),
     ],
@@ -161,14 +170,24 @@ def test_format_extension_field(client, http):
 
 
 def test_penalties_reach_the_model(client, embedded_model):
-    from decoding import GenerationParams
-
     repeat = [{"role": "user", "content": "Repeat the word yes ten times."}]
     reply = client.chat.completions.create(
         model="prunekit-chat", messages=repeat, max_tokens=24, frequency_penalty=2.0, presence_penalty=0.5
     )
-    expected = embedded_model.chat(
-        repeat, GenerationParams(max_tokens=24, frequency_penalty=2.0, presence_penalty=0.5)
-    ).text
+    expected = embedded_model.chat(repeat, guarded(max_tokens=24, frequency_penalty=2.0, presence_penalty=0.5)).text
     assert reply.choices[0].message.content == expected
-    assert expected != embedded_model.chat(repeat, GenerationParams(max_tokens=24)).text
+    assert expected != embedded_model.chat(repeat, guarded(max_tokens=24)).text
+
+
+def test_the_loop_guard_is_on_by_default_and_a_request_can_turn_it_off(client, embedded_model):
+    from decoding import GenerationParams
+
+    def ask(**extra):
+        reply = client.chat.completions.create(model="prunekit-chat", messages=FRANCE, max_tokens=48, **extra)
+        return reply.choices[0].message.content
+
+    assert ask() == embedded_model.chat(FRANCE, guarded(max_tokens=48)).text
+    plain = embedded_model.chat(FRANCE, GenerationParams(max_tokens=48)).text  # greedy alone loops here
+    assert ask(extra_body={"repetition_penalty": 1.0}) == plain != ask()
+    strong = GenerationParams(max_tokens=48, repetition_penalty=1.5)
+    assert ask(extra_body={"repetition_penalty": 1.5}) == embedded_model.chat(FRANCE, strong).text

@@ -18,7 +18,7 @@ from decoding import GenerationParams, InvalidRequestError
 from decoding.cancel import CancelToken, RequestCancelledError, cancellable
 from decoding.errors import BackendError
 from tests.app.graphs.test_chat import WindowModel, words
-from tests.conftest import IN_CI, LiveServer
+from tests.conftest import LiveServer, skip_or_fail
 
 
 def ask(url: str, thread: str, text: str) -> dict:
@@ -61,10 +61,9 @@ def postgres_url() -> str:
     """The test PostgreSQL's URL; a skip when it is not set, a failure under CI=true."""
     url = os.environ.get("PRUNEKIT_TEST_DATABASE_URL")
     if not url:
-        message = "PRUNEKIT_TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL and sets it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(
+            "PostgreSQL: PRUNEKIT_TEST_DATABASE_URL is not set (.ci/run starts one; or: url=$(bash .ci/postgres.sh))"
+        )
     return url
 
 

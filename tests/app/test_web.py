@@ -25,15 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.web import web_router
-from tests.conftest import IN_CI, SERVICE_KEY, LiveServer
+from tests.conftest import SERVICE_KEY, LiveServer, skip_or_fail
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-
-
-def _skip_or_fail(message: str) -> None:
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def find_chromium() -> str | None:
@@ -135,11 +129,11 @@ def browser(tmp_path_factory):
     """Headless Chromium with one tab; skipped without a browser (a failure under CI=true)."""
     binary = find_chromium()
     if binary is None:
-        _skip_or_fail(f"no Chromium found (tried {', '.join(BROWSERS)}, PRUNEKIT_CHROMIUM): apt-get install chromium")
+        skip_or_fail(f"no Chromium found (tried {', '.join(BROWSERS)}, PRUNEKIT_CHROMIUM): apt-get install chromium")
     try:
         from websockets.sync.client import connect
     except ImportError:
-        _skip_or_fail("the 'websockets' package is missing (pip install websockets)")
+        skip_or_fail("the 'websockets' package is missing (pip install websockets)")
     profile = tmp_path_factory.mktemp("chromium-profile")
     args = [
         binary,
@@ -288,7 +282,8 @@ def test_chat_end_to_end_on_the_embedded_model(page, embedded_model, tmp_path):
     finally:
         page.send("Page.removeScriptToEvaluateOnNewDocument", identifier=added["identifier"])
 
-    expected = embedded_model.chat([{"role": "user", "content": question}], GenerationParams(max_tokens=16))
+    guarded = GenerationParams(max_tokens=16, repetition_penalty=settings.repetition_penalty)  # chat's loop guard
+    expected = embedded_model.chat([{"role": "user", "content": question}], guarded)
     assert shown == expected.text  # greedy: the page shows exactly the model's answer, nothing dropped or mangled
     assert deltas > 1
     assert usage["completion_tokens"] == expected.usage.completion_tokens

@@ -1,10 +1,12 @@
-"""Each adapter with its real library; skipped when the library is not installed (optional extras)."""
+"""Each adapter with its real library; skipped when the library is not installed (optional extras), a failure
+under CI=true, which installs them all."""
 
 import pytest
 
 from context_pruner.errors import InvalidQuestionError
 from context_pruner.integrations.common import METADATA_KEY, SCORE_KEY
 from context_pruner.pruner import ContextPruner
+from tests.conftest import require_module
 
 EIFFEL = "The Eiffel Tower is a wrought-iron lattice tower. It is located in Paris, France. Cats like to sleep."
 OFF_TOPIC = "Bananas are rich in potassium. They grow in tropical regions."
@@ -17,7 +19,7 @@ def pruner() -> ContextPruner:
 
 
 def test_langchain_compressor(pruner):
-    pytest.importorskip("langchain_core")
+    require_module("langchain_core", "the LangChain adapter (the dev extra: pip install -e '.[dev]')")
     from langchain_core.documents import Document
 
     from context_pruner.integrations.langchain import ProvenceDocumentCompressor
@@ -38,7 +40,7 @@ def test_langchain_compressor(pruner):
 
 
 def test_llamaindex_postprocessor(pruner):
-    pytest.importorskip("llama_index.core")
+    require_module("llama_index.core", "the LlamaIndex adapter (the dev extra: pip install -e '.[dev]')")
     from llama_index.core.schema import NodeWithScore, TextNode
 
     from context_pruner.integrations.llamaindex import ProvenceNodePostprocessor
@@ -58,7 +60,7 @@ def test_llamaindex_postprocessor(pruner):
 
 
 def test_haystack_component(pruner):
-    pytest.importorskip("haystack")
+    require_module("haystack", "the Haystack adapter (the dev extra: pip install -e '.[dev]')")
     from haystack import Document, Pipeline
 
     from context_pruner.integrations.haystack import ProvenceContextPruner

@@ -7,8 +7,9 @@ import torch
 
 from decoding.errors import InvalidRequestError
 from decoding.types import GenerationParams
+from tests.conftest import require_llamacpp
 
-llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+llamacpp = require_llamacpp()
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 QUESTIONS = ["What is the capital of France?", "What is 2+2?", "Name three colors.", "Who wrote Hamlet?"]
@@ -221,3 +222,19 @@ def test_penalties_break_a_repetition_loop_and_match_transformers(fidelity_model
     assert fewer.lower().count("yes") < plain.lower().count("yes")
     assert fewer == hf_model.chat(repeat, penalised).text  # the same penalty on both paths
     assert fidelity_model.chat(repeat, GenerationParams(max_tokens=24)).text == plain  # nothing carried over
+
+
+def test_the_chat_loop_guard_breaks_the_france_loop(embedded_model):
+    from eval.chat import repeated_ngram
+
+    # Without the guard, greedy decoding on the quantized weights loops to max_tokens (measured: Q8_0 gives
+    # "L'Étoile, la Cité, la France, la France, la France, ...", Q4_1 "L'Étoile, la Marseillaise, la femme au roi,
+    # la femme au roi, ..."; f16 and transformers answer "The capital of France is Paris.").
+    plain = embedded_model.chat(FRANCE, GenerationParams(max_tokens=128)).text
+    assert repeated_ngram(plain), f"the unguarded answer no longer loops ({plain!r}): pick another loop for this test"
+    # chat's default guard (PRUNEKIT_REPETITION_PENALTY's default) ends it
+    from app.settings import Settings
+
+    guard = Settings.model_fields["repetition_penalty"].default
+    guarded = embedded_model.chat(FRANCE, GenerationParams(max_tokens=128, repetition_penalty=guard))
+    assert not repeated_ngram(guarded.text) and guarded.finish_reason == "stop", guarded.text

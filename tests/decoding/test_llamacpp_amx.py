@@ -5,7 +5,9 @@ import subprocess
 
 import pytest
 
-llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+from tests.conftest import require_llamacpp, skip_or_fail
+
+llamacpp = require_llamacpp()
 from decoding import llamacpp_amx  # noqa: E402
 from decoding.embedded import embedded_gguf_path  # noqa: E402
 
@@ -85,7 +87,7 @@ def test_the_default_weights_follow_the_probe(monkeypatch):
 def test_amx_kernels_compute_what_the_avx_kernels_compute(monkeypatch, tmp_path):
     """The real probe, then the same Q4_1 weights through the AMX and the AVX kernels: same next-token log-probs."""
     if not llamacpp_amx.amx_kernels_work(embedded_gguf_path(), tmp_path):
-        pytest.skip("this llama-cpp-python build's AMX kernels crash (built without -fno-dse)")
+        skip_or_fail("this llama-cpp-python build's AMX kernels crash: rebuild it with the Makefile's -fno-dse flags")
     monkeypatch.setattr(llamacpp, "amx_kernels_work", lambda path: True)
     amx = llamacpp.LlamaCppModel(embedded_gguf_path(), slots=1, slot_context=512)
     monkeypatch.setattr(llamacpp, "amx_kernels_work", lambda path: False)

@@ -13,8 +13,9 @@ from decoding.errors import InvalidRequestError
 from decoding.guided import DEFAULT_HMM_DIR
 from decoding.loader import load_local_model
 from decoding.types import GenerationParams
+from tests.conftest import require_llamacpp
 
-llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+llamacpp = require_llamacpp()
 
 VERDICT = 'json:{"verdict": ["correct", "incorrect"]}'
 QUESTION = [{"role": "user", "content": "Is Paris the capital of France?"}]

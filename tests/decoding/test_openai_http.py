@@ -28,12 +28,20 @@ def test_a_plain_completion_and_the_request_body():
     body = server.bodies[0]
     assert body["max_tokens"] == 5 and body["stop"] == ["x"] and body["seed"] == 1 and body["stream"] is False
     assert "frequency_penalty" not in body and "presence_penalty" not in body  # the server's defaults apply
+    assert "repetition_penalty" not in body  # not OpenAI's: its API would answer 400
 
 
 def test_penalties_are_passed_on():
     with FaultServer([ok()]) as server:
         server.model().chat(HI, GenerationParams(frequency_penalty=0.5, presence_penalty=-0.25))
     assert (server.bodies[0]["frequency_penalty"], server.bodies[0]["presence_penalty"]) == (0.5, -0.25)
+
+
+@pytest.mark.parametrize("value", [1.0, 1.15])
+def test_a_repetition_penalty_set_explicitly_is_sent_as_vllm_names_it(value):
+    with FaultServer([ok()]) as server:
+        server.model().chat(HI, GenerationParams(repetition_penalty=value))
+    assert server.bodies[0]["repetition_penalty"] == value  # 1.0 too: it turns off a server's own default
 
 
 def test_5xx_is_retried_until_it_succeeds():

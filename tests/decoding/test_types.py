@@ -43,11 +43,24 @@ def test_normalize_messages_rejects_bad_input(messages, fragment):
         ({"frequency_penalty": 2.5}, "frequency_penalty"),
         ({"presence_penalty": -3}, "presence_penalty"),
         ({"presence_penalty": "0.5"}, "presence_penalty"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"repetition_penalty": -1.1}, "repetition_penalty"),
+        ({"repetition_penalty": 2.5}, "repetition_penalty"),
+        ({"repetition_penalty": float("nan")}, "repetition_penalty"),
+        ({"repetition_penalty": "1.1"}, "repetition_penalty"),
+        ({"repetition_penalty": True}, "repetition_penalty"),
     ],
 )
 def test_generation_params_reject_out_of_range(kwargs, fragment):
     with pytest.raises(InvalidRequestError, match=fragment):
         GenerationParams(**kwargs)
+
+
+def test_repetition_penalty_none_and_one_leave_logits_alone():
+    # None (not asked for: a remote server's default) and 1.0 (asked off) both mean no guard in process
+    assert not GenerationParams().penalized and not GenerationParams(repetition_penalty=1.0).penalized
+    assert GenerationParams(repetition_penalty=1.1).penalized
+    assert GenerationParams(repetition_penalty=2).repetition_penalty == 2  # the upper bound is allowed
 
 
 def test_generation_params_accept_a_single_stop_string():

@@ -29,3 +29,35 @@ def test_prompt_has_the_requested_length_when_the_model_encodes():
 def test_served_model_gets_an_estimate():
     content = ttft_messages(ServedModel(), 500)[0]["content"]
     assert 350 <= len(content.split()) <= 450
+
+
+class CountingModel:
+    """A fake chat model that answers `max_tokens` tokens at once and records the params it ran with."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    def chat(self, messages, params=None):
+        from decoding.types import ChatResult, Usage
+
+        self.seen.append(params)
+        return ChatResult("x", "length", Usage(5, params.max_tokens), self.name)
+
+    def stream(self, messages, params=None):
+        from decoding.types import ChatChunk
+
+        yield ChatChunk(self.chat(messages, params).text, "length")
+
+
+def test_the_loop_guard_is_measured_the_way_chat_runs_it():
+    from eval.bench_decode import bench_decode
+
+    model = CountingModel()
+    figures = bench_decode(model, max_tokens=8, requests=1, batch=2, rounds=2, repetition_penalty=1.1)
+    for key in ("guard_single_tok_s", "guard_slowdown", "guard_batch2_tok_s", "guard_batch2_slowdown"):
+        assert f"default.{key}" in figures
+    guarded = [p for p in model.seen if p.repetition_penalty == 1.1]
+    assert len(guarded) == 2 * 1 + 2 * 2  # single-stream rounds x requests + batch rounds x batch
+    assert "default.guard_slowdown" not in bench_decode(CountingModel(), max_tokens=8, requests=1, batch=2)

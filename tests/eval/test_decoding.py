@@ -27,7 +27,7 @@ from eval.decoding import (
     model_vocabulary,
     parse_answer,
 )
-from tests.conftest import require_data
+from tests.conftest import require_data, require_part
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
 
@@ -247,10 +247,9 @@ def test_formats_compile_against_the_backends_own_vocabulary(tokenizer) -> None:
 # --------------------------------------------------------------------------- the embedded model
 def test_tiny_real_run(embedded_model) -> None:
     dev = require_data("qa/squad_v1.1/dev-v1.1.half_A.json")
-    hmm_dir = DEFAULT_HMM_DIR if (DEFAULT_HMM_DIR / "config.json").is_file() else None
-    if hmm_dir is None:
-        pytest.skip(f"no shipped HMM in {DEFAULT_HMM_DIR}")
-    res = evaluate_decoding(embedded_model, "judge", [dev], limit=2, hmm_dir=hmm_dir, max_new_tokens=16,
+    shipped = (DEFAULT_HMM_DIR / "config.json").is_file()
+    require_part(shipped, f"no shipped HMM in {DEFAULT_HMM_DIR} (the repository ships it; `prunekit train hmm`)")
+    res = evaluate_decoding(embedded_model, "judge", [dev], limit=2, hmm_dir=DEFAULT_HMM_DIR, max_new_tokens=16,
                             methods=("prompt", "hard_mask", "decog_pruned", "outlines"))  # fmt: skip
     m = res.metrics
     assert m["hard_mask.compliance"] == m["decog_pruned.compliance"] == 1.0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
 
-import pytest
+from tests.conftest import skip_or_fail
 
 
 @functools.lru_cache(maxsize=1)
@@ -23,6 +22,4 @@ def smollm2_tokenizer():
     try:
         return _load()
     except EmbeddedModelMissingError as e:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+        skip_or_fail(str(e))

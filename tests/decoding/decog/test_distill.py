@@ -24,6 +24,7 @@ from decoding.decog.hmm import HMM
 from decoding.decog.prompts import LeakedDataError, build_judge_items, distillation_prompts, load_squad
 from decoding.errors import InvalidRequestError
 from decoding.types import ChatResult, GenerationParams, Usage
+from tests.conftest import require_llamacpp, require_module
 
 V, EOS = 10, 0
 # The fake LLM's hidden "topics": topic k emits token 2k+1 or 2k+2 (evenly), then moves to topic k+1 (mod 4).
@@ -129,7 +130,7 @@ def test_projector_reads_the_output_head_from_model_folders(tmp_path) -> None:
 
 
 def test_projector_from_the_gguf_file_equals_the_one_from_its_transformers_copy() -> None:
-    pytest.importorskip("gguf")
+    require_module("gguf", "reading GGUF files (the gguf package, a dependency of prunekit)")
     from decoding.embedded import embedded_gguf_path, embedded_hf_dir
 
     from_gguf = HiddenStateProjector.from_model_files(embedded_gguf_path())
@@ -256,7 +257,7 @@ def test_a_model_without_files_needs_its_projector_and_eos(tmp_path) -> None:
 
 def test_distil_from_a_model_given_by_path(tmp_path) -> None:
     """The path `prunekit train hmm --model` takes: projector and EOS from the model's own file, its name recorded."""
-    llamacpp = pytest.importorskip("decoding.llamacpp", reason="llama-cpp-python is not built on this machine")
+    llamacpp = require_llamacpp()
     write_training_data(tmp_path / "data")
     model = llamacpp.LlamaCppModel(llamacpp.prepare_fast_weights(), name="smollm2-by-path", slots=2)
     config = DistillConfig(hidden_size=4, n_sequences=10, seq_len=6, shard_size=10, concurrency=2,
