@@ -16,6 +16,7 @@ from app.cli.common import (
     check_pruner_weights,
     figures_table,
     load_local,
+    load_settings,
     print_json_last,
     stderr,
 )
@@ -28,17 +29,34 @@ def bench_decode_cmd(
     max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="tokens per request")] = 128,
     requests: Annotated[int, typer.Option(min=1, max=50, help="sequential requests for single-stream speed")] = 3,
     hf: Annotated[bool, typer.Option("--hf/--no-hf", help="also measure transformers generate")] = True,
+    rounds: Annotated[
+        int, typer.Option(min=1, max=20, help="alternating rounds per figure (each keeps its best round)")
+    ] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
-    """Tokens/s of the embedded model: default backend vs. plain transformers generate."""
+    """Tokens/s of the embedded model: default backend (plain, and with chat's loop guard) vs. plain transformers
+    generate."""
     from decoding.loader import load_embedded
     from decoding.local import LocalModel
     from eval.bench_decode import bench_decode
 
+    guard = load_settings().repetition_penalty  # what `prunekit chat` and the service decode with
     with stderr.status("loading the embedded model"):
         model = load_embedded()
     with stderr.status("benchmarking (a minute or two)"):
-        figures = bench_decode(model, LocalModel.embedded if hf else None, max_tokens=max_tokens, requests=requests)
+        figures = bench_decode(
+            model,
+            LocalModel.embedded if hf else None,
+            max_tokens=max_tokens,
+            requests=requests,
+            rounds=rounds,
+            repetition_penalty=guard,
+        )
+    # Stop llama.cpp's scheduler before the interpreter exits: freed under a running scheduler thread at exit,
+    # the process could die of a segmentation fault after printing its figures.
+    close = getattr(model, "close", None)
+    if callable(close):
+        close()
     stderr.print(figures_table("bench decode", figures))
     if as_json:
         print_json_last(figures)
