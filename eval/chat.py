@@ -16,7 +16,6 @@ uses) and `no_guard` (none). Metrics per method:
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from decoding import ChatModel, GenerationParams, InvalidRequestError
-from eval.harness import EvalResult, run_concurrently
+from eval.harness import EvalResult, read_jsonl, run_concurrently
 
 __all__ = [
     "DEFAULT_QUESTIONS",
@@ -42,24 +41,15 @@ _WORD = re.compile(r"\w+")
 
 def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The questions in a `{"question", "answers"}` JSON-lines file (the first `limit`)."""
-    if not path.is_file():
-        raise InvalidRequestError(f"{path} does not exist: pass --data PATH to a questions .jsonl file")
-    items: list[dict[str, Any]] = []
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            if limit is not None and len(items) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                answers = row["answers"]
-                if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
-                    raise TypeError("answers must be a non-empty list of non-empty strings")
-                items.append({"question": str(row["question"]), "answers": answers})
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise InvalidRequestError(f"{path}:{n} is not a question record ({exc})") from exc
-    return items
+    hint = "pass --data PATH to a questions .jsonl file"
+    return read_jsonl(path, _question_record, limit=limit, what="a question record", hint=hint)
+
+
+def _question_record(row: dict[str, Any]) -> dict[str, Any]:
+    answers = row["answers"]
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
+        raise TypeError("answers must be a non-empty list of non-empty strings")
+    return {"question": str(row["question"]), "answers": answers}
 
 
 def has_answer(reply: str, answers: Sequence[str]) -> bool:

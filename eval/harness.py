@@ -22,7 +22,16 @@ from typing import Any, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["EvalResult", "environment", "progress_bar", "run_concurrently", "write_results"]
+from decoding.errors import InvalidRequestError
+
+__all__ = [
+    "EvalResult",
+    "environment",
+    "progress_bar",
+    "read_jsonl",
+    "run_concurrently",
+    "write_results",
+]
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +200,27 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}"
+
+
+def read_jsonl(
+    path: Path, parse: Callable[[dict[str, Any]], dict[str, Any]], *, limit: int | None, what: str, hint: str
+) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (the first `limit`), each through `parse`; blank lines are skipped.
+
+    A missing file says `hint` (how to point at the right one); a line that is not JSON, or that `parse` rejects
+    (KeyError, TypeError), is an `InvalidRequestError` naming the file, the line and `what` it should be.
+    """
+    if not path.is_file():
+        raise InvalidRequestError(f"{path} does not exist: {hint}")
+    items: list[dict[str, Any]] = []
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if limit is not None and len(items) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                items.append(parse(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise InvalidRequestError(f"{path}:{n} is not {what} ({exc})") from exc
+    return items

@@ -7,13 +7,12 @@ Data: `NQ-open.dev.jsonl` lines `{"question": ..., "answer": [...]}`. Metrics pe
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from decoding import ChatModel, GenerationParams, InvalidRequestError
-from eval.harness import EvalResult, run_concurrently
+from decoding import ChatModel, GenerationParams
+from eval.harness import EvalResult, read_jsonl, run_concurrently
 from eval.metrics.qa import exact_match, max_over_golds, token_f1
 
 __all__ = ["evaluate_nq_open", "load_nq_open"]
@@ -22,23 +21,15 @@ SYSTEM = "Answer the question with a short phrase only, no explanation."
 
 
 def load_nq_open(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise InvalidRequestError(f"{path} does not exist: pass --data PATH to NQ-open.dev.jsonl")
-    items = []
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            if limit is not None and len(items) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row["answer"], list):  # a lone string would be read as one answer per letter
-                    raise TypeError("answer must be a list of strings")
-                items.append({"question": str(row["question"]), "answers": [str(a) for a in row["answer"]]})
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise InvalidRequestError(f"{path}:{n} is not an NQ-open record ({exc})") from exc
-    return items
+    return read_jsonl(
+        path, _nq_record, limit=limit, what="an NQ-open record", hint="pass --data PATH to NQ-open.dev.jsonl"
+    )
+
+
+def _nq_record(row: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(row["answer"], list):  # a lone string would be read as one answer per letter
+        raise TypeError("answer must be a list of strings")
+    return {"question": str(row["question"]), "answers": [str(a) for a in row["answer"]]}
 
 
 def evaluate_nq_open(
