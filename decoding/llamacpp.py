@@ -501,7 +501,9 @@ class LlamaCppModel:
             return
         params = job.params
         if job.penalties is not None:
-            logits = job.penalties.apply(logits.copy())  # llama.cpp's buffer stays as it was
+            # in place, on the K <= window ids it touches: llama.cpp rewrites this row at the next decode and nothing
+            # reads it before, so a copy of the whole vocabulary per token would buy nothing
+            logits = job.penalties.apply(logits)
         if params.logits_processors:
             scores = torch.from_numpy(logits.copy())[None]  # (1, V)
             for processor in params.logits_processors:

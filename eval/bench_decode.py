@@ -2,12 +2,14 @@
 
 Figures (flat keys `<backend>.<figure>`):
 - `<default>.single_tok_s`: one request at a time; `<default>.batch8_tok_s`: 8 concurrent requests (each the
-  best of `rounds` rounds; plain and hooked single-stream rounds alternate);
+  best of `rounds` rounds);
 - `<default>.hook_single_tok_s`: single stream with a no-op logits processor (the per-step hook that
   Deco-G uses), and `hook_slowdown` = 1 - hook / plain;
 - with `repetition_penalty` (what `prunekit chat` and the service run with, their loop guard):
   `<default>.guard_single_tok_s` / `<default>.guard_batch8_tok_s`, and `guard_slowdown` / `guard_batch8_slowdown`
-  = 1 - guarded / plain (rounds alternate with the plain ones);
+  = 1 - guarded / plain.
+The single-stream methods take turns request by request, and batch rounds alternate; a slowdown is the median over
+rounds of that round's ratio, so machine noise lands on both sides of each comparison.
 - `<default>.ttft_500_s`: time to first token for a 500-token chat prompt (median of 3 prompts that differ from
   their first word on, so a prompt cache can only hold the chat template's fixed header), with
   `<default>.ttft_prompt_tokens` (that length as the model counts it) and, for a backend that caches prompts,
@@ -79,11 +81,17 @@ def _tokens_per_s(run: Callable[[], int]) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def _single(model: ChatModel, params: GenerationParams, requests: int) -> float:
-    def run() -> int:
-        return sum(model.chat(_story(i), params).usage.completion_tokens for i in range(requests))
-
-    return _tokens_per_s(run)
+def _interleaved(model: ChatModel, methods: dict[str, GenerationParams], requests: int) -> dict[str, float]:
+    """Tokens/s of each method over the same `requests` prompts, run request by request in turn (A B C, A B C, ...),
+    so a neighbour's burst on a shared machine lands on every method alike rather than on one round of one."""
+    tokens = dict.fromkeys(methods, 0)
+    seconds = dict.fromkeys(methods, 0.0)
+    for i in range(requests):
+        for name, params in methods.items():
+            started = time.perf_counter()
+            tokens[name] += model.chat(_story(i), params).usage.completion_tokens
+            seconds[name] += time.perf_counter() - started
+    return {name: tokens[name] / seconds[name] for name in methods}
 
 
 def _concurrent(model: ChatModel, params: GenerationParams, n: int) -> float:
@@ -157,15 +165,11 @@ def bench_decode(
     hooked = GenerationParams(max_tokens=max_tokens, logits_processors=(NoOpProcessor(),))
     # Plain and hooked runs alternate and each keeps its best round: on a shared machine a neighbour's burst
     # would otherwise land on one side of the comparison only.
-    plain_runs, hooked_runs, guarded_runs = [], [], []
-    for _ in range(rounds):
-        plain_runs.append(_single(model, params, requests))
-        hooked_runs.append(_single(model, hooked, requests))
-        if guarded is not None:
-            guarded_runs.append(_single(model, guarded, requests))
-    figures[f"{name}.single_tok_s"] = max(plain_runs)
-    figures[f"{name}.hook_single_tok_s"] = max(hooked_runs)
-    figures[f"{name}.hook_slowdown"] = 1 - figures[f"{name}.hook_single_tok_s"] / figures[f"{name}.single_tok_s"]
+    methods = {"plain": params, "hooked": hooked} | ({"guarded": guarded} if guarded is not None else {})
+    runs = [_interleaved(model, methods, requests) for _ in range(rounds)]
+    figures[f"{name}.single_tok_s"] = max(run["plain"] for run in runs)
+    figures[f"{name}.hook_single_tok_s"] = max(run["hooked"] for run in runs)
+    figures[f"{name}.hook_slowdown"] = 1 - statistics.median(run["hooked"] / run["plain"] for run in runs)
     plain_batches, guarded_batches = [], []
     for _ in range(rounds):
         plain_batches.append(_concurrent(model, params, batch))
@@ -173,10 +177,12 @@ def bench_decode(
             guarded_batches.append(_concurrent(model, guarded, batch))
     figures[f"{name}.batch{batch}_tok_s"] = max(plain_batches)
     if guarded is not None:
-        figures[f"{name}.guard_single_tok_s"] = max(guarded_runs)
-        figures[f"{name}.guard_slowdown"] = 1 - max(guarded_runs) / figures[f"{name}.single_tok_s"]
+        figures[f"{name}.guard_single_tok_s"] = max(run["guarded"] for run in runs)
+        figures[f"{name}.guard_slowdown"] = 1 - statistics.median(run["guarded"] / run["plain"] for run in runs)
         figures[f"{name}.guard_batch{batch}_tok_s"] = max(guarded_batches)
-        figures[f"{name}.guard_batch{batch}_slowdown"] = 1 - max(guarded_batches) / max(plain_batches)
+        figures[f"{name}.guard_batch{batch}_slowdown"] = 1 - statistics.median(
+            guarded / plain for guarded, plain in zip(guarded_batches, plain_batches, strict=True)
+        )
     ttft_prompts = [ttft_messages(model, 500, variant) for variant in range(3)]
     reused_before = getattr(model, "reused_prompt_tokens", None)
     figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompts)

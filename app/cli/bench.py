@@ -30,7 +30,7 @@ def bench_decode_cmd(
     requests: Annotated[int, typer.Option(min=1, max=50, help="sequential requests for single-stream speed")] = 3,
     hf: Annotated[bool, typer.Option("--hf/--no-hf", help="also measure transformers generate")] = True,
     rounds: Annotated[
-        int, typer.Option(min=1, max=20, help="alternating rounds per figure (each keeps its best round)")
+        int, typer.Option(min=1, max=20, help="rounds per figure (speeds keep the best round, slowdowns the median ratio)")
     ] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
