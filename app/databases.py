@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decoding.errors import InvalidRequestError, NotFoundError
+from prunekit.decoding.errors import InvalidRequestError, NotFoundError
 
 __all__ = ["DatabaseRegistry", "parse_database_list"]
 

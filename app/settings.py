@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+from prunekit.app.api.middleware import LOOPBACK_NAMES
+from prunekit.app.databases import DatabaseRegistry, parse_database_list
+from prunekit.decoding.backends.embedded import default_cache_dir
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from app.databases import DatabaseRegistry, parse_database_list
-from app.middleware import LOOPBACK_NAMES
-from decoding.embedded import default_cache_dir
 
 __all__ = ["Settings"]
 
@@ -48,8 +47,8 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     max_body_bytes: int = 1_000_000
     max_tokens_limit: int = 2048  # the largest max_tokens a client may ask for
-    # PRUNEKIT_REPETITION_PENALTY: the loop guard of chat on the in-process backends (`decoding.penalties`), used
-    # when a request sets no `repetition_penalty` and asks for no `format`; 1 turns it off. A remote server
+    # PRUNEKIT_REPETITION_PENALTY: the loop guard of chat on the in-process backends (`decoding.backends.penalties`),
+    # used when a request sets no `repetition_penalty` and asks for no `format`; 1 turns it off. A remote server
     # (backend openai) keeps its own default.
     repetition_penalty: float = Field(1.1, gt=0.0, le=2.0)
     rate_limit_per_minute: int = 600  # per API key (or client address); 0 turns it off

@@ -21,8 +21,7 @@ from typing import Any, Self
 from langgraph.channels.base import BaseChannel
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.errors import EmptyChannelError
-
-from app.settings import Settings
+from prunekit.app.settings import Settings
 
 __all__ = [
     "MAX_THREAD_BYTES",

@@ -4,7 +4,7 @@ One encoder pass over `[CLS] question [SEP] context [SEP]` labels every context 
 passage; token decisions are rounded to whole sentences. `ContextPruner()` loads the weights shipped in
 `context_pruner/weights/` (trained here, see `train.py`) and runs offline on a CPU.
 
-    >>> from context_pruner import default_pruner
+    >>> from prunekit.context_pruner import default_pruner
     >>> pruner = default_pruner()  # one per process; `ContextPruner(...)` for other weights or options
     >>> contexts = ["The Eiffel Tower is in Paris, France.", "Bananas are rich in potassium."]
     >>> on_topic, off_topic = pruner.prune("Where is the Eiffel Tower?", contexts, threshold=0.5)
@@ -13,11 +13,11 @@ passage; token decisions are rounded to whole sentences. `ContextPruner()` loads
     >>> on_topic.rerank_score > off_topic.rerank_score
     True
 
-Training (`context_pruner.train`), data readers (`context_pruner.data`), the bench (`context_pruner.bench`) and the
+Training (`context_pruner.train`), data readers (`context_pruner.data`), the bench (`eval.bench.pruner`) and the
 framework adapters (`context_pruner.integrations`) are imported on demand, never at serve time.
 """
 
-from context_pruner.errors import (
+from prunekit.context_pruner.errors import (
     BatchTooLargeError,
     InvalidContextError,
     InvalidOptionError,
@@ -25,9 +25,9 @@ from context_pruner.errors import (
     PrunerInputError,
     ShapeMismatchError,
 )
-from context_pruner.model import PrunerConfig, PrunerModel, load_pretrained, save_pretrained
-from context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext, default_pruner
-from context_pruner.sentences import split_sentences
+from prunekit.context_pruner.model import PrunerConfig, PrunerModel, load_pretrained, save_pretrained
+from prunekit.context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext, default_pruner
+from prunekit.context_pruner.sentences import split_sentences
 
 __all__ = [
     "FIRST_SENTENCE",

@@ -3,7 +3,7 @@ must beat.
 
 Provence (Chirkova et al., ICLR 2025, arXiv 2501.16214) distils a cross-encoder's scores into its rerank head; we
 have no cross-encoder to start from, so the teacher mixes this bi-encoder's cosine with the gold label (train.py).
-The embeddings come from sentence-transformers through `decoding.embeddings.Embedder`, the encoder the rest of
+The embeddings come from sentence-transformers through `decoding.backends.embeddings.Embedder`, the encoder the rest of
 prunekit shares.
 """
 
@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from context_pruner.model import DEFAULT_BASE, resolve_base
-from decoding.embeddings import Embedder, load_embedder
+from prunekit.context_pruner.model import DEFAULT_BASE, resolve_base
+from prunekit.decoding.backends.embeddings import Embedder, load_embedder
 
 __all__ = ["BiEncoder"]
 

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from context_pruner.data import HotpotItem
-from context_pruner.errors import InvalidOptionError
-from context_pruner.model import update_config
-from context_pruner.pruner import ContextPruner, ScoredContext
+from prunekit.context_pruner.data import HotpotItem
+from prunekit.context_pruner.errors import InvalidOptionError
+from prunekit.context_pruner.model import update_config
+from prunekit.context_pruner.pruner import ContextPruner, ScoredContext
 
 __all__ = ["Calibration", "fit_keep_logit_bias", "write_keep_logit_bias"]
 

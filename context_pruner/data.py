@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from context_pruner.sentences import split_sentences
+from prunekit.context_pruner.sentences import split_sentences
 
 __all__ = [
     "HotpotItem",

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from context_pruner.encoding import IGNORE, block_windows, build_block
-from context_pruner.model import PrunerConfig
-from context_pruner.sentences import sentences_to_text, token_sentence_ids
-from decoding.protocol import ChatModel
-from decoding.types import GenerationParams
+from prunekit.context_pruner.encoding import IGNORE, block_windows, build_block
+from prunekit.context_pruner.model import PrunerConfig
+from prunekit.context_pruner.sentences import sentences_to_text, token_sentence_ids
+from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.types import GenerationParams
 
 __all__ = ["EncodedPassage", "encode_passage", "parse_citations", "silver_labels", "silver_prompt"]
 

@@ -33,19 +33,18 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from context_pruner.encoding import Block, block_windows, build_block, collate
-from context_pruner.errors import (
+from prunekit.context_pruner.encoding import Block, block_windows, build_block, collate
+from prunekit.context_pruner.errors import (
     BatchTooLargeError,
     InvalidContextError,
     InvalidOptionError,
     InvalidQuestionError,
     ShapeMismatchError,
 )
-from context_pruner.model import WEIGHTS_DIR, PrunerModel, load_pretrained
-from context_pruner.precision import Precision, apply_precision, resolve_precision
-from context_pruner.sentences import Span, join_spans, split_sentences, token_sentence_ids
-from decoding.cancel import check_cancelled
+from prunekit.context_pruner.model import WEIGHTS_DIR, PrunerModel, load_pretrained
+from prunekit.context_pruner.precision import Precision, apply_precision, resolve_precision
+from prunekit.context_pruner.sentences import Span, join_spans, split_sentences, token_sentence_ids
+from prunekit.decoding.cancel import check_cancelled
 
 __all__ = ["FIRST_SENTENCE", "ContextPruner", "PrunedContext", "ScoredContext", "default_pruner"]
 

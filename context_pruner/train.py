@@ -37,13 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from tqdm.auto import tqdm
-
-from context_pruner.data import Passage, read_training_passages
-from context_pruner.encoding import IGNORE, collate
-from context_pruner.labels import EncodedPassage, encode_passage, silver_labels
-from context_pruner.model import (
+from prunekit.context_pruner.data import Passage, read_training_passages
+from prunekit.context_pruner.encoding import IGNORE, collate
+from prunekit.context_pruner.labels import EncodedPassage, encode_passage, silver_labels
+from prunekit.context_pruner.model import (
     DEFAULT_BASE,
     PrunerConfig,
     PrunerModel,
@@ -52,7 +49,9 @@ from context_pruner.model import (
     load_tokenizer,
     save_pretrained,
 )
-from decoding.protocol import ChatModel
+from prunekit.decoding.protocol import ChatModel
+from torch import nn
+from tqdm.auto import tqdm
 
 __all__ = ["DEFAULT_TRAIN_FILES", "TrainConfig", "train"]
 
@@ -143,7 +142,7 @@ def _teacher_scores(config: TrainConfig, passages: Sequence[Passage], cache: Pat
             return saved["scores"]
     labels = np.asarray([float(p.relevant) for p in passages])
     if config.label_weight < 1.0 and config.encoder_config is None:
-        from context_pruner.biencoder import BiEncoder
+        from prunekit.context_pruner.biencoder import BiEncoder
 
         enc = BiEncoder(config.base_model)
         texts = [f"{p.title or ''}\n{''.join(p.sentences)}".strip() for p in passages]

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from context_pruner.data import is_held_out_article, is_squad_file, read_squad
+from prunekit.context_pruner.data import is_held_out_article, is_squad_file, read_squad
 
 if TYPE_CHECKING:
-    from context_pruner.biencoder import BiEncoder
-    from context_pruner.pruner import ContextPruner
-    from context_pruner.train import TrainConfig
+    from prunekit.context_pruner.biencoder import BiEncoder
+    from prunekit.context_pruner.pruner import ContextPruner
+    from prunekit.context_pruner.train import TrainConfig
 
 __all__ = [
     "RankingGroup",
@@ -77,7 +76,7 @@ def validate_ranking(
     pruner: ContextPruner, groups: Sequence[RankingGroup], biencoder: BiEncoder | None = None, batch_size: int = 32
 ) -> RankingValidation:
     """Recall@1 of `pruner`'s rerank score and of the bi-encoder's cosine on `groups`."""
-    from context_pruner.biencoder import BiEncoder
+    from prunekit.context_pruner.biencoder import BiEncoder
 
     if not groups:
         raise ValueError("no ranking groups: is any article held out?")
@@ -96,9 +95,9 @@ def validate_ranking(
 def validate_held_out_articles(weights: str | Path, config: TrainConfig) -> dict[str, RankingValidation]:
     """`validate_ranking` on the held-out articles of each SQuAD file `config` trained on (by file name), also
     recorded in the weights' provenance (`extra.held_out_ranking`). Empty when `config` held nothing out."""
-    from context_pruner.model import update_config
-    from context_pruner.pruner import ContextPruner
-    from context_pruner.train import data_paths
+    from prunekit.context_pruner.model import update_config
+    from prunekit.context_pruner.pruner import ContextPruner
+    from prunekit.context_pruner.train import data_paths
 
     every = config.squad_held_out_every
     if not every:

@@ -1,7 +1,7 @@
 """decoding: the only place that talks to an LLM.
 
 Backends behind one `ChatModel` protocol: `LocalModel` (transformers, in-process),
-`decoding.llamacpp.LlamaCppModel` (the embedded model's fast path; its own import, since llama-cpp-python is an
+`decoding.backends.llamacpp.LlamaCppModel` (the embedded model's fast path; its own import, since llama-cpp-python is an
 optional build) and `OpenAIModel` (any OpenAI-compatible server). Heavy backends are imported on first use, so
 `import decoding` stays cheap.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from decoding.cancel import CancelToken, RequestCancelledError, cancellable, check_cancelled
-from decoding.errors import (
+from prunekit.decoding.backends.openai_http import OpenAIModel
+from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable, check_cancelled
+from prunekit.decoding.errors import (
     BackendConnectionError,
     BackendError,
     BackendHTTPError,
@@ -22,12 +23,11 @@ from decoding.errors import (
     NotFoundError,
     PrunekitError,
 )
-from decoding.openai_http import OpenAIModel
-from decoding.protocol import ChatModel
-from decoding.types import ChatChunk, ChatResult, GenerationParams, Message, Usage
+from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Message, Usage
 
 if TYPE_CHECKING:
-    from decoding.local import LocalModel
+    from prunekit.decoding.backends.local import LocalModel
 
 __all__ = [
     "BackendConnectionError",
@@ -53,7 +53,7 @@ __all__ = [
     "check_cancelled",
 ]
 
-_LAZY = {"LocalModel": "decoding.local"}
+_LAZY = {"LocalModel": "prunekit.decoding.backends.local"}
 
 
 def __getattr__(name: str) -> Any:

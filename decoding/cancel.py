@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from decoding.errors import PrunekitError
+from prunekit.decoding.errors import PrunekitError
 
 __all__ = ["CancelToken", "RequestCancelledError", "cancellable", "check_cancelled", "current_token"]
 

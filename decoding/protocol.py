@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from decoding.types import ChatChunk, ChatResult, GenerationParams
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams
 
 __all__ = ["ChatModel"]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError
 
 __all__ = [
     "ChatChunk",
@@ -64,7 +64,7 @@ class GenerationParams:
     """How to sample. `temperature=0` means greedy decoding (the default: small models ramble when sampled).
 
     `frequency_penalty` / `presence_penalty` (OpenAI's, in [-2, 2]) lower the logits of tokens the answer has
-    already used, per use / once (`decoding.penalties`); remote backends pass them on. `repetition_penalty`
+    already used, per use / once (`decoding.backends.penalties`); remote backends pass them on. `repetition_penalty`
     (CTRL's, as vLLM and llama.cpp name it, in (0, 2]) divides the positive logits and multiplies the negative ones
     of the tokens in the answer's last 64: the loop guard that chat turns on by default (`app`'s
     `PRUNEKIT_REPETITION_PENALTY`). None (the default here) and 1.0 leave the logits alone; remote backends send

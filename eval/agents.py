@@ -30,8 +30,8 @@ with how to install it (`SandboxUnavailableError`); nothing falls back to runnin
 A run on one SQuAD question (the official layout under `data_dir`; by default ../shared/data) with a scripted model:
 
 >>> import contextlib, io, json, tempfile
->>> from decoding import ChatResult, Usage
->>> from eval.harness import write_results
+>>> from prunekit.decoding import ChatResult, Usage
+>>> from prunekit.eval.harness import write_results
 >>> class Broncos:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
 ...     name = "broncos"
 ...     def chat(self, messages, params=None):
@@ -60,9 +60,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from decoding import ChatModel, InvalidRequestError
-from eval.harness import EvalResult, run_concurrently
-from graph_pruning.data import (
+from prunekit.decoding import ChatModel, InvalidRequestError
+from prunekit.eval.harness import EvalResult, run_concurrently
+from prunekit.graph_pruning.data import (
     AGP_STAGE1_FILES,
     BENCHMARK_DOMAIN,
     BenchmarkItem,
@@ -72,13 +72,13 @@ from graph_pruning.data import (
     score_answer,
     stage1_task_keys,
 )
-from graph_pruning.errors import UnknownBenchmarkError
-from graph_pruning.execute import AgentRunResult, RunConfig, run_agents
-from graph_pruning.model import GraphPruner
-from graph_pruning.pools import AgentPool, get_pool
-from graph_pruning.records import shipped_record_files
-from graph_pruning.sandbox import require_sandbox
-from graph_pruning.topology import Topology, chain, complete, random_topology, single
+from prunekit.graph_pruning.errors import UnknownBenchmarkError
+from prunekit.graph_pruning.execute import AgentRunResult, RunConfig, run_agents
+from prunekit.graph_pruning.model import GraphPruner
+from prunekit.graph_pruning.pools import AgentPool, get_pool
+from prunekit.graph_pruning.records import shipped_record_files
+from prunekit.graph_pruning.sandbox import require_sandbox
+from prunekit.graph_pruning.topology import Topology, chain, complete, random_topology, single
 
 __all__ = [
     "FULL_ROUNDS",

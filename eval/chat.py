@@ -1,8 +1,8 @@
 """`prunekit eval chat`: the default chat path on short general-knowledge questions, with its loop guard on and off.
 
 Why: greedy decoding of a 135M model falls into loops (`la France, la France, ...` until max_tokens). The
-repetition penalty (`decoding.penalties`) that chat turns on by default must break them without costing answers,
-so both are measured on the same questions in one run.
+repetition penalty (`decoding.backends.penalties`) that chat turns on by default must break them without costing
+answers, so both are measured on the same questions in one run.
 
 Data: `eval/questions/general_questions.jsonl`, written for this project (no dataset or evaluation split), one
 `{"question": ..., "answers": [acceptable strings]}` a line. Each question is asked as `prunekit chat` asks it:
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from decoding import ChatModel, GenerationParams, InvalidRequestError
-from eval.harness import EvalResult, read_jsonl, run_concurrently
+from prunekit.decoding import ChatModel, GenerationParams, InvalidRequestError
+from prunekit.eval.harness import EvalResult, read_jsonl, run_concurrently
 
 __all__ = [
     "DEFAULT_QUESTIONS",

@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decoding import GenerationParams, InvalidRequestError
-from decoding.decog import (
+from prunekit.decoding import GenerationParams, InvalidRequestError
+from prunekit.decoding.decog import (
     DecoGProcessor,
     HardMaskProcessor,
     TokenVocabulary,
@@ -54,10 +54,11 @@ from decoding.decog import (
     get_backward_tables,
     parse_format,
 )
-from decoding.decog.distill import GenerationRecorder
-from decoding.decog.hmm import HMM
-from decoding.decog.outlines_ref import OutlinesMaskProcessor
-from decoding.decog.prompts import (
+from prunekit.decoding.decog.distill import GenerationRecorder
+from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP, DEFAULT_HMM_DIR, stored_guidance_weight
+from prunekit.decoding.decog.hmm import HMM
+from prunekit.decoding.decog.outlines_ref import OutlinesMaskProcessor
+from prunekit.decoding.decog.prompts import (
     build_judge_items,
     extract_messages,
     judge_messages,
@@ -65,10 +66,9 @@ from decoding.decog.prompts import (
     load_squad,
     math_messages,
 )
-from decoding.guided import DEFAULT_CANDIDATE_GAP, DEFAULT_HMM_DIR, stored_guidance_weight
-from decoding.types import Message
-from eval.harness import EvalResult, progress_bar, run_concurrently
-from eval.metrics.qa import exact_match, max_over_golds, token_f1
+from prunekit.decoding.types import Message
+from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
+from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
 
 __all__ = [
     "DEFAULT_HMM_DIR",
@@ -268,9 +268,8 @@ def model_tokenizer(model: Any, tokenizer: Any = None) -> Any:
         return tokenizer
     if getattr(model, "tokenizer", None) is not None:
         return model.tokenizer
+    from prunekit.decoding.backends.embedded import embedded_hf_dir
     from transformers import AutoTokenizer
-
-    from decoding.embedded import embedded_hf_dir
 
     return AutoTokenizer.from_pretrained(embedded_hf_dir())
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from prunekit.decoding.errors import InvalidRequestError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from decoding.errors import InvalidRequestError
 
 __all__ = [
     "EvalResult",

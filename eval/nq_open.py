@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from decoding import ChatModel, GenerationParams
-from eval.harness import EvalResult, read_jsonl, run_concurrently
-from eval.metrics.qa import exact_match, max_over_golds, token_f1
+from prunekit.decoding import ChatModel, GenerationParams
+from prunekit.eval.harness import EvalResult, read_jsonl, run_concurrently
+from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
 
 __all__ = ["evaluate_nq_open", "load_nq_open"]
 

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from decoding import ChatModel, GenerationParams, InvalidRequestError
-from eval.harness import EvalResult, progress_bar, run_concurrently
-from eval.metrics.qa import exact_match, max_over_golds, token_f1
+from prunekit.decoding import ChatModel, GenerationParams, InvalidRequestError
+from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
+from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
 
 __all__ = ["QAItem", "evaluate_qa", "load_qa"]
 
@@ -71,8 +70,8 @@ def _join(sentences: tuple[str, ...], gold_ids: set[int]) -> tuple[str, tuple[Sp
 
 def load_qa(path: Path, limit: int | None = None) -> list[QAItem]:
     """HotpotQA (original or HF-datasets layout) or SQuAD v1.1, by content."""
-    from context_pruner.data import read_hotpotqa, read_squad
-    from context_pruner.sentences import split_sentences
+    from prunekit.context_pruner.data import read_hotpotqa, read_squad
+    from prunekit.context_pruner.sentences import split_sentences
 
     if not path.is_file():
         raise InvalidRequestError(f"{path} does not exist: pass --data PATH to a HotpotQA or SQuAD file")
@@ -142,7 +141,7 @@ def evaluate_qa(
     max_tokens: int = 24,
 ) -> EvalResult:
     """Run the four methods on `data` and score them (see the module docstring)."""
-    from decoding.embeddings import load_embedder
+    from prunekit.decoding.backends.embeddings import load_embedder
 
     items = load_qa(data, limit)
     if not items:

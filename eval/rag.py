@@ -31,11 +31,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from context_pruner.data import is_squad_file
-from decoding import ChatModel, InvalidRequestError
-from eval.harness import EvalResult, progress_bar, run_concurrently
-from eval.metrics.qa import exact_match, max_over_golds, token_f1
-from eval.qa import QAItem, load_qa
+from prunekit.context_pruner.data import is_squad_file
+from prunekit.decoding import ChatModel, InvalidRequestError
+from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
+from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
+from prunekit.eval.qa import QAItem, load_qa
 
 __all__ = ["COLLECTION", "INSTRUCTION", "METHODS", "RagBackend", "evaluate_rag"]
 
@@ -106,7 +106,7 @@ def evaluate_rag(
     if not items:
         raise InvalidRequestError(f"{data_path} holds no questions")
     if pruner is None:
-        from context_pruner import default_pruner
+        from prunekit.context_pruner import default_pruner
 
         pruner = default_pruner()
     passages = corpus(items)

@@ -5,8 +5,8 @@ A pruner (`GraphPruner`) reads the task and picks which agents of a domain's poo
 communication edges they use (soft pruning); the chosen `Topology` runs as a LangGraph graph (`run_agents`) in which
 pruned agents never make a call.
 
->>> from decoding import ChatResult, Usage
->>> from graph_pruning import GraphPruner, get_pool, run_agents
+>>> from prunekit.decoding import ChatResult, Usage
+>>> from prunekit.graph_pruning import GraphPruner, get_pool, run_agents
 >>> class Solver:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
 ...     name = "solver"
 ...     def chat(self, messages, params=None):
@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from graph_pruning.data import BENCHMARKS, BenchmarkItem, heldout, load_benchmark, score_answer
-from graph_pruning.draw import draw_topology
-from graph_pruning.errors import (
+from prunekit.graph_pruning.data import BENCHMARKS, BenchmarkItem, heldout, load_benchmark, score_answer
+from prunekit.graph_pruning.draw import draw_topology
+from prunekit.graph_pruning.errors import (
     InvalidRecordError,
     InvalidTaskError,
     InvalidTopologyError,
@@ -35,7 +35,7 @@ from graph_pruning.errors import (
     UnknownBenchmarkError,
     UnknownDomainError,
 )
-from graph_pruning.execute import (
+from prunekit.graph_pruning.execute import (
     AgentRunResult,
     AgentTurn,
     AgentUsage,
@@ -43,13 +43,13 @@ from graph_pruning.execute import (
     build_agent_graph,
     run_agents,
 )
-from graph_pruning.pools import DOMAINS, AgentPool, Role, get_pool
-from graph_pruning.records import StageRecord, load_records, save_records
-from graph_pruning.task import AgentTask, AnswerFormat
-from graph_pruning.topology import Topology, chain, complete, random_topology, render_text, single
+from prunekit.graph_pruning.pools import DOMAINS, AgentPool, Role, get_pool
+from prunekit.graph_pruning.records import StageRecord, load_records, save_records
+from prunekit.graph_pruning.task import AgentTask, AnswerFormat
+from prunekit.graph_pruning.topology import Topology, chain, complete, random_topology, render_text, single
 
 if TYPE_CHECKING:
-    from graph_pruning.model import GraphPruner, PrunerConfig
+    from prunekit.graph_pruning.model import GraphPruner, PrunerConfig
 
 __all__ = [
     "BENCHMARKS",
@@ -89,7 +89,7 @@ __all__ = [
     "single",
 ]
 
-_LAZY = {"GraphPruner": "graph_pruning.model", "PrunerConfig": "graph_pruning.model"}
+_LAZY = {"GraphPruner": "prunekit.graph_pruning.model", "PrunerConfig": "prunekit.graph_pruning.model"}
 
 
 def __getattr__(name: str) -> Any:

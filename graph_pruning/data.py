@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_pruning.answers import (
+from prunekit.graph_pruning.answers import (
     doctest_asserts,
     extract_choice,
     extract_number,
@@ -36,10 +36,10 @@ from graph_pruning.answers import (
     parse_number,
     token_f1,
 )
-from graph_pruning.errors import LeakageError, UnknownBenchmarkError
-from graph_pruning.records import load_records
-from graph_pruning.sandbox import run_python
-from graph_pruning.task import AgentTask
+from prunekit.graph_pruning.errors import LeakageError, UnknownBenchmarkError
+from prunekit.graph_pruning.records import load_records
+from prunekit.graph_pruning.sandbox import run_python
+from prunekit.graph_pruning.task import AgentTask
 
 __all__ = [
     "AGP_STAGE1_FILES",

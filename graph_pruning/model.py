@@ -39,14 +39,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from prunekit.graph_pruning.embed import EMBED_DIM, EmbedFn, embed_texts
+from prunekit.graph_pruning.errors import InvalidRequestError, UnknownDomainError
+from prunekit.graph_pruning.pools import AgentPool, get_pool
+from prunekit.graph_pruning.task import AgentTask
+from prunekit.graph_pruning.topology import Topology
 from safetensors.torch import load_file, save_file
 from torch import nn
-
-from graph_pruning.embed import EMBED_DIM, EmbedFn, embed_texts
-from graph_pruning.errors import InvalidRequestError, UnknownDomainError
-from graph_pruning.pools import AgentPool, get_pool
-from graph_pruning.task import AgentTask
-from graph_pruning.topology import Topology
 
 __all__ = [
     "WEIGHTS_DIR",

@@ -40,8 +40,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from graph_pruning.errors import InvalidTopologyError, UnknownDomainError
-from graph_pruning.task import AnswerFormat
+from prunekit.graph_pruning.errors import InvalidTopologyError, UnknownDomainError
+from prunekit.graph_pruning.task import AnswerFormat
 
 __all__ = ["DOMAINS", "AgentPool", "Role", "get_pool"]
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from decoding.cancel import check_cancelled
-from graph_pruning.errors import SandboxUnavailableError
+from prunekit.decoding.cancel import check_cancelled
+from prunekit.graph_pruning.errors import SandboxUnavailableError
 
 __all__ = [
     "INSTALL_HINT",

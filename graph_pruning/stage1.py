@@ -23,10 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
-from decoding.protocol import ChatModel
-from graph_pruning.data import (
+from prunekit.decoding.protocol import ChatModel
+from prunekit.graph_pruning.data import (
     BENCHMARK_DOMAIN,
     BenchmarkItem,
     check_no_leakage,
@@ -35,11 +33,12 @@ from graph_pruning.data import (
     score_answer,
     training_items,
 )
-from graph_pruning.errors import UnknownBenchmarkError
-from graph_pruning.execute import AgentRunResult, RunConfig, run_agents
-from graph_pruning.pools import AgentPool, get_pool
-from graph_pruning.records import StageRecord, load_records, record_from_topology, save_records
-from graph_pruning.topology import Topology, random_topology
+from prunekit.graph_pruning.errors import UnknownBenchmarkError
+from prunekit.graph_pruning.execute import AgentRunResult, RunConfig, run_agents
+from prunekit.graph_pruning.pools import AgentPool, get_pool
+from prunekit.graph_pruning.records import StageRecord, load_records, record_from_topology, save_records
+from prunekit.graph_pruning.topology import Topology, random_topology
+from tqdm import tqdm
 
 __all__ = ["STAGE1_BENCHMARKS", "Stage1Config", "collect_domain", "collect_stage1", "sample_topologies"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from graph_pruning.errors import InvalidTaskError
+from prunekit.graph_pruning.errors import InvalidTaskError
 
 __all__ = ["ANSWER_FORMATS", "AgentTask", "AnswerFormat"]
 

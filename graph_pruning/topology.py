@@ -21,8 +21,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-
-from graph_pruning.errors import InvalidTopologyError
+from prunekit.graph_pruning.errors import InvalidTopologyError
 
 __all__ = [
     "Topology",

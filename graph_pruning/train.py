@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from prunekit.graph_pruning.data import AGP_STAGE1_FILES, default_data_dir, normalize_task
+from prunekit.graph_pruning.embed import EmbeddingCache, EmbedFn, embed_texts
+from prunekit.graph_pruning.errors import InvalidRecordError
+from prunekit.graph_pruning.model import WEIGHTS_DIR, GraphPruner, PrunerOutput, keep_decision, straight_through
+from prunekit.graph_pruning.pools import AgentPool, get_pool
+from prunekit.graph_pruning.records import StageRecord, load_records
 from tqdm import tqdm
-
-from graph_pruning.data import AGP_STAGE1_FILES, default_data_dir, normalize_task
-from graph_pruning.embed import EmbeddingCache, EmbedFn, embed_texts
-from graph_pruning.errors import InvalidRecordError
-from graph_pruning.model import WEIGHTS_DIR, GraphPruner, PrunerOutput, keep_decision, straight_through
-from graph_pruning.pools import AgentPool, get_pool
-from graph_pruning.records import StageRecord, load_records
 
 __all__ = [
     "Decisions",

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nl2sql.ast_margin import ast_similarity, step_reward, tree_edit_distance
-from nl2sql.decompose import Subtask, decompose, is_partial_subtree
-from nl2sql.errors import (
+from prunekit.nl2sql.ast_margin import ast_similarity, step_reward, tree_edit_distance
+from prunekit.nl2sql.decompose import Subtask, decompose, is_partial_subtree
+from prunekit.nl2sql.errors import (
     DatabaseNotFoundError,
     NL2SQLError,
     SQLError,
@@ -31,8 +31,8 @@ from nl2sql.errors import (
     SQLTimeoutError,
     UnsafeSQLError,
 )
-from nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig, check_sql, execute_sql
-from nl2sql.schema import (
+from prunekit.nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig, check_sql, execute_sql
+from prunekit.nl2sql.schema import (
     Column,
     ForeignKey,
     LinkedSchema,
@@ -45,23 +45,23 @@ from nl2sql.schema import (
     render_schema,
     with_examples,
 )
-from nl2sql.sqlast import canonical_sql, normalize, parse_sql
+from prunekit.nl2sql.sqlast import canonical_sql, normalize, parse_sql
 
 # name -> module, loaded on first attribute access (PEP 562)
 _LAZY = {
-    "AgentConfig": "nl2sql.agent",
-    "NL2SQLAgent": "nl2sql.agent",
-    "NL2SQLResult": "nl2sql.agent",
-    "answer_question": "nl2sql.agent",
-    "build_nl2sql_graph": "nl2sql.agent",
-    "DemoIndex": "nl2sql.retrieval",
-    "Demonstration": "nl2sql.retrieval",
-    "mask_question": "nl2sql.retrieval",
-    "sql_skeleton": "nl2sql.retrieval",
-    "extract_sql": "nl2sql.prompts",
-    "run_baseline": "nl2sql.baselines",
-    "single_shot": "nl2sql.baselines",
-    "single_shot_demos": "nl2sql.baselines",
+    "AgentConfig": "prunekit.nl2sql.agent",
+    "NL2SQLAgent": "prunekit.nl2sql.agent",
+    "NL2SQLResult": "prunekit.nl2sql.agent",
+    "answer_question": "prunekit.nl2sql.agent",
+    "build_nl2sql_graph": "prunekit.nl2sql.agent",
+    "DemoIndex": "prunekit.nl2sql.retrieval",
+    "Demonstration": "prunekit.nl2sql.retrieval",
+    "mask_question": "prunekit.nl2sql.retrieval",
+    "sql_skeleton": "prunekit.nl2sql.retrieval",
+    "extract_sql": "prunekit.nl2sql.prompts",
+    "run_baseline": "prunekit.nl2sql.baselines",
+    "single_shot": "prunekit.nl2sql.baselines",
+    "single_shot_demos": "prunekit.nl2sql.baselines",
 }
 
 

@@ -44,15 +44,14 @@ from typing import Annotated, Any, Literal, TypedDict
 
 import numpy as np
 from langgraph.graph import END, START, StateGraph
-
-from decoding.errors import BackendError, InvalidRequestError
-from decoding.protocol import ChatModel
-from decoding.types import GenerationParams, Message
-from nl2sql import prompts
-from nl2sql.errors import DatabaseNotFoundError, SQLError, SQLTimeoutError
-from nl2sql.retrieval import DemoIndex, Demonstration
-from nl2sql.safe_exec import SafeDatabase, SafeExecConfig
-from nl2sql.schema import Schema, ValueIndex, introspect_sqlite, link_schema, render_schema
+from prunekit.decoding.errors import BackendError, InvalidRequestError
+from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.types import GenerationParams, Message
+from prunekit.nl2sql import prompts
+from prunekit.nl2sql.errors import DatabaseNotFoundError, SQLError, SQLTimeoutError
+from prunekit.nl2sql.retrieval import DemoIndex, Demonstration
+from prunekit.nl2sql.safe_exec import SafeDatabase, SafeExecConfig
+from prunekit.nl2sql.schema import Schema, ValueIndex, introspect_sqlite, link_schema, render_schema
 
 __all__ = [
     "AgentConfig",
@@ -309,7 +308,7 @@ def fix_identifiers(sql: str, error: str, schema: Schema) -> str | None:
 
     Returns the rewritten SQL, or None when the error is not about a missing name or nothing is close.
 
-    >>> from nl2sql.schema import Column, Table
+    >>> from prunekit.nl2sql.schema import Column, Table
     >>> s = Schema("t", (Table("singer", (Column("name"), Column("age"))),))
     >>> fix_identifiers("SELECT nme FROM singer", "no such column: nme", s)
     'SELECT name FROM singer'
@@ -348,7 +347,7 @@ class NL2SQLAgent:
     """Holds the model, the demonstration index, the encoder and per-database caches; `answer` runs the graph.
 
     >>> import sqlite3, tempfile
-    >>> from decoding import ChatResult, Usage
+    >>> from prunekit.decoding import ChatResult, Usage
     >>> class Scripted:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
     ...     name = "scripted"
     ...     def chat(self, messages, params=None):
@@ -375,7 +374,7 @@ class NL2SQLAgent:
         self.index = index
         self.config = config or AgentConfig()
         if embed is None:
-            from decoding.embeddings import load_embedder
+            from prunekit.decoding.backends.embeddings import load_embedder
 
             embed = load_embedder()
         self.embed = embed

@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from decoding.errors import InvalidRequestError
-from nl2sql import prompts
-from nl2sql.agent import Candidate, NL2SQLAgent, NL2SQLResult, template_answer
-from nl2sql.errors import DatabaseNotFoundError
-from nl2sql.schema import render_schema
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql import prompts
+from prunekit.nl2sql.agent import Candidate, NL2SQLAgent, NL2SQLResult, template_answer
+from prunekit.nl2sql.errors import DatabaseNotFoundError
+from prunekit.nl2sql.schema import render_schema
 
 __all__ = ["BASELINES", "run_baseline", "single_shot", "single_shot_demos"]
 

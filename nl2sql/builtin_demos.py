@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nl2sql.retrieval import DemoIndex, TrainExample
+from prunekit.nl2sql.retrieval import DemoIndex, TrainExample
 
 __all__ = ["BUILTIN_EXAMPLES", "builtin_index"]
 

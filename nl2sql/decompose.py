@@ -31,9 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlglot import exp
-
-from nl2sql.sqlast import (
+from prunekit.nl2sql.sqlast import (
     DIALECT,
     conjuncts,
     get_arg,
@@ -45,6 +43,7 @@ from nl2sql.sqlast import (
     set_arg,
     unwrap_query,
 )
+from sqlglot import exp
 
 __all__ = ["STEP_KINDS", "Subtask", "decompose", "is_partial_subtree"]
 

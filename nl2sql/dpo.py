@@ -32,9 +32,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from decoding.errors import InvalidRequestError
-from nl2sql.synthesis import PreferencePair
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql.synthesis import PreferencePair
 
 __all__ = [
     "DPOConfig",

@@ -6,7 +6,7 @@ The refusals of untrusted SQL (unsafe, too slow, failing) are the caller's fault
 
 from __future__ import annotations
 
-from decoding.errors import InvalidRequestError, PrunekitError
+from prunekit.decoding.errors import InvalidRequestError, PrunekitError
 
 __all__ = [
     "DatabaseNotFoundError",

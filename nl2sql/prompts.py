@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from decoding.types import Message
-from nl2sql.errors import SQLError
-from nl2sql.sqlast import parse_sql
+from prunekit.decoding.types import Message
+from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.sqlast import parse_sql
 
 __all__ = [
     "PromptBudget",

@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql.decompose import Subtask, decompose
+from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.schema import Schema, load_spider_tables
+from prunekit.nl2sql.sqlast import DIALECT, parse_sql
 from sqlglot import exp
-
-from decoding.errors import InvalidRequestError
-from nl2sql.decompose import Subtask, decompose
-from nl2sql.errors import SQLError
-from nl2sql.schema import Schema, load_spider_tables
-from nl2sql.sqlast import DIALECT, parse_sql
 
 __all__ = [
     "DemoIndex",
@@ -282,7 +281,7 @@ class DemoIndex:
     ) -> DemoIndex:
         """The index of Spider's training split under `data_dir`, loaded from the disk cache when there.
 
-        `embed` defaults to the shared MiniLM encoder; `cache_dir` to `decoding.embedded.default_cache_dir()`.
+        `embed` defaults to the shared MiniLM encoder; `cache_dir` to `decoding.backends.embedded.default_cache_dir()`.
         """
         data_dir = Path(data_dir)
         if train_file not in TRAIN_FILES:
@@ -292,11 +291,11 @@ class DemoIndex:
         tables = data_dir / "tables.json"
         schemas = load_spider_tables(tables) if tables.is_file() else {}
         if embed is None:
-            from decoding.embeddings import load_embedder
+            from prunekit.decoding.backends.embeddings import load_embedder
 
             embed = load_embedder()
         if cache_dir is None:
-            from decoding.embedded import default_cache_dir
+            from prunekit.decoding.backends.embedded import default_cache_dir
 
             cache_dir = default_cache_dir()
         digest = hashlib.sha256(path.read_bytes())

@@ -43,16 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlglot import exp
-
-from decoding.errors import InvalidRequestError
-from nl2sql.errors import (
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql.errors import (
     DatabaseNotFoundError,
     SQLExecutionError,
     SQLTimeoutError,
     UnsafeSQLError,
 )
-from nl2sql.sqlast import parse_sql, unwrap_query
+from prunekit.nl2sql.sqlast import parse_sql, unwrap_query
+from sqlglot import exp
 
 __all__ = [
     "DENIED_FUNCTIONS",

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from nl2sql.errors import DatabaseNotFoundError
+from prunekit.nl2sql.errors import DatabaseNotFoundError
 
 __all__ = [
     "Column",

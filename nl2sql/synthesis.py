@@ -38,15 +38,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decoding.errors import BackendError, InvalidRequestError
-from decoding.protocol import ChatModel
-from decoding.types import GenerationParams, Message
-from nl2sql import prompts
-from nl2sql.ast_margin import step_reward
-from nl2sql.decompose import is_partial_subtree
-from nl2sql.errors import SQLError
-from nl2sql.schema import Schema, render_schema
-from nl2sql.sqlast import canonical_sql
+from prunekit.decoding.errors import BackendError, InvalidRequestError
+from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.types import GenerationParams, Message
+from prunekit.nl2sql import prompts
+from prunekit.nl2sql.ast_margin import step_reward
+from prunekit.nl2sql.decompose import is_partial_subtree
+from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.schema import Schema, render_schema
+from prunekit.nl2sql.sqlast import canonical_sql
 
 __all__ = [
     "PreferencePair",

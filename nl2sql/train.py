@@ -9,7 +9,7 @@ these. Never imported at serve time.
 
 Scale: on this project's CPU with the embedded SmolLM2-135M, synthesis takes tens of seconds a question
 and DPO a few seconds a step, enough to check that everything runs end to end. Real runs belong on a
-GPU with a bigger model served by an OpenAI-compatible server for synthesis (`decoding.openai_http`) and
+GPU with a bigger model served by an OpenAI-compatible server for synthesis (`decoding.backends.openai_http`) and
 loaded by path for DPO (`model_path`), e.g. Qwen2.5-Coder-7B as in the paper.
 """
 
@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from decoding.protocol import ChatModel
-from nl2sql.dpo import DPOConfig, DPOStats, train_margin_dpo
-from nl2sql.retrieval import TRAIN_FILES, RetrievalError, load_train_examples
-from nl2sql.schema import Schema, load_spider_tables, render_schema, with_examples
-from nl2sql.synthesis import SearchConfig, load_pairs, synthesize_file
+from prunekit.decoding.protocol import ChatModel
+from prunekit.nl2sql.dpo import DPOConfig, DPOStats, train_margin_dpo
+from prunekit.nl2sql.retrieval import TRAIN_FILES, RetrievalError, load_train_examples
+from prunekit.nl2sql.schema import Schema, load_spider_tables, render_schema, with_examples
+from prunekit.nl2sql.synthesis import SearchConfig, load_pairs, synthesize_file
 
 __all__ = ["synthesize", "train_dpo"]
 
@@ -59,7 +59,7 @@ def synthesize(
     schemas = load_spider_tables(data_dir / "tables.json")
     runnable = [(e.index, e.db_id, e.question, e.query) for e in chosen if e.db_id in schemas]
     if model is None:
-        from decoding.loader import load_embedded
+        from prunekit.decoding.backends.loader import load_embedded
 
         model = load_embedded()
 
@@ -91,7 +91,7 @@ def train_dpo(
 
     `model_path` is a transformers model folder; None takes the embedded SmolLM2-135M.
     """
-    from decoding.local import LocalModel
+    from prunekit.decoding.backends.local import LocalModel
 
     pairs = load_pairs(trajectories)
     log.info("%d preference pairs from %d files", len(pairs), len(trajectories))

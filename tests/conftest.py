@@ -32,7 +32,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # README.md (Development) lists the same; keep the two in step.
 CI_ALLOWED_SKIPS: tuple[tuple[str, str], ...] = (
     # the AMX kernels need a CPU with AMX tiles (Sapphire Rapids or later); CI's runner may not have one
-    ("tests/decoding/test_llamacpp_amx.py", "this CPU has no AMX tiles"),
+    ("tests/decoding/backends/test_llamacpp_amx.py", "this CPU has no AMX tiles"),
 )
 DATA_HOWTO = (
     "put the official benchmark files there (README.md, Evaluation data) or set PRUNEKIT_SHARED_DATA=/path/to/data"
@@ -69,9 +69,9 @@ def require_module(name: str, why: str) -> ModuleType:
 
 
 def require_llamacpp() -> ModuleType:
-    """`decoding.llamacpp`, the embedded model's fast path that `make install` builds (skip/fail as above)."""
+    """`decoding.backends.llamacpp`, the embedded model's fast path that `make install` builds (skip/fail as above)."""
     return require_module(
-        "decoding.llamacpp",
+        "prunekit.decoding.backends.llamacpp",
         "the llama.cpp fast path (llama-cpp-python: `make install` builds it; needs a C/C++ compiler and CMake)",
     )
 
@@ -137,7 +137,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def hf_model():
     """The embedded model through transformers (the training path)."""
-    from decoding.local import LocalModel
+    from prunekit.decoding.backends.local import LocalModel
 
     return LocalModel.embedded()
 
@@ -145,7 +145,7 @@ def hf_model():
 @pytest.fixture(scope="session")
 def embedded_model():
     """The embedded model through its default backend (llama.cpp when built)."""
-    from decoding.loader import load_embedded
+    from prunekit.decoding.backends.loader import load_embedded
 
     return load_embedded()
 
@@ -193,8 +193,8 @@ SERVICE_KEY = "test-key-123"
 @pytest.fixture(scope="session")
 def live_service(embedded_model, tmp_path_factory):
     """The prunekit service on the real embedded model, with an API key required."""
-    from app.service import create_app
-    from app.settings import Settings
+    from prunekit.app.api.service import create_app
+    from prunekit.app.settings import Settings
 
     settings = Settings(api_keys=[SERVICE_KEY], max_body_bytes=1_000_000, data_dir=tmp_path_factory.mktemp("data"))
     with LiveServer(create_app(settings, model=embedded_model)) as server:

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from decoding import OpenAIModel
+from prunekit.decoding import OpenAIModel
+
 from tests.conftest import free_port
 
 HI = [{"role": "user", "content": "Hi"}]

@@ -29,13 +29,18 @@ def module_names() -> list[str]:
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             parts = path.relative_to(REPO).with_suffix("").parts
-            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+            names.append("prunekit." + ".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
 
 def test_every_package_module_is_listed() -> None:
     names = module_names()
-    assert {"app", "decoding.llamacpp", "nl2sql.safe_exec", "eval.spider.exact_match"} <= set(names)
+    assert {
+        "app",
+        "prunekit.decoding.backends.llamacpp",
+        "prunekit.nl2sql.safe_exec",
+        "prunekit.eval.spider.exact_match",
+    } <= set(names)
     assert len(names) == len(set(names))
 
 

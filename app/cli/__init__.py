@@ -12,10 +12,9 @@ import logging
 import sys
 
 import typer
-
-from app.cli import agp, bench, chat, evals, faces, train  # noqa: F401  (registers the commands)
-from app.cli.common import UsageError, app, stderr
-from decoding.errors import PrunekitError
+from prunekit.app.cli import agp, bench, chat, evals, faces, train  # noqa: F401  (registers the commands)
+from prunekit.app.cli.common import UsageError, app, stderr
+from prunekit.decoding.errors import PrunekitError
 
 __all__ = ["app", "main"]
 

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-
-from app.cli.common import (
+from prunekit.app.cli.common import (
     BackendOption,
     ConcurrencyOption,
     JsonOption,
@@ -44,13 +43,13 @@ def agents(
     backend: BackendOption = None,
 ) -> None:
     """Solve a task with the agent team the AGP pruner picks for it; pruned agents cost nothing."""
-    from app.agents import make_task, solve
+    from prunekit.app.agents import make_task, solve
 
     if not task.strip():
         raise typer.BadParameter("the task is empty", param_hint="TASK")
     agent_task = make_task(domain, task, context, tuple(c.strip() for c in choices.split(",") if c.strip()))
     if code_execution == "sandbox":
-        from graph_pruning.sandbox import require_sandbox
+        from prunekit.graph_pruning.sandbox import require_sandbox
 
         require_sandbox()  # no bubblewrap: one line of how to install it, before a model loads
     model = load_model(settings_for(backend))
@@ -66,8 +65,8 @@ def agents(
         stderr.print("code was not executed (code execution is off; --code-execution sandbox runs it)")
     stderr.print(f"tokens {run['tokens']}, LLM calls {run['llm_calls']}, calls avoided {run['agent_calls_avoided']}")
     if png is not None:
-        from app.agents import pruner_for
-        from graph_pruning import draw_topology, get_pool
+        from prunekit.app.agents import pruner_for
+        from prunekit.graph_pruning import draw_topology, get_pool
 
         topology = pruner_for(domain).choose(agent_task)
         draw_topology(topology, png, get_pool(domain).role_names, title=task[:60])
@@ -103,11 +102,11 @@ def train_agp(
     backend: BackendOption = None,
 ) -> None:
     """AGP training: stage 1 keeps the best cheapest teams on training tasks; stage 2 trains the pruner."""
-    from graph_pruning import get_pool
+    from prunekit.graph_pruning import get_pool
 
     get_pool(domain)  # an unknown domain fails here, before any model loads
     if stage == 1:
-        from graph_pruning.stage1 import STAGE1_BENCHMARKS, collect_domain
+        from prunekit.graph_pruning.stage1 import STAGE1_BENCHMARKS, collect_domain
 
         if benchmark and benchmark not in STAGE1_BENCHMARKS.get(domain, ()):
             raise typer.BadParameter(
@@ -123,7 +122,7 @@ def train_agp(
         )
         stderr.print(f"{len(kept)} stage-1 records in {out_path}")
         return
-    from graph_pruning.train import TrainConfig, train_domain
+    from prunekit.graph_pruning.train import TrainConfig, train_domain
 
     result = train_domain(
         domain,
@@ -162,9 +161,9 @@ def eval_agents(
 ) -> None:
     """Agent teams side by side on held-out items (stage-I tasks excluded): accuracy, tokens, LLM calls, seconds
     per task for single, chain, full (3-round debate), random and AGP's pruned team."""
-    from eval.agents import METHODS, evaluate_agents, plot_accuracy_vs_tokens
-    from eval.harness import write_results
-    from graph_pruning.data import BENCHMARK_DOMAIN, BENCHMARKS, load_benchmark
+    from prunekit.eval.agents import METHODS, evaluate_agents, plot_accuracy_vs_tokens
+    from prunekit.eval.harness import write_results
+    from prunekit.graph_pruning.data import BENCHMARK_DOMAIN, BENCHMARKS, load_benchmark
 
     if benchmark not in BENCHMARKS:
         raise typer.BadParameter(f"must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}", param_hint="--benchmark")
@@ -176,7 +175,7 @@ def eval_agents(
         raise typer.BadParameter(f"{pruner} holds no trained pruner (config.json)", param_hint="--pruner")
     load_benchmark(benchmark, data_dir=data_dir, limit=1)  # fail on missing data before loading a model
     if BENCHMARK_DOMAIN[benchmark] in ("math", "code"):
-        from graph_pruning.sandbox import require_sandbox
+        from prunekit.graph_pruning.sandbox import require_sandbox
 
         require_sandbox()  # these run model-written code: in bubblewrap or not at all
     result = evaluate_agents(

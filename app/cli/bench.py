@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from app.cli.common import (
+from prunekit.app.cli.common import (
     CandidateGapOption,
     HmmDirOption,
     LocalModelOption,
@@ -20,7 +19,7 @@ from app.cli.common import (
     print_json_last,
     stderr,
 )
-from decoding.guided import DEFAULT_CANDIDATE_GAP
+from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP
 
 
 # --------------------------------------------------------------------------- bench
@@ -30,15 +29,16 @@ def bench_decode_cmd(
     requests: Annotated[int, typer.Option(min=1, max=50, help="sequential requests for single-stream speed")] = 3,
     hf: Annotated[bool, typer.Option("--hf/--no-hf", help="also measure transformers generate")] = True,
     rounds: Annotated[
-        int, typer.Option(min=1, max=20, help="rounds per figure (speeds keep the best round, slowdowns the median ratio)")
+        int,
+        typer.Option(min=1, max=20, help="rounds per figure (speeds keep the best round, slowdowns the median ratio)"),
     ] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
     """Tokens/s of the embedded model: default backend (plain, and with chat's loop guard) vs. plain transformers
     generate."""
-    from decoding.loader import load_embedded
-    from decoding.local import LocalModel
-    from eval.bench_decode import bench_decode
+    from prunekit.decoding.backends.loader import load_embedded
+    from prunekit.decoding.backends.local import LocalModel
+    from prunekit.eval.bench.decode import bench_decode
 
     guard = load_settings().repetition_penalty  # what `prunekit chat` and the service decode with
     with stderr.status("loading the embedded model"):
@@ -75,8 +75,8 @@ def bench_prune_cmd(
     ] = "auto",
 ) -> None:
     """Passages/s of the context pruner, beside a DeBERTa-v3-large-sized encoder (Provence's size)."""
-    from context_pruner.bench import bench_prune
-    from context_pruner.precision import PRECISIONS
+    from prunekit.context_pruner.precision import PRECISIONS
+    from prunekit.eval.bench.pruner import bench_prune
 
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", param_hint="--precision")
@@ -106,7 +106,7 @@ def bench_load_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
     """Load a running service: concurrent clients on /v1/prune and /v1/chat/completions; latency, errors, RSS."""
-    from eval.load import run_load
+    from prunekit.eval.bench.load import run_load
 
     with stderr.status(f"{clients} clients for {seconds:.0f} s"):
         figures = run_load(
@@ -126,7 +126,7 @@ def bench_attack_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
     """Attack a running service (code execution, format bombs, bad fields, hosts, hang-ups, overload): what held."""
-    from eval.attack import run_attacks
+    from prunekit.eval.bench.attack import run_attacks
 
     with stderr.status("attacking"):
         figures = run_attacks(url, api_key=api_key, hangups=hangups, burst=burst)
@@ -151,8 +151,8 @@ def bench_decoding_cmd(
 ) -> None:
     """Deco-G guidance overhead per token over unconstrained decoding, H in {64, 128, 256}, with/without pruning
     (sizes without a distilled HMM, e.g. all of them for --model without --hmm, time a random one)."""
-    from decoding.guided import DEFAULT_HMM_DIR
-    from eval.bench_guidance import bench_guidance
+    from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
+    from prunekit.eval.bench.guidance import bench_guidance
 
     model = load_local(model_path, hmm_dir)
     if hmm_dir is not None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-
-from app.cli.common import (
+from prunekit.app.cli.common import (
     BackendOption,
     RepetitionPenaltyOption,
     app,
@@ -27,8 +26,7 @@ def serve(
 ) -> None:
     """Run the OpenAI-compatible service."""
     import uvicorn
-
-    from app.service import create_app
+    from prunekit.app.api.service import create_app
 
     settings = settings_for(backend)
     if host:
@@ -36,7 +34,7 @@ def serve(
     if port:
         settings.port = port
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish for a few seconds, then cancels them (their
-    # work stops at its next step, `app.admission`): the server is gone within 10 s even under load.
+    # work stops at its next step, `app.api.admission`): the server is gone within 10 s even under load.
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -67,8 +65,8 @@ def chat(
     backend: BackendOption = None,
 ) -> None:
     """Chat with the configured model (streams the answer)."""
-    from app.backends import chat_repetition_penalty
-    from decoding import GenerationParams
+    from prunekit.app.backends import chat_repetition_penalty
+    from prunekit.decoding import GenerationParams
 
     settings = settings_for(backend)
     params = GenerationParams(
@@ -81,7 +79,7 @@ def chat(
         format_method=format_method,
     )
     if format is not None:
-        from decoding.decog import parse_format
+        from prunekit.decoding.decog import parse_format
 
         parse_format(format)  # a bad spec fails here, before the model loads
     model = load_model(settings)

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prunekit.app.settings import Settings
+from prunekit.decoding.errors import InvalidRequestError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-
-from app.settings import Settings
-from decoding.errors import InvalidRequestError
 
 log = logging.getLogger("prunekit")
 # typer vendors its own click; its usage errors all derive from the base of BadParameter.
@@ -63,7 +62,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def load_model(settings: Settings) -> Any:
-    from app.backends import build_chat_model
+    from prunekit.app.backends import build_chat_model
 
     with stderr.status(f"loading the {settings.backend} model"):
         return build_chat_model(settings)
@@ -113,7 +112,7 @@ def check_model_path(model_path: Path | None) -> Path | None:
 def load_local(model_path: Path | None, hmm_dir: Path | None = None) -> Any:
     """The in-process model for Deco-G's commands: `model_path` (GGUF file or transformers folder) or the embedded
     one, with the HMM in `hmm_dir` for its format guidance."""
-    from decoding.loader import load_local_model
+    from prunekit.decoding.backends.loader import load_local_model
 
     check_model_path(model_path)
     with stderr.status(f"loading {model_path or 'the embedded model'}"):
@@ -138,7 +137,7 @@ def figures_table(title: str, figures: dict[str, float]) -> Table:
 
 
 def finish_eval(result: Any, out: Path, as_json: bool) -> None:
-    from eval.harness import write_results
+    from prunekit.eval.harness import write_results
 
     path = write_results(result, out)
     stderr.print(figures_table(f"eval {result.task}", result.metrics))
@@ -183,8 +182,8 @@ def check_pruner_weights(weights: Path | None) -> Path | None:
 
 def load_pruner(weights: Path | None) -> Any:
     """The shipped context pruner (shared by the process), or the one in `weights`."""
-    from context_pruner import default_pruner
-    from context_pruner.pruner import ContextPruner
+    from prunekit.context_pruner import default_pruner
+    from prunekit.context_pruner.pruner import ContextPruner
 
     checked = check_pruner_weights(weights)
     return default_pruner() if checked is None else ContextPruner(checked)

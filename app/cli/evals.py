@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from app.cli.common import (
+from prunekit.app.cli.common import (
     BackendOption,
     CandidateGapOption,
     ConcurrencyOption,
@@ -32,7 +31,7 @@ from app.cli.common import (
     settings_for,
     stderr,
 )
-from decoding.guided import DEFAULT_CANDIDATE_GAP
+from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP
 
 
 @eval_app.command("qa")
@@ -49,8 +48,8 @@ def eval_qa(
 ) -> None:
     """Context pruning vs. full / bi-encoder / random context on HotpotQA or SQuAD (compression, evidence
     recall, rerank recall@1, answer F1/EM)."""
-    from eval.harness import write_results
-    from eval.qa import evaluate_qa, load_qa, plot_sweep
+    from prunekit.eval.harness import write_results
+    from prunekit.eval.qa import evaluate_qa, load_qa, plot_sweep
 
     check_pruner_weights(pruner)  # an argument, checked before the data
     load_qa(data, 1)  # fail on a bad path before loading models
@@ -76,7 +75,7 @@ def eval_nq(
     backend: BackendOption = None,
 ) -> None:
     """Closed-book QA on NQ-open with the configured model (EM / F1)."""
-    from eval.nq_open import evaluate_nq_open, load_nq_open
+    from prunekit.eval.nq_open import evaluate_nq_open, load_nq_open
 
     load_nq_open(data, 1)  # fail on a bad path before loading a model
     result = evaluate_nq_open(load_model(settings_for(backend)), data, limit=limit, concurrency=concurrency)
@@ -98,7 +97,7 @@ def eval_chat(
 ) -> None:
     """The default chat path on short general-knowledge questions, loop guard on vs off (correct share, share of
     replies with a repeated 4-gram, answer tokens)."""
-    from eval.chat import DEFAULT_QUESTIONS, evaluate_chat, load_questions
+    from prunekit.eval.chat import DEFAULT_QUESTIONS, evaluate_chat, load_questions
 
     path = data or DEFAULT_QUESTIONS
     load_questions(path, 1)  # fail on a bad path before loading a model
@@ -133,7 +132,7 @@ def eval_spider(
     backend: BackendOption = None,
 ) -> None:
     """Spider dev: execution accuracy (test-suite semantics), exact-set match, by hardness, per method."""
-    from eval.spider import METHODS, evaluate_spider
+    from prunekit.eval.spider import METHODS, evaluate_spider
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = set(chosen) - set(METHODS)
@@ -175,7 +174,7 @@ def eval_decoding(
 ) -> None:
     """Deco-G: format compliance, task quality and speed against prompting and a hard mask (embedded model, or
     --model with the HMM distilled for it)."""
-    from eval.decoding import METHODS, TASKS, evaluate_decoding
+    from prunekit.eval.decoding import METHODS, TASKS, evaluate_decoding
 
     if task not in TASKS:
         raise typer.BadParameter(f"must be one of {', '.join(TASKS)}", param_hint="--task")
@@ -219,10 +218,10 @@ def eval_rag(
     backend: BackendOption = None,
 ) -> None:
     """RAG end to end on HotpotQA, pruned vs. unpruned: answer F1/EM, context tokens, latency, retrieval recall."""
-    from app.graphs.rag import RagSystem
-    from context_pruner import default_pruner
-    from eval.qa import load_qa
-    from eval.rag import evaluate_rag
+    from prunekit.app.graphs.rag import RagSystem
+    from prunekit.context_pruner import default_pruner
+    from prunekit.eval.qa import load_qa
+    from prunekit.eval.rag import evaluate_rag
 
     load_qa(data, 1)  # fail on a bad path before loading models
     result = evaluate_rag(

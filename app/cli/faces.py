@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from app.cli.common import (
+from prunekit.app.cli.common import (
     BackendOption,
     app,
     load_model,
@@ -33,7 +32,7 @@ def prune(
 ) -> None:
     """Prune contexts to the sentences that answer the question (Provence). Without files, reads JSON from
     stdin: {"question": ..., "contexts": [...], "titles": [...]} (or a plain text context with --question)."""
-    from context_pruner import default_pruner
+    from prunekit.context_pruner import default_pruner
 
     titles: list[str | None] | None = None
     if files:
@@ -80,9 +79,9 @@ def ingest(
     overlap: Annotated[int, typer.Option(min=0, max=5000, help="overlap between chunks")] = 150,
 ) -> None:
     """Read documents, chunk them and store their embeddings for the RAG model."""
-    from app.rag.documents import SUPPORTED_SUFFIXES, Chunk, chunk_text, document_source, read_document
-    from app.rag.store import VectorStore
-    from decoding.embeddings import load_embedder
+    from prunekit.app.rag.documents import SUPPORTED_SUFFIXES, Chunk, chunk_text, document_source, read_document
+    from prunekit.app.rag.store import VectorStore
+    from prunekit.decoding.backends.embeddings import load_embedder
 
     files: list[tuple[Path, Path]] = []  # (file, the argument it came from)
     for path in paths:
@@ -121,7 +120,7 @@ def sql(
     backend: BackendOption = None,
 ) -> None:
     """Answer a question on a SQLite database with the LearNAT agent (read-only, with a timeout)."""
-    from nl2sql import DemoIndex, answer_question
+    from prunekit.nl2sql import DemoIndex, answer_question
 
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
@@ -134,8 +133,8 @@ def sql(
         with stderr.status("indexing the demonstrations (cached after the first time)"):
             index = DemoIndex.from_spider(demos, progress=False)
     else:
-        from decoding.embeddings import load_embedder
-        from nl2sql.builtin_demos import builtin_index
+        from prunekit.decoding.backends.embeddings import load_embedder
+        from prunekit.nl2sql.builtin_demos import builtin_index
 
         index = builtin_index(load_embedder())
     with stderr.status("writing and running the SQL"):

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-
-from app.cli.common import (
+from prunekit.app.cli.common import (
     BackendOption,
     ConcurrencyOption,
     LocalModelOption,
@@ -22,17 +21,17 @@ from app.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from context_pruner.train import TrainConfig
+    from prunekit.context_pruner.train import TrainConfig
 
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="the shared data folder")]
 
 
-SHIPPED_HMM = Path("decoding/weights/hmm-smollm2-h128")  # the embedded model's, in the repo
+SHIPPED_HMM = Path("decoding/decog/weights/hmm-smollm2-h128")  # the embedded model's, in the repo
 
 
 def _is_shipped_hmm(path: Path) -> bool:
     """Whether `path` is the embedded model's HMM folder (another model must not overwrite it)."""
-    from decoding.guided import DEFAULT_HMM_DIR
+    from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
 
     return path.resolve() == DEFAULT_HMM_DIR.resolve()
 
@@ -50,7 +49,7 @@ def train_hmm(
 ) -> None:
     """Deco-G: distil an HMM from the embedded LLM or --model (sampling, hidden-state k-means, EM); resumes from its
     cache."""
-    from decoding.decog.distill import DistillConfig, distill_hmm
+    from prunekit.decoding.decog.distill import DistillConfig, distill_hmm
 
     if model_path is not None and _is_shipped_hmm(out):
         raise typer.BadParameter("give another model's HMM its own folder (this is the embedded model's)",
@@ -86,7 +85,7 @@ def train_guidance(
     model_path: LocalModelOption = None,
 ) -> None:
     """Deco-G: choose the guidance weight per task on TRAINING items (decog_pruned) and store it in the HMM config."""
-    from eval.decoding import TASKS, choose_guidance_weight, store_guidance_weights
+    from prunekit.eval.decoding import TASKS, choose_guidance_weight, store_guidance_weights
 
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
@@ -147,7 +146,7 @@ def train_nl2sql(
     if synthesize == dpo:
         raise typer.BadParameter("give exactly one of --synthesize and --dpo")
     if synthesize:
-        from nl2sql.train import synthesize as run_search
+        from prunekit.nl2sql.train import synthesize as run_search
 
         if not (data_dir / "train_spider_slim.json").is_file():
             raise typer.BadParameter(f"{data_dir} has no train_spider_slim.json", param_hint="--data")
@@ -162,8 +161,8 @@ def train_nl2sql(
         stderr.print(figures_table("decomposition synthesis", stats))
         stderr.print(f"trajectories in {trajectories}")
         return
-    from nl2sql.dpo import DPOConfig
-    from nl2sql.train import train_dpo
+    from prunekit.nl2sql.dpo import DPOConfig
+    from prunekit.nl2sql.train import train_dpo
 
     if not trajectories.is_file():
         raise typer.BadParameter(f"{trajectories} does not exist: run --synthesize first", param_hint="--trajectories")
@@ -206,7 +205,7 @@ def train_pruner(
     After training (or alone, with --calibrate-only) the keep-logit bias is calibrated on a training split so that
     the default threshold 0.1 removes --target-compression of the context.
     """
-    from context_pruner.data import is_evaluation_split
+    from prunekit.context_pruner.data import is_evaluation_split
 
     # The arguments are checked before the data is looked at: a wrong argument is named as such even on a
     # machine without the shared data (a fresh clone), and the user fixes one thing at a time.
@@ -222,9 +221,9 @@ def train_pruner(
         _check_calibration_data(data_dir, calibration_file)
         weights = calibrate_only
     else:
-        from context_pruner.model import update_config
-        from context_pruner.train import TrainConfig, train
-        from context_pruner.validate import validate_held_out_articles
+        from prunekit.context_pruner.model import update_config
+        from prunekit.context_pruner.train import TrainConfig, train
+        from prunekit.context_pruner.validate import validate_held_out_articles
 
         # where to read and write, and how far to go; with a recipe, everything else comes from the recipe
         where: dict[str, object] = {"data_root": str(data_dir), "out_dir": str(out)}
@@ -256,8 +255,8 @@ def train_pruner(
 def _check_training_files(config: TrainConfig) -> None:
     """The recipe's weights folders and training splits, then whether its training files exist: the recipe's own
     mistakes come first, so they are reported the same with or without the shared data."""
-    from context_pruner.data import is_evaluation_split
-    from context_pruner.train import data_paths
+    from prunekit.context_pruner.data import is_evaluation_split
+    from prunekit.context_pruner.train import data_paths
 
     for name in ("init_weights", "teacher_weights"):
         folder = getattr(config, name)
@@ -281,9 +280,9 @@ def _check_calibration_data(data_dir: Path, calibration_file: Path) -> None:
 
 
 def _calibrate(weights: Path, data: Path, target_compression: float) -> None:
-    from context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
-    from context_pruner.data import read_hotpotqa
-    from context_pruner.pruner import ContextPruner
+    from prunekit.context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
+    from prunekit.context_pruner.data import read_hotpotqa
+    from prunekit.context_pruner.pruner import ContextPruner
 
     items = read_hotpotqa(data)
     with stderr.status(f"calibrating the keep-logit bias on {len(items)} questions of {data.name}"):

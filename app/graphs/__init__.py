@@ -1,8 +1,8 @@
 """LangGraph graphs that compose the cores; the service and the CLI run these."""
 
-from app.graphs.chat import ChatState, build_chat_graph
-from app.graphs.rag import RagState, UnknownCollectionError, build_rag_graph
-from app.graphs.router import MODEL_ROUTES, RouterResources, RouterState, build_router_graph
+from prunekit.app.graphs.chat import ChatState, build_chat_graph
+from prunekit.app.graphs.rag import RagState, UnknownCollectionError, build_rag_graph
+from prunekit.app.graphs.router import MODEL_ROUTES, RouterResources, RouterState, build_router_graph
 
 __all__ = [
     "MODEL_ROUTES",

@@ -18,10 +18,9 @@ from typing import Annotated, Any, TypedDict
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
-
-from app.threads import ThreadMessages, commit, split_turns
-from decoding import ChatModel, GenerationParams
-from decoding.context_window import prompt_budget, prompt_tokens
+from prunekit.app.threads import ThreadMessages, commit, split_turns
+from prunekit.decoding import ChatModel, GenerationParams
+from prunekit.decoding.backends.context_window import prompt_budget, prompt_tokens
 
 __all__ = [
     "ChatState",
@@ -136,7 +135,7 @@ def answer_in_context(model: ChatModel, state: Mapping[str, Any]) -> dict[str, A
 def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     """Compile the chat graph for `model` (with a checkpointer, invoke it with a `thread_id`).
 
-    >>> from decoding import ChatChunk, Usage
+    >>> from prunekit.decoding import ChatChunk, Usage
     >>> class Hello:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
     ...     name = "hello"
     ...     def stream(self, messages, params=None):

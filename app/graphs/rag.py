@@ -19,9 +19,9 @@ Token counts in `savings` use the retrieval encoder's tokenizer (MiniLM WordPiec
 both arms are counted alike; the LLM's own count of its whole prompt is `usage.prompt_tokens`.
 
 >>> import tempfile
->>> from context_pruner import default_pruner
->>> from decoding import ChatChunk, Usage
->>> from decoding.embeddings import load_embedder
+>>> from prunekit.context_pruner import default_pruner
+>>> from prunekit.decoding import ChatChunk, Usage
+>>> from prunekit.decoding.backends.embeddings import load_embedder
 >>> class Eiffel:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
 ...     name = "eiffel"
 ...     def stream(self, messages, params=None):
@@ -50,11 +50,10 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
-
-from app.rag.documents import Chunk
-from app.rag.store import VectorStore
-from context_pruner import split_sentences
-from decoding import ChatModel, GenerationParams, InvalidRequestError
+from prunekit.app.rag.documents import Chunk
+from prunekit.app.rag.store import VectorStore
+from prunekit.context_pruner import split_sentences
+from prunekit.decoding import ChatModel, GenerationParams, InvalidRequestError
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
@@ -261,8 +260,8 @@ class RagSystem:
     `eval/` may not import `app/` (floors), so the evaluation receives this class as its `system` factory.
 
     >>> import tempfile
-    >>> from context_pruner import default_pruner
-    >>> from decoding import ChatChunk, Usage
+    >>> from prunekit.context_pruner import default_pruner
+    >>> from prunekit.decoding import ChatChunk, Usage
     >>> class Paris:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
     ...     name = "paris"
     ...     def stream(self, messages, params=None):
@@ -282,7 +281,7 @@ class RagSystem:
     def __init__(
         self, model: ChatModel, store_dir: Path, *, pruner: Any, top_k: int = 8, keep: int = 3, threshold: float = 0.1
     ) -> None:
-        from decoding.embeddings import load_embedder
+        from prunekit.decoding.backends.embeddings import load_embedder
 
         self.store = VectorStore(load_embedder(), path=Path(store_dir))
         self.graphs = {

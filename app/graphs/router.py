@@ -27,12 +27,11 @@ from typing import Annotated, Any, TypedDict
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
-
-from app.databases import DatabaseRegistry
-from app.graphs.auto import AutoRouter
-from app.graphs.chat import answer_in_context
-from app.threads import ThreadMessages, commit
-from decoding import ChatModel, InvalidRequestError
+from prunekit.app.databases import DatabaseRegistry
+from prunekit.app.graphs.auto import AutoRouter
+from prunekit.app.graphs.chat import answer_in_context
+from prunekit.app.threads import ThreadMessages, commit
+from prunekit.decoding import ChatModel, InvalidRequestError
 
 __all__ = ["MODEL_ROUTES", "ROUTES", "RouterResources", "RouterState", "build_router_graph"]
 
@@ -101,7 +100,7 @@ class RouterResources:
             return self.embed
 
         def make() -> Any:
-            from decoding.embeddings import load_embedder
+            from prunekit.decoding.backends.embeddings import load_embedder
 
             return load_embedder()
 
@@ -122,7 +121,7 @@ class RouterResources:
         def make() -> Any:
             if self.pruner_factory is not None:
                 return self.pruner_factory()
-            from context_pruner import default_pruner
+            from prunekit.context_pruner import default_pruner
 
             return default_pruner()
 
@@ -130,7 +129,7 @@ class RouterResources:
 
     def rag_graph(self) -> Any:
         def make() -> Any:
-            from app.graphs.rag import build_rag_graph
+            from prunekit.app.graphs.rag import build_rag_graph
 
             return build_rag_graph(self.model, self.store(), self.pruner())
 
@@ -138,12 +137,12 @@ class RouterResources:
 
     def sql_agent(self) -> Any:
         def make() -> Any:
-            from nl2sql import DemoIndex, NL2SQLAgent
+            from prunekit.nl2sql import DemoIndex, NL2SQLAgent
 
             if self.sql_demos:
                 index = DemoIndex.from_spider(self.sql_demos, self.encoder(), progress=False)
             else:  # a small model needs examples: the ones prunekit ships
-                from nl2sql.builtin_demos import builtin_index
+                from prunekit.nl2sql.builtin_demos import builtin_index
 
                 index = builtin_index(self.encoder())
             return NL2SQLAgent(self.model, index=index, embed=self.encoder())
@@ -190,7 +189,7 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
     """Compile the router graph (with a checkpointer, invoke it with a `thread_id`).
 
     >>> from langgraph.checkpoint.memory import InMemorySaver
-    >>> from decoding import ChatChunk, Usage
+    >>> from prunekit.decoding import ChatChunk, Usage
     >>> class Hello:  # a scripted stand-in for any ChatModel: load_embedded(), OpenAIModel(...)
     ...     name = "hello"
     ...     def stream(self, messages, params=None):
@@ -270,7 +269,7 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
         return _finish(state, answer, "stop", usage, savings, details)
 
     def agents(state: RouterState) -> dict[str, Any]:
-        from app.agents import make_task, solve
+        from prunekit.app.agents import make_task, solve
 
         write = get_stream_writer()
         domain = state.get("domain") or "math"

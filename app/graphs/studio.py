@@ -10,18 +10,18 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from app.graphs.chat import build_chat_graph
-from app.graphs.router import RouterResources, build_router_graph
-from app.settings import Settings
+from prunekit.app.graphs.chat import build_chat_graph
+from prunekit.app.graphs.router import RouterResources, build_router_graph
+from prunekit.app.settings import Settings
 
 __all__ = ["chat", "rag", "router"]
 
 
 @lru_cache(maxsize=1)
 def _resources() -> RouterResources:
-    from app.backends import build_chat_model
-    from app.rag.store import VectorStore
-    from decoding.embeddings import load_embedder
+    from prunekit.app.backends import build_chat_model
+    from prunekit.app.rag.store import VectorStore
+    from prunekit.decoding.backends.embeddings import load_embedder
 
     settings = Settings()
     return RouterResources(

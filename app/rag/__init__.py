@@ -1,6 +1,6 @@
 """RAG plumbing: read documents, chunk them, embed them and keep them in a vector store."""
 
-from app.rag.documents import Chunk, chunk_text, read_document
-from app.rag.store import VectorStore
+from prunekit.app.rag.documents import Chunk, chunk_text, read_document
+from prunekit.app.rag.store import VectorStore
 
 __all__ = ["Chunk", "VectorStore", "chunk_text", "read_document"]

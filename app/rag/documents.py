@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError
 
 __all__ = ["SUPPORTED_SUFFIXES", "Chunk", "chunk_text", "document_source", "public_source", "read_document"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.rag.documents import Chunk, public_source
-from decoding.embeddings import Embedder
-from decoding.errors import InvalidRequestError
+from prunekit.app.rag.documents import Chunk, public_source
+from prunekit.decoding.backends.embeddings import Embedder
+from prunekit.decoding.errors import InvalidRequestError
 
 __all__ = ["Hit", "VectorStore"]
 

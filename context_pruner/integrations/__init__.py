@@ -7,6 +7,6 @@
 Each keeps the documents' metadata, attaches the rerank score, and drops documents with nothing left.
 """
 
-from context_pruner.integrations.common import PruneOptions, prune_documents
+from prunekit.context_pruner.integrations.common import PruneOptions, prune_documents
 
 __all__ = ["PruneOptions", "prune_documents"]

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from context_pruner.errors import InvalidQuestionError
-from context_pruner.pruner import ContextPruner, PrunedContext, default_pruner
+from prunekit.context_pruner.errors import InvalidQuestionError
+from prunekit.context_pruner.pruner import ContextPruner, PrunedContext, default_pruner
 
 __all__ = ["METADATA_KEY", "SCORE_KEY", "PruneOptions", "default_pruner", "prune_documents"]
 

@@ -12,9 +12,7 @@ from typing import Any
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
-from pydantic import ConfigDict, Field
-
-from context_pruner.integrations.common import (
+from prunekit.context_pruner.integrations.common import (
     METADATA_KEY,
     SCORE_KEY,
     PruneOptions,
@@ -23,6 +21,7 @@ from context_pruner.integrations.common import (
     pruning_metadata,
     title_of,
 )
+from pydantic import ConfigDict, Field
 
 __all__ = ["ProvenceDocumentCompressor"]
 

@@ -10,10 +10,8 @@ from typing import Any
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from pydantic import Field
-
-from context_pruner.errors import InvalidQuestionError
-from context_pruner.integrations.common import (
+from prunekit.context_pruner.errors import InvalidQuestionError
+from prunekit.context_pruner.integrations.common import (
     METADATA_KEY,
     SCORE_KEY,
     PruneOptions,
@@ -22,6 +20,7 @@ from context_pruner.integrations.common import (
     pruning_metadata,
     title_of,
 )
+from pydantic import Field
 
 __all__ = ["ProvenceNodePostprocessor"]
 

@@ -14,11 +14,11 @@ The names below load on first use (PEP 562): the format compiler's child process
 `automaton.py` without torch (`hmm.py`, `backward.py`, `guidance.py`), which would add 2 s and ~300 MB to each.
 
 With a toy vocabulary (a real one: `TokenVocabulary.from_tokenizer(tokenizer)`) and a random HMM (the embedded
-model's: `HMM.load(decoding.guided.DEFAULT_HMM_DIR)`):
+model's: `HMM.load(decoding.decog.guided.DEFAULT_HMM_DIR)`):
 
 >>> import torch
->>> from decoding import GenerationParams
->>> from decoding.decog import HMM, DecoGProcessor, TokenVocabulary, compile_token_dfa
+>>> from prunekit.decoding import GenerationParams
+>>> from prunekit.decoding.decog import HMM, DecoGProcessor, TokenVocabulary, compile_token_dfa
 >>> vocab = TokenVocabulary.from_strings([None, "The", " answer", " is", " ", "4", "2", "x"], eos_token_ids=[0])
 >>> dfa = compile_token_dfa("pivot:<free>The answer is <int>", vocab)
 >>> hmm = HMM.random(hidden_size=4, vocab_size=vocab.size, seed=0)
@@ -35,9 +35,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from decoding.decog.backward import BackwardTables, get_backward_tables
-    from decoding.decog.bounded import CompileBudget, compile_token_dfa_bounded
-    from decoding.decog.errors import (
+    from prunekit.decoding.decog.backward import BackwardTables, get_backward_tables
+    from prunekit.decoding.decog.bounded import CompileBudget, compile_token_dfa_bounded
+    from prunekit.decoding.decog.errors import (
         EmptyFormatError,
         FormatBudgetError,
         FormatCompileTimeoutError,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         UnsatisfiableFormatError,
         VocabularyMismatchError,
     )
-    from decoding.decog.formats import (
+    from prunekit.decoding.decog.formats import (
         Choice,
         Format,
         JsonObject,
@@ -61,10 +61,10 @@ if TYPE_CHECKING:
         compile_format,
         parse_format,
     )
-    from decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
-    from decoding.decog.hmm import HMM, HMMConfig
-    from decoding.decog.token_dfa import TokenDFA, build_token_dfa, compile_token_dfa
-    from decoding.decog.vocab import TokenVocabulary
+    from prunekit.decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
+    from prunekit.decoding.decog.hmm import HMM, HMMConfig
+    from prunekit.decoding.decog.token_dfa import TokenDFA, build_token_dfa, compile_token_dfa
+    from prunekit.decoding.decog.vocab import TokenVocabulary
 
 _SOURCES = {
     "backward": ("BackwardTables", "get_backward_tables"),

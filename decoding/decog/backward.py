@@ -43,10 +43,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from decoding.decog.errors import VocabularyMismatchError
-from decoding.decog.hmm import HMM
-from decoding.decog.token_dfa import TokenDFA
+from prunekit.decoding.decog.errors import VocabularyMismatchError
+from prunekit.decoding.decog.hmm import HMM
+from prunekit.decoding.decog.token_dfa import TokenDFA
 
 __all__ = ["BackwardTables", "clear_backward_cache", "get_backward_tables", "log_matmul_exp"]
 

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from decoding.decog.automaton import CharAutomaton
-from decoding.decog.errors import FormatCompileTimeoutError, FormatSpecError, FormatTooLargeError
-from decoding.decog.formats import Format, check_format, compile_format, parse_format
-from decoding.decog.token_dfa import DEFAULT_MAX_STATES, TokenDFA, compile_token_dfa
-from decoding.decog.vocab import TokenVocabulary
-from decoding.errors import ServiceBusyError
+from prunekit.decoding.decog.automaton import CharAutomaton
+from prunekit.decoding.decog.errors import FormatCompileTimeoutError, FormatSpecError, FormatTooLargeError
+from prunekit.decoding.decog.formats import Format, check_format, compile_format, parse_format
+from prunekit.decoding.decog.token_dfa import DEFAULT_MAX_STATES, TokenDFA, compile_token_dfa
+from prunekit.decoding.decog.vocab import TokenVocabulary
+from prunekit.decoding.errors import ServiceBusyError
 
 __all__ = ["CompileBudget", "compile_char_automaton_bounded", "compile_token_dfa_bounded"]
 
@@ -54,7 +54,7 @@ MAX_RESULT_BYTES = 64 << 20  # a pickled char automaton is kB; this only stops a
 _REFUSALS_SIZE = 256
 # The forkserver imports these once; "__main__" too, or every child would re-run the main script's imports
 # (multiprocessing's rule: the main module must be safe to import, its work behind `if __name__ == "__main__"`).
-_PRELOAD = ["__main__", "interegular", "decoding.decog.bounded"]
+_PRELOAD = ["__main__", "interegular", "prunekit.decoding.decog.bounded"]
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
-"""Distil an HMM from the LLM (training code: never imported at serve time). `python -m decoding.decog.distill`.
+"""Distil an HMM from the LLM (training code: never imported at serve time).
+`python -m prunekit.decoding.decog.distill`.
 
 Ctrl-G (Zhang et al. 2024, joshuacnf/Ctrl-G, `distillation/`) and Deco-G (Deng, Kung, Peng 2025, arXiv 2510.03595):
 
@@ -25,7 +26,7 @@ held-out sequences from a small grid (so is the unigram baseline's, for a fair c
 Resumable: samples are written in shards and EM checkpoints after every step under `work_dir`; a rerun continues.
 A larger run is one parameter change (`n_sequences`): the existing shards are kept and EM restarts on all of them.
 
-The shipped HMM came from `distill_hmm("decoding/weights/hmm-smollm2-h128", hidden_size=128, n_sequences=4000)`
+The shipped HMM came from `distill_hmm("decoding/decog/weights/hmm-smollm2-h128", hidden_size=128, n_sequences=4000)`
 (hours on a CPU: no example runs it here; `prunekit train hmm` is the command line, `tests/decoding/decog/
 test_distill.py` a run in seconds on a fake model).
 """
@@ -46,15 +47,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_hf_dir
+from prunekit.decoding.decog.hmm import HMM, PAD, assignment_counts
+from prunekit.decoding.decog.prompts import DEFAULT_MIX, distillation_prompts
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import GenerationParams, Message
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-
-from decoding.decog.hmm import HMM, PAD, assignment_counts
-from decoding.decog.prompts import DEFAULT_MIX, distillation_prompts
-from decoding.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_hf_dir
-from decoding.errors import InvalidRequestError
-from decoding.types import GenerationParams, Message
 
 __all__ = [
     "DistillConfig",
@@ -344,7 +344,7 @@ def _sample_all(
     if missing:
         proj = projector()
         if model is None:
-            from decoding.loader import load_embedded
+            from prunekit.decoding.backends.loader import load_embedded
 
             model = load_embedded()
         log.info(
@@ -616,7 +616,7 @@ def distill_hmm(
     """Distil an HMM from `model` (default: the embedded SmolLM2 on llama.cpp) and save it in `out_dir` (fp16).
 
     `work_dir` (default: the prunekit cache, one folder per model) keeps samples and EM checkpoints, so a rerun
-    resumes. `config` overrides the keyword sizes. Another model than the embedded one (`decoding.loader.
+    resumes. `config` overrides the keyword sizes. Another model than the embedded one (`decoding.backends.loader.
     load_local_model`) gets its `projector` from its files (`model.path`: its output embeddings) and its
     `eos_token_id` from its tokenizer; a model without files (a test's fake) must pass both. Returns `out_dir`; its
     config.json metadata records how the HMM was made and its held-out log-likelihood per token next to a unigram
@@ -735,7 +735,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     model = None
     if args.threads or args.concurrency != 8:
-        from decoding.llamacpp import LlamaCppModel
+        from prunekit.decoding.backends.llamacpp import LlamaCppModel
 
         model = LlamaCppModel.embedded(threads=args.threads, slots=max(args.concurrency, 1))
     config = DistillConfig(

@@ -5,7 +5,7 @@ Every format error subclasses `decoding.errors.InvalidRequestError` and says wha
 
 from __future__ import annotations
 
-from decoding.errors import InvalidRequestError, PrunekitError
+from prunekit.decoding.errors import InvalidRequestError, PrunekitError
 
 __all__ = [
     "EmptyFormatError",

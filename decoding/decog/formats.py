@@ -53,15 +53,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from decoding.decog.automaton import CharAutomaton
-from decoding.decog.errors import (
+from prunekit.decoding.decog.automaton import CharAutomaton
+from prunekit.decoding.decog.errors import (
     EmptyFormatError,
     FormatSpecError,
     FormatTooLargeError,
     InvalidRegexError,
     UnsatisfiableFormatError,
 )
-from decoding.decog.limits import (
+from prunekit.decoding.decog.limits import (
     MAX_SPEC_CHARS,
     check_json_schema,
     check_literal,

@@ -30,7 +30,7 @@ most probable hidden states covering a share `prune_mass` of the forward mass, s
 with it; `stats()` reports K and the mass kept. The product reads K rows of the (H, V) emission matrix, so it is
 memory-bound (about 0.2 MB per kept state at V = 49,152); `candidate_gap` removes it: only the tokens the LLM
 gives a chance (within that many nats of its best logit) get the exact term, the rest of the group a shared one.
-The class defaults to exact scoring; the service, the evals and the benchmark use `decoding.guided.
+The class defaults to exact scoring; the service, the evals and the benchmark use `decoding.decog.guided.
 DEFAULT_CANDIDATE_GAP` (10 nats). It only applies within the bulk group (2,048+ tokens to one next state: free
 text, string content); the tokens that move the format on (a pivot's start, a closing quote) are in small groups,
 always scored exactly.
@@ -52,11 +52,10 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from decoding.decog.backward import BackwardTables, get_backward_tables
-from decoding.decog.errors import GuidanceError, VocabularyMismatchError
-from decoding.decog.hmm import HMM
-from decoding.decog.token_dfa import DEAD, TokenDFA
+from prunekit.decoding.decog.backward import BackwardTables, get_backward_tables
+from prunekit.decoding.decog.errors import GuidanceError, VocabularyMismatchError
+from prunekit.decoding.decog.hmm import HMM
+from prunekit.decoding.decog.token_dfa import DEAD, TokenDFA
 
 __all__ = ["DecoGProcessor", "HardMaskProcessor"]
 
@@ -273,7 +272,7 @@ class DecoGProcessor:
     The per-step math runs in numpy on the CPU (small arrays: numpy's per-call overhead is a fraction of
     torch's); the HMM must live on the CPU. Scores may live anywhere: the result goes back to their device.
 
-    >>> from decoding.decog import TokenVocabulary, compile_token_dfa
+    >>> from prunekit.decoding.decog import TokenVocabulary, compile_token_dfa
     >>> vocab = TokenVocabulary.from_strings([None, "a", "4", "2"], eos_token_ids=[0])  # a toy tokenizer
     >>> dfa = compile_token_dfa(r"regex:\\d+", vocab)
     >>> proc = DecoGProcessor(HMM.random(hidden_size=4, vocab_size=vocab.size, seed=0), dfa, max_new_tokens=4)

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from prunekit.decoding.decog.errors import HMMFileError, VocabularyMismatchError
 from safetensors.torch import load_file, save_file
-
-from decoding.decog.errors import HMMFileError, VocabularyMismatchError
 
 __all__ = ["HMM", "PAD", "HMMConfig", "assignment_counts"]
 

@@ -47,7 +47,7 @@ from re import _constants as sre
 from re import _parser as sre_parse
 from typing import Any
 
-from decoding.decog.errors import FormatTooLargeError, InvalidRegexError
+from prunekit.decoding.decog.errors import FormatTooLargeError, InvalidRegexError
 
 __all__ = [
     "MAX_CLASSES",

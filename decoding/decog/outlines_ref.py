@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 from outlines_core import Guide, Index, Vocabulary
-
-from decoding.decog.errors import FormatSpecError, GuidanceError, VocabularyMismatchError
-from decoding.decog.formats import Format, OneOf, Pivot, Sequence, Wildcard, parse_format
-from decoding.decog.vocab import TokenVocabulary
+from prunekit.decoding.decog.errors import FormatSpecError, GuidanceError, VocabularyMismatchError
+from prunekit.decoding.decog.formats import Format, OneOf, Pivot, Sequence, Wildcard, parse_format
+from prunekit.decoding.decog.vocab import TokenVocabulary
 
 __all__ = ["OutlinesMaskProcessor", "outlines_index", "outlines_regex"]
 

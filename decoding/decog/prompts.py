@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decoding.errors import InvalidRequestError
-from decoding.types import Message
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import Message
 
 __all__ = [
     "CHAT_QUESTIONS",

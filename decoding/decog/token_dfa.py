@@ -29,11 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from decoding.decog.automaton import ByteAutomaton, CharAutomaton
-from decoding.decog.errors import FormatBudgetError, FormatTooLargeError, UnsatisfiableFormatError
-from decoding.decog.formats import Format, compile_format, parse_format
-from decoding.decog.vocab import TokenVocabulary
+from prunekit.decoding.decog.automaton import ByteAutomaton, CharAutomaton
+from prunekit.decoding.decog.errors import FormatBudgetError, FormatTooLargeError, UnsatisfiableFormatError
+from prunekit.decoding.decog.formats import Format, compile_format, parse_format
+from prunekit.decoding.decog.vocab import TokenVocabulary
 
 __all__ = ["TokenDFA", "build_token_dfa", "compile_token_dfa"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from decoding.decog.errors import VocabularyMismatchError
+from prunekit.decoding.decog.errors import VocabularyMismatchError
 
 __all__ = ["TokenVocabulary", "gpt2_byte_decoder"]
 

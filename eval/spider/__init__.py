@@ -3,11 +3,11 @@ and the runner that puts methods side by side (`evaluate_spider`)."""
 
 from __future__ import annotations
 
-from eval.spider.data import SpiderExample, SpiderSplit, database_path, load_spider, load_tables
-from eval.spider.exact_match import exact_match
-from eval.spider.exec_match import ExecEvaluator, ExecMatch, GoldExecutionError, exec_match, results_match
-from eval.spider.hardness import HARDNESS_LEVELS, count_components, hardness
-from eval.spider.run import METHODS, evaluate_examples, evaluate_spider, metrics_from_items, stratified_sample
+from prunekit.eval.spider.data import SpiderExample, SpiderSplit, database_path, load_spider, load_tables
+from prunekit.eval.spider.exact_match import exact_match
+from prunekit.eval.spider.exec_match import ExecEvaluator, ExecMatch, GoldExecutionError, exec_match, results_match
+from prunekit.eval.spider.hardness import HARDNESS_LEVELS, count_components, hardness
+from prunekit.eval.spider.run import METHODS, evaluate_examples, evaluate_spider, metrics_from_items, stratified_sample
 
 __all__ = [
     "HARDNESS_LEVELS",

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nl2sql.schema import Schema, load_spider_tables
+from prunekit.nl2sql.schema import Schema, load_spider_tables
 
 __all__ = ["SPLIT_FILES", "SpiderExample", "SpiderSplit", "database_path", "load_spider", "load_tables"]
 

@@ -31,15 +31,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.harness import EvalResult, run_concurrently
-from eval.spider.data import SpiderExample, load_spider, load_tables
-from eval.spider.exact_match import exact_match
-from eval.spider.exec_match import ExecEvaluator, GoldExecutionError
-from eval.spider.hardness import HARDNESS_LEVELS, hardness
-from nl2sql.agent import AgentConfig, NL2SQLAgent, NL2SQLResult
-from nl2sql.baselines import BASELINES, run_baseline
-from nl2sql.errors import SQLError
-from nl2sql.retrieval import DemoIndex
+from prunekit.eval.harness import EvalResult, run_concurrently
+from prunekit.eval.spider.data import SpiderExample, load_spider, load_tables
+from prunekit.eval.spider.exact_match import exact_match
+from prunekit.eval.spider.exec_match import ExecEvaluator, GoldExecutionError
+from prunekit.eval.spider.hardness import HARDNESS_LEVELS, hardness
+from prunekit.nl2sql.agent import AgentConfig, NL2SQLAgent, NL2SQLResult
+from prunekit.nl2sql.baselines import BASELINES, run_baseline
+from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.retrieval import DemoIndex
 
 __all__ = ["METHODS", "evaluate_examples", "evaluate_spider", "metrics_from_items", "stratified_sample"]
 

@@ -4,11 +4,11 @@ HMM its format guidance uses."""
 from __future__ import annotations
 
 import pytest
+from prunekit.app.backends import build_chat_model
+from prunekit.app.settings import Settings
+from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
+from prunekit.decoding.errors import InvalidRequestError
 
-from app.backends import build_chat_model
-from app.settings import Settings
-from decoding.errors import InvalidRequestError
-from decoding.guided import DEFAULT_HMM_DIR
 from tests.conftest import require_llamacpp
 
 
@@ -45,7 +45,7 @@ def test_a_gguf_model_path_runs_on_llama_cpp_with_the_hmm_dir_setting(tmp_path):
     ],
 )
 def test_chat_repetition_penalty(backend, requested, format, expected):
-    from app.backends import chat_repetition_penalty
+    from prunekit.app.backends import chat_repetition_penalty
 
     settings = Settings(backend=backend, repetition_penalty=1.25)
     assert chat_repetition_penalty(settings, requested, format) == expected
@@ -53,7 +53,7 @@ def test_chat_repetition_penalty(backend, requested, format, expected):
 
 @pytest.mark.parametrize("value", ["0", "2.5", "-1", "x"])
 def test_a_bad_repetition_penalty_setting_names_its_variable(monkeypatch, value):
-    from app.cli.common import load_settings
+    from prunekit.app.cli.common import load_settings
 
     monkeypatch.setenv("PRUNEKIT_REPETITION_PENALTY", value)
     with pytest.raises(InvalidRequestError, match="PRUNEKIT_REPETITION_PENALTY"):

@@ -116,7 +116,7 @@ def test_chat_with_a_frequency_penalty_repeats_less():
 
 
 def test_chat_guards_against_loops_by_default():
-    from eval.chat import repeated_ngram
+    from prunekit.eval.chat import repeated_ngram
 
     question = ["chat", "What is the capital of France?", "--max-tokens", "96"]
     guarded, plain = run(*question), run(*question, "--repetition-penalty", "1")
@@ -217,7 +217,8 @@ def test_sql_answers_on_a_real_database_without_writing_it(tmp_path):
 
 
 def test_train_pruner_from_a_recipe_validates_on_held_out_articles_and_calibrates(tmp_path):
-    from context_pruner.data import is_held_out_article
+    from prunekit.context_pruner.data import is_held_out_article
+
     from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_squad_articles
 
     squad = write_squad_articles(tmp_path / "train_squad.json")
@@ -261,7 +262,8 @@ def test_a_bad_pruner_recipe_gives_one_line(tmp_path, recipe, fragment):
 
 
 def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
-    from context_pruner.model import PrunerConfig, PrunerModel, save_pretrained
+    from prunekit.context_pruner.model import PrunerConfig, PrunerModel, save_pretrained
+
     from tests.context_pruner.helpers import TINY_ENCODER
 
     weights = save_pretrained(PrunerModel.from_base(PrunerConfig(encoder_config=dict(TINY_ENCODER), num_layers=1)),

@@ -8,15 +8,15 @@ import uuid
 
 import httpx
 import pytest
+from prunekit.app import threads
+from prunekit.app.api.service import create_app
+from prunekit.app.graphs.router import RouterResources, build_router_graph
+from prunekit.app.settings import Settings
+from prunekit.app.threads import open_checkpointer
+from prunekit.decoding import GenerationParams, InvalidRequestError
+from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable
+from prunekit.decoding.errors import BackendError
 
-from app import threads
-from app.graphs.router import RouterResources, build_router_graph
-from app.service import create_app
-from app.settings import Settings
-from app.threads import open_checkpointer
-from decoding import GenerationParams, InvalidRequestError
-from decoding.cancel import CancelToken, RequestCancelledError, cancellable
-from decoding.errors import BackendError
 from tests.app.graphs.test_chat import WindowModel, words
 from tests.conftest import LiveServer, skip_or_fail
 

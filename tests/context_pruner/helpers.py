@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from context_pruner.model import PrunerConfig, PrunerModel, load_tokenizer
+from prunekit.context_pruner.model import PrunerConfig, PrunerModel, load_tokenizer
 
 TINY_ENCODER = {
     "model_type": "bert",

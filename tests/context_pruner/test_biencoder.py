@@ -1,8 +1,7 @@
 import numpy as np
-
-from context_pruner.biencoder import BiEncoder
-from context_pruner.data import Passage
-from context_pruner.train import TrainConfig, _teacher_scores
+from prunekit.context_pruner.biencoder import BiEncoder
+from prunekit.context_pruner.data import Passage
+from prunekit.context_pruner.train import TrainConfig, _teacher_scores
 
 
 def test_similarity_ranks_the_relevant_text_first():

@@ -2,12 +2,12 @@ import json
 import shutil
 
 import pytest
+from prunekit.context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
+from prunekit.context_pruner.data import HotpotItem
+from prunekit.context_pruner.errors import InvalidOptionError
+from prunekit.context_pruner.model import WEIGHTS_DIR
+from prunekit.context_pruner.pruner import ContextPruner
 
-from context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
-from context_pruner.data import HotpotItem
-from context_pruner.errors import InvalidOptionError
-from context_pruner.model import WEIGHTS_DIR
-from context_pruner.pruner import ContextPruner
 from tests.context_pruner.helpers import tiny_model
 
 ITEMS = [

@@ -1,8 +1,7 @@
 import random
 
 import pytest
-
-from context_pruner.data import (
+from prunekit.context_pruner.data import (
     hotpot_passages,
     is_evaluation_split,
     is_held_out_article,
@@ -12,6 +11,7 @@ from context_pruner.data import (
     read_training_passages,
     squad_passages,
 )
+
 from tests.conftest import require_data
 from tests.context_pruner.helpers import write_hotpot_hf, write_hotpot_original, write_squad
 
@@ -43,7 +43,7 @@ def test_squad_labels_the_answer_sentence_and_adds_negatives(tmp_path):
 
 
 def test_same_article_negatives_come_from_a_sibling_paragraph_when_there_is_one(tmp_path):
-    from context_pruner.data import SquadItem
+    from prunekit.context_pruner.data import SquadItem
 
     items = read_squad(write_squad(tmp_path / "train.json"))
     sibling = SquadItem("s3", "Where is the Seine?", "Paris City", "The Seine crosses Paris. It is long.", 4, "Seine")

@@ -2,8 +2,7 @@ import itertools
 
 import numpy as np
 import pytest
-
-from context_pruner.encoding import IGNORE, block_windows, build_block, collate
+from prunekit.context_pruner.encoding import IGNORE, block_windows, build_block, collate
 
 
 @pytest.mark.parametrize(("n", "budget", "stride"), [(0, 5, 2), (5, 5, 2), (6, 5, 2), (100, 16, 4), (33, 8, 100)])

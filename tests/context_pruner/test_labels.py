@@ -1,10 +1,10 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from context_pruner.encoding import IGNORE
-from context_pruner.labels import encode_passage, parse_citations, silver_labels, silver_prompt
-from context_pruner.model import PrunerConfig, load_tokenizer
-from decoding.types import ChatResult, GenerationParams, Usage
+from prunekit.context_pruner.encoding import IGNORE
+from prunekit.context_pruner.labels import encode_passage, parse_citations, silver_labels, silver_prompt
+from prunekit.context_pruner.model import PrunerConfig, load_tokenizer
+from prunekit.decoding.types import ChatResult, GenerationParams, Usage
 
 
 class ScriptedModel:

@@ -2,9 +2,9 @@ import json
 
 import pytest
 import torch
+from prunekit.context_pruner.model import WEIGHTS_DIR, PrunerConfig, load_pretrained, save_pretrained
 from safetensors import safe_open
 
-from context_pruner.model import WEIGHTS_DIR, PrunerConfig, load_pretrained, save_pretrained
 from tests.context_pruner.helpers import tiny_model
 
 
@@ -54,7 +54,8 @@ def test_shipped_weights_refuse_a_different_base(tmp_path):
 
 
 def test_num_layers_out_of_range():
-    from context_pruner.model import PrunerModel
+    from prunekit.context_pruner.model import PrunerModel
+
     from tests.context_pruner.helpers import TINY_ENCODER
 
     with pytest.raises(ValueError, match="num_layers"):
@@ -64,7 +65,7 @@ def test_num_layers_out_of_range():
 def test_update_config_changes_fields_and_adds_provenance(tmp_path):
     model, _ = tiny_model()
     folder = save_pretrained(model, tmp_path / "w")
-    from context_pruner.model import update_config
+    from prunekit.context_pruner.model import update_config
 
     update_config(folder, extra={"recipe": "r.json"}, keep_logit_bias=0.5)
     update_config(folder, extra={"note": "second"})

@@ -1,6 +1,5 @@
 import pytest
-
-from context_pruner.errors import (
+from prunekit.context_pruner.errors import (
     BatchTooLargeError,
     InvalidContextError,
     InvalidOptionError,
@@ -8,8 +7,9 @@ from context_pruner.errors import (
     PrunerInputError,
     ShapeMismatchError,
 )
-from context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext
-from decoding.errors import InvalidRequestError
+from prunekit.context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext
+from prunekit.decoding.errors import InvalidRequestError
+
 from tests.context_pruner.helpers import tiny_model
 
 EIFFEL = "The Eiffel Tower is a wrought-iron lattice tower. It is located in Paris, France. Cats like to sleep."

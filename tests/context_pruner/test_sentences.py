@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from context_pruner.sentences import join_spans, sentences_to_text, split_sentences, token_sentence_ids
+from prunekit.context_pruner.sentences import join_spans, sentences_to_text, split_sentences, token_sentence_ids
 
 
 def test_split_gives_verbatim_spans_in_order():

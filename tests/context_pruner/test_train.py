@@ -1,9 +1,9 @@
 import json
 
 import torch
+from prunekit.context_pruner.pruner import ContextPruner
+from prunekit.context_pruner.train import TrainConfig, train
 
-from context_pruner.pruner import ContextPruner
-from context_pruner.train import TrainConfig, train
 from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_squad
 
 
@@ -99,7 +99,7 @@ def test_a_later_stage_keeps_the_provenance_of_the_one_it_started_from(tmp_path)
 
 
 def test_a_smaller_student_distils_from_its_teacher(tmp_path):
-    from context_pruner.model import first_layers, load_pretrained
+    from prunekit.context_pruner.model import first_layers, load_pretrained
 
     torch.manual_seed(0)
     teacher = train(_config(tmp_path, max_steps=2), progress=False)  # TINY_ENCODER: 2 layers
@@ -119,8 +119,8 @@ def test_a_smaller_student_distils_from_its_teacher(tmp_path):
 
 
 def test_soft_token_loss_is_lowest_at_the_teachers_own_logits():
-    from context_pruner.encoding import IGNORE
-    from context_pruner.train import _soft_token_loss
+    from prunekit.context_pruner.encoding import IGNORE
+    from prunekit.context_pruner.train import _soft_token_loss
 
     torch.manual_seed(0)
     teacher = torch.randn(2, 5, 2)

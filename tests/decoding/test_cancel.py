@@ -10,9 +10,8 @@ from typing import TypedDict
 
 import pytest
 from langgraph.graph import END, START, StateGraph
-
-from decoding import GenerationParams
-from decoding.cancel import CancelToken, RequestCancelledError, cancellable, check_cancelled, current_token
+from prunekit.decoding import GenerationParams
+from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable, check_cancelled, current_token
 
 
 def test_no_token_outside_a_request_never_cancels():

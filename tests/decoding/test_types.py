@@ -1,7 +1,6 @@
 import pytest
-
-from decoding.errors import InvalidRequestError
-from decoding.types import ChatChunk, GenerationParams, Usage, collect, normalize_messages
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import ChatChunk, GenerationParams, Usage, collect, normalize_messages
 
 
 def test_normalize_messages_keeps_role_and_content_only():

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.eval.agents import METHODS, UnknownMethodError, evaluate_agents, plot_accuracy_vs_tokens
+from prunekit.eval.harness import write_results
+from prunekit.graph_pruning.errors import UnknownBenchmarkError
+from prunekit.graph_pruning.model import GraphPruner
+from prunekit.graph_pruning.pools import get_pool
+from prunekit.graph_pruning.records import StageRecord, save_records
 
-from decoding.errors import InvalidRequestError
-from eval.agents import METHODS, UnknownMethodError, evaluate_agents, plot_accuracy_vs_tokens
-from eval.harness import write_results
-from graph_pruning.errors import UnknownBenchmarkError
-from graph_pruning.model import GraphPruner
-from graph_pruning.pools import get_pool
-from graph_pruning.records import StageRecord, save_records
 from tests.conftest import REPO, require_data
 from tests.graph_pruning.fakes import RecordingModel
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from decoding.errors import InvalidRequestError
-from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage
-from eval.chat import DEFAULT_QUESTIONS, evaluate_chat, has_answer, load_questions, repeated_ngram
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage
+from prunekit.eval.chat import DEFAULT_QUESTIONS, evaluate_chat, has_answer, load_questions, repeated_ngram
 
 LOOP = "la France, " * 20
 
@@ -112,14 +111,14 @@ def test_missing_file_and_unknown_method(tmp_path):
 
 @pytest.mark.slow
 def test_three_questions_on_the_embedded_model(embedded_model, tmp_path):
-    from eval.harness import write_results
+    from prunekit.eval.harness import write_results
 
     result = evaluate_chat(embedded_model, DEFAULT_QUESTIONS, repetition_penalty=1.1, limit=3, max_tokens=64)
     assert len(result.items) == 6 and not any(item.get("error") for item in result.items)
     for method in ("guard", "no_guard"):
         assert 0.0 <= result.metrics[f"{method}.correct"] <= 1.0
         assert 0 < result.metrics[f"{method}.answer_tokens"] <= 64
-    # the first question is the France loop (tests/decoding/test_llamacpp.py): the guard ends it
+    # the first question is the France loop (tests/decoding/backends/test_llamacpp.py): the guard ends it
     france = {item["method"]: item for item in result.items if "France" in item["question"]}
     assert not france["guard"]["repeated_4gram"]
     write_results(result, tmp_path)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from decoding.decog import TokenVocabulary, parse_format
-from decoding.decog.hmm import HMM
-from decoding.types import ChatResult, GenerationParams, Usage
-from eval.decoding import (
+from prunekit.decoding.decog import TokenVocabulary, parse_format
+from prunekit.decoding.decog.hmm import HMM
+from prunekit.decoding.types import ChatResult, GenerationParams, Usage
+from prunekit.eval.decoding import (
     DEFAULT_HMM_DIR,
     DEFAULT_METHODS,
     FORMAT_INSTRUCTIONS,
@@ -27,6 +26,7 @@ from eval.decoding import (
     model_vocabulary,
     parse_answer,
 )
+
 from tests.conftest import require_data, require_part
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
@@ -264,8 +264,8 @@ def _table(scores: dict[float, float], key: str) -> dict[float, dict[str, float]
 
 
 def test_stored_weights_per_task_and_general(tmp_path: Path) -> None:
-    from decoding.guided import stored_guidance_weight
-    from eval.decoding import store_guidance_weights
+    from prunekit.decoding.decog.guided import stored_guidance_weight
+    from prunekit.eval.decoding import store_guidance_weights
 
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 4, "metadata": {"model": "x"}}))
     math_table = _table({0.5: 0.2, 1.0: 0.4}, "accuracy")  # relative: 0.5, 1.0
@@ -282,7 +282,7 @@ def test_stored_weights_per_task_and_general(tmp_path: Path) -> None:
 
 
 def test_the_weight_is_chosen_on_training_files_only(tokenizer) -> None:
-    from eval.decoding import choose_guidance_weight
+    from prunekit.eval.decoding import choose_guidance_weight
 
     with pytest.raises(LeakageError):
         choose_guidance_weight(ScriptedModel(tokenizer, lambda m: ""), "extract", ["dev-v1.1.half_A.json"])

@@ -3,8 +3,7 @@ import threading
 import time
 
 import pytest
-
-from eval.harness import EvalResult, render_report, run_concurrently, write_results
+from prunekit.eval.harness import EvalResult, render_report, run_concurrently, write_results
 
 
 def test_results_json_report_and_plot(tmp_path):

@@ -1,10 +1,9 @@
 import json
 
 import pytest
-
-from decoding.errors import InvalidRequestError
-from decoding.types import ChatChunk, ChatResult, Usage, collect
-from eval.nq_open import evaluate_nq_open, load_nq_open
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import ChatChunk, ChatResult, Usage, collect
+from prunekit.eval.nq_open import evaluate_nq_open, load_nq_open
 
 
 class ScriptedModel:

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from decoding.errors import InvalidRequestError
-from decoding.types import ChatChunk, ChatResult, Usage
-from eval.harness import write_results
-from eval.qa import READER_PROMPT, evaluate_qa, fit_context, load_qa, plot_sweep
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import ChatChunk, ChatResult, Usage
+from prunekit.eval.harness import write_results
+from prunekit.eval.qa import READER_PROMPT, evaluate_qa, fit_context, load_qa, plot_sweep
 
 HOTPOT = [
     {
@@ -69,7 +68,7 @@ class Reader:
 
 @pytest.fixture(scope="module")
 def pruner():
-    from context_pruner import default_pruner
+    from prunekit.context_pruner import default_pruner
 
     return default_pruner()
 

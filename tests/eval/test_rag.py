@@ -1,4 +1,4 @@
-"""eval.rag: the evaluation's bookkeeping with a scripted RAG backend, then end to end on held-out HotpotQA."""
+"""prunekit.eval.rag: the evaluation's bookkeeping with a scripted RAG backend, then end to end on held-out HotpotQA."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 from typing import ClassVar
 
 import pytest
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.eval.harness import write_results
+from prunekit.eval.qa import load_qa
+from prunekit.eval.rag import COLLECTION, INSTRUCTION, METHODS, corpus, evaluate_rag, rag_metrics
 
-from decoding.errors import InvalidRequestError
-from eval.harness import write_results
-from eval.qa import load_qa
-from eval.rag import COLLECTION, INSTRUCTION, METHODS, corpus, evaluate_rag, rag_metrics
 from tests.conftest import require_data
 
 
@@ -161,7 +161,7 @@ def test_bad_settings_and_paths_fail_clearly(tmp_path):
 
 
 def test_end_to_end_on_held_out_hotpotqa(embedded_model, tmp_path):
-    from app.graphs.rag import RagSystem
+    from prunekit.app.graphs.rag import RagSystem
 
     data = require_data("qa/hotpotqa/test.jsonl")
     result = evaluate_rag(embedded_model, data, system=RagSystem, limit=3, concurrency=4)

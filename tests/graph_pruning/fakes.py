@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from decoding.types import ChatResult, GenerationParams, Usage
+from prunekit.decoding.types import ChatResult, GenerationParams, Usage
 
 
 class RecordingModel:

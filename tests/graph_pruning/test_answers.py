@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from graph_pruning.answers import (
+from prunekit.graph_pruning.answers import (
     clean_span,
     doctest_asserts,
     extract_choice,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from graph_pruning.data import (
+from prunekit.graph_pruning.data import (
     AGP_STAGE1_FILES,
     BENCHMARKS,
     BenchmarkItem,
@@ -20,10 +19,11 @@ from graph_pruning.data import (
     stage1_task_keys,
     training_items,
 )
-from graph_pruning.errors import LeakageError, UnknownBenchmarkError
-from graph_pruning.records import record_from_topology, save_records
-from graph_pruning.task import AgentTask
-from graph_pruning.topology import single
+from prunekit.graph_pruning.errors import LeakageError, UnknownBenchmarkError
+from prunekit.graph_pruning.records import record_from_topology, save_records
+from prunekit.graph_pruning.task import AgentTask
+from prunekit.graph_pruning.topology import single
+
 from tests.conftest import SHARED_DATA, require_data
 
 

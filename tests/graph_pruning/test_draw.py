@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from graph_pruning.draw import draw_topology
-from graph_pruning.pools import get_pool
-from graph_pruning.topology import Topology
+from prunekit.graph_pruning.draw import draw_topology
+from prunekit.graph_pruning.pools import get_pool
+from prunekit.graph_pruning.topology import Topology
 
 
 def test_png_is_written(tmp_path) -> None:

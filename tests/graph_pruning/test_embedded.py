@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from graph_pruning.execute import RunConfig, run_agents
-from graph_pruning.pools import get_pool
-from graph_pruning.task import AgentTask
-from graph_pruning.topology import chain
+from prunekit.graph_pruning.execute import RunConfig, run_agents
+from prunekit.graph_pruning.pools import get_pool
+from prunekit.graph_pruning.task import AgentTask
+from prunekit.graph_pruning.topology import chain
 
 
 @pytest.mark.slow

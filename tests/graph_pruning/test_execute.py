@@ -7,13 +7,19 @@ import os
 import threading
 
 import pytest
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.graph_pruning.errors import InvalidTopologyError, SandboxUnavailableError
+from prunekit.graph_pruning.execute import (
+    CODE_NOT_EXECUTED_NOTE,
+    DECISION_AGENT,
+    RunConfig,
+    build_agent_graph,
+    run_agents,
+)
+from prunekit.graph_pruning.pools import get_pool
+from prunekit.graph_pruning.task import AgentTask
+from prunekit.graph_pruning.topology import Topology, chain, complete, single
 
-from decoding.errors import InvalidRequestError
-from graph_pruning.errors import InvalidTopologyError, SandboxUnavailableError
-from graph_pruning.execute import CODE_NOT_EXECUTED_NOTE, DECISION_AGENT, RunConfig, build_agent_graph, run_agents
-from graph_pruning.pools import get_pool
-from graph_pruning.task import AgentTask
-from graph_pruning.topology import Topology, chain, complete, single
 from tests.graph_pruning.fakes import RecordingModel
 from tests.graph_pruning.test_sandbox import need_sandbox
 

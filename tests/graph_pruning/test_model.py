@@ -8,11 +8,10 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-
-from graph_pruning.errors import UnknownDomainError
-from graph_pruning.model import WEIGHTS_DIR, GraphPruner, keep_decision, normalized_adjacency
-from graph_pruning.pools import DOMAINS, get_pool
-from graph_pruning.train import TrainConfig, pruner_loss
+from prunekit.graph_pruning.errors import UnknownDomainError
+from prunekit.graph_pruning.model import WEIGHTS_DIR, GraphPruner, keep_decision, normalized_adjacency
+from prunekit.graph_pruning.pools import DOMAINS, get_pool
+from prunekit.graph_pruning.train import TrainConfig, pruner_loss
 
 
 def fake_embed(texts):

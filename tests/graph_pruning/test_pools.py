@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from prunekit.graph_pruning.errors import InvalidTopologyError, UnknownDomainError
+from prunekit.graph_pruning.pools import DOMAINS, get_pool
 
-from graph_pruning.errors import InvalidTopologyError, UnknownDomainError
-from graph_pruning.pools import DOMAINS, get_pool
 from tests.conftest import require_data
 
 AGP_FILES = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from prunekit.graph_pruning.errors import InvalidRecordError
+from prunekit.graph_pruning.records import StageRecord, load_records, record_from_topology, save_records
+from prunekit.graph_pruning.topology import Topology
 
-from graph_pruning.errors import InvalidRecordError
-from graph_pruning.records import StageRecord, load_records, record_from_topology, save_records
-from graph_pruning.topology import Topology
 from tests.conftest import require_data
 
 

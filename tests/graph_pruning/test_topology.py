@@ -7,9 +7,8 @@ import random
 import networkx as nx
 import numpy as np
 import pytest
-
-from graph_pruning.errors import InvalidTopologyError
-from graph_pruning.topology import (
+from prunekit.graph_pruning.errors import InvalidTopologyError
+from prunekit.graph_pruning.topology import (
     Topology,
     acyclic_from_weights,
     chain,

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from graph_pruning.errors import InvalidRecordError
-from graph_pruning.pools import get_pool
-from graph_pruning.records import StageRecord, save_records
-from graph_pruning.train import (
+from prunekit.graph_pruning.errors import InvalidRecordError
+from prunekit.graph_pruning.pools import get_pool
+from prunekit.graph_pruning.records import StageRecord, save_records
+from prunekit.graph_pruning.train import (
     TrainConfig,
     cross_validate,
     evaluate_pruner,
@@ -23,6 +22,7 @@ from graph_pruning.train import (
     train_domain,
     train_pruner,
 )
+
 from tests.graph_pruning.test_model import fake_embed
 
 
@@ -104,7 +104,7 @@ def test_resume_from_checkpoint(tmp_path) -> None:
 
 
 def test_optimizer_holds_every_parameter() -> None:
-    from graph_pruning.model import GraphPruner
+    from prunekit.graph_pruning.model import GraphPruner
 
     model = GraphPruner.from_pool(get_pool("code"), embed=fake_embed)
     optimizer = make_optimizer(model, TrainConfig())
@@ -113,7 +113,7 @@ def test_optimizer_holds_every_parameter() -> None:
 
 
 def test_baselines_on_a_known_case() -> None:
-    from graph_pruning.model import GraphPruner
+    from prunekit.graph_pruning.model import GraphPruner
 
     pool = get_pool("math")
     train = _synthetic(20)
@@ -176,7 +176,7 @@ def test_cross_validation_pools_every_record_and_beats_the_position_majority() -
 
 def test_metrics_score_the_team_choose_runs_never_an_empty_one() -> None:
     """All keep probabilities below the threshold: `choose` runs the most probable agent, and so do the metrics."""
-    from graph_pruning.model import GraphPruner
+    from prunekit.graph_pruning.model import GraphPruner
 
     model = GraphPruner.from_pool(get_pool("math"), embed=fake_embed)
     with torch.no_grad():

@@ -7,8 +7,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-
-from decoding.types import ChatChunk, ChatResult, Usage
+from prunekit.decoding.types import ChatChunk, ChatResult, Usage
 
 
 class ScriptedModel:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from decoding.errors import InvalidRequestError
-from nl2sql import prompts
-from nl2sql.agent import (
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql import prompts
+from prunekit.nl2sql.agent import (
     AgentConfig,
     Candidate,
     NL2SQLAgent,
@@ -18,9 +17,10 @@ from nl2sql.agent import (
     fix_identifiers,
     result_signature,
 )
-from nl2sql.errors import DatabaseNotFoundError
-from nl2sql.retrieval import DemoIndex, TrainExample
-from nl2sql.schema import introspect_sqlite
+from prunekit.nl2sql.errors import DatabaseNotFoundError
+from prunekit.nl2sql.retrieval import DemoIndex, TrainExample
+from prunekit.nl2sql.schema import introspect_sqlite
+
 from tests.nl2sql.fakes import ScriptedModel, bag_of_words
 from tests.nl2sql.toydb import make_toy_db
 
@@ -252,7 +252,7 @@ def test_linking_embeds_schema_names_once_per_database(db: Path) -> None:
 def test_the_database_cache_reads_an_edited_file_again_and_forgets_the_old_one(db: Path) -> None:
     import os
 
-    from nl2sql.agent import _DatabaseCache
+    from prunekit.nl2sql.agent import _DatabaseCache
 
     cache = _DatabaseCache(n_examples=0)
     first = cache.get(db)

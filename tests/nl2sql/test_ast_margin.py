@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from nl2sql.ast_margin import (
+from prunekit.nl2sql.ast_margin import (
     REWARD_ALPHA,
     REWARD_BETA,
     LabelledNode,
@@ -14,7 +13,7 @@ from nl2sql.ast_margin import (
     to_tree,
     tree_edit_distance,
 )
-from nl2sql.decompose import decompose
+from prunekit.nl2sql.decompose import decompose
 
 GOLD = (
     "SELECT T2.name, count(*) FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id "

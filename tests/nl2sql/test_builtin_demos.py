@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nl2sql.builtin_demos import BUILTIN_EXAMPLES, builtin_index
-from nl2sql.sqlast import parse_sql
+from prunekit.nl2sql.builtin_demos import BUILTIN_EXAMPLES, builtin_index
+from prunekit.nl2sql.sqlast import parse_sql
+
 from tests.nl2sql.fakes import bag_of_words
 
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from decoding.errors import InvalidRequestError
-from nl2sql.dpo import DPOConfig, completion_logps, encode_pair, margin_dpo_loss, train_margin_dpo
-from nl2sql.synthesis import PreferencePair
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql.dpo import DPOConfig, completion_logps, encode_pair, margin_dpo_loss, train_margin_dpo
+from prunekit.nl2sql.synthesis import PreferencePair
 
 
 def _hand_loss(pc: float, pr: float, rc: float, rr: float, margin: float, beta: float, alpha: float) -> float:
@@ -79,7 +78,7 @@ PAIRS = [
 
 
 def test_two_lora_steps_on_the_embedded_model(tmp_path: Path, one_thread: None) -> None:
-    from decoding.local import LocalModel
+    from prunekit.decoding.backends.local import LocalModel
 
     local = LocalModel.embedded()  # a fresh copy: LoRA is injected into the model in place
     tok = local.tokenizer
@@ -110,7 +109,7 @@ def test_two_lora_steps_on_the_embedded_model(tmp_path: Path, one_thread: None) 
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path: Path, one_thread: None) -> None:
-    from decoding.local import LocalModel
+    from prunekit.decoding.backends.local import LocalModel
 
     small = {
         "lora_r": 4,
@@ -139,7 +138,7 @@ def test_no_usable_pair_is_refused(tmp_path: Path) -> None:
 
 
 def test_completion_logps_match_token_by_token_scoring(one_thread: None) -> None:
-    from decoding.local import LocalModel
+    from prunekit.decoding.backends.local import LocalModel
 
     local = LocalModel.embedded()
     prompts_ = [[1, 2, 3, 4, 5], [7, 8]]

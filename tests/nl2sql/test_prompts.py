@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from nl2sql import prompts
-from nl2sql.decompose import decompose
+from prunekit.nl2sql import prompts
+from prunekit.nl2sql.decompose import decompose
 
 EXTRACT_CASES = [
     ("SELECT count(*) FROM singer", "SELECT count(*) FROM singer"),

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from nl2sql.retrieval import (
+from prunekit.nl2sql.retrieval import (
     DemoIndex,
     RetrievalError,
     TrainExample,
@@ -15,7 +14,8 @@ from nl2sql.retrieval import (
     mask_question,
     sql_skeleton,
 )
-from nl2sql.schema import Column, Schema, Table
+from prunekit.nl2sql.schema import Column, Schema, Table
+
 from tests.conftest import require_data
 from tests.nl2sql.fakes import CountingEmbedder, bag_of_words
 

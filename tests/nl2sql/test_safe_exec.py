@@ -9,10 +9,9 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
-from decoding.errors import InvalidRequestError
-from nl2sql import safe_exec
-from nl2sql.errors import (
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql import safe_exec
+from prunekit.nl2sql.errors import (
     DatabaseNotFoundError,
     SQLError,
     SQLExecutionError,
@@ -20,7 +19,8 @@ from nl2sql.errors import (
     SQLTimeoutError,
     UnsafeSQLError,
 )
-from nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig, check_sql, execute_sql
+from prunekit.nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig, check_sql, execute_sql
+
 from tests.nl2sql.toydb import file_hash, make_toy_db
 
 TIMEOUT = 0.5

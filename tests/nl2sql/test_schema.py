@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from nl2sql.errors import DatabaseNotFoundError
-from nl2sql.schema import (
+from prunekit.nl2sql.errors import DatabaseNotFoundError
+from prunekit.nl2sql.schema import (
     Column,
     ForeignKey,
     Schema,
@@ -22,6 +21,7 @@ from nl2sql.schema import (
     render_schema,
     with_examples,
 )
+
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 
@@ -171,10 +171,9 @@ def test_link_schema_uses_the_embedder(toy: Schema) -> None:
 @pytest.mark.data
 def test_spider_tables_json_and_linking_recall_on_dev() -> None:
     """No oracle: how often the linked tables cover the gold query's tables on Spider dev."""
+    from prunekit.eval.spider.data import load_spider
+    from prunekit.nl2sql.sqlast import parse_sql
     from sqlglot import exp
-
-    from eval.spider.data import load_spider
-    from nl2sql.sqlast import parse_sql
 
     tables = load_spider_tables(require_data("spider/tables.json"))
     assert len(tables) == 166

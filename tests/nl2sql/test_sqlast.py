@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from nl2sql.errors import SQLParseError
-from nl2sql.sqlast import canonical_sql, conjuncts, double_quotes_to_strings, parse_sql
+from prunekit.nl2sql.errors import SQLParseError
+from prunekit.nl2sql.sqlast import canonical_sql, conjuncts, double_quotes_to_strings, parse_sql
 
 
 @pytest.mark.parametrize(

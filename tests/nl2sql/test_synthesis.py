@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from decoding.errors import InvalidRequestError
-from nl2sql.synthesis import (
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.nl2sql.synthesis import (
     PreferencePair,
     SearchConfig,
     evaluate_step,
@@ -54,7 +53,7 @@ class Recorder:
         self.prompts: list[str] = []
 
     def chat(self, messages, params=None):
-        from decoding.types import ChatResult, Usage
+        from prunekit.decoding.types import ChatResult, Usage
 
         self.prompts.append(messages[-1]["content"])
         return ChatResult(scripted(messages, params), "stop", Usage(20, 10), self.name)
@@ -109,7 +108,7 @@ def test_pairs_have_positive_margins_and_inference_prompts() -> None:
 def test_search_stops_when_everything_is_pruned() -> None:
     class Junk(Recorder):
         def chat(self, messages, params=None):
-            from decoding.types import ChatResult, Usage
+            from prunekit.decoding.types import ChatResult, Usage
 
             self.prompts.append("x")
             return ChatResult("Sub-question: ?\nSQL: SELECT * FROM nowhere", "stop", Usage(1, 1), self.name)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from app.graphs.auto import ROUTE_EXAMPLES, AutoRouter
+from prunekit.app.graphs.auto import ROUTE_EXAMPLES, AutoRouter
 
 
 @pytest.fixture(scope="module")
 def router() -> AutoRouter:
-    from decoding.embeddings import load_embedder
+    from prunekit.decoding.backends.embeddings import load_embedder
 
     return AutoRouter(load_embedder())
 

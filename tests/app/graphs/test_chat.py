@@ -7,13 +7,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
-
-from app.graphs.chat import _most_that_fit, build_chat_graph, fit_history
-from decoding import GenerationParams, InvalidRequestError
-from decoding.cancel import check_cancelled
-from decoding.context_window import CHARS_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, prompt_tokens
-from decoding.errors import BackendError
-from decoding.types import ChatChunk, ChatResult, Usage, collect
+from prunekit.app.graphs.chat import _most_that_fit, build_chat_graph, fit_history
+from prunekit.decoding import GenerationParams, InvalidRequestError
+from prunekit.decoding.backends.context_window import CHARS_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, prompt_tokens
+from prunekit.decoding.cancel import check_cancelled
+from prunekit.decoding.errors import BackendError
+from prunekit.decoding.types import ChatChunk, ChatResult, Usage, collect
 
 
 class WindowModel:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-
-from app.graphs.rag import DEFAULT_INSTRUCTION, RagSystem, UnknownCollectionError, build_prompt, build_rag_graph
-from app.rag.documents import Chunk
-from app.rag.store import VectorStore
-from context_pruner import PrunedContext, default_pruner, split_sentences
-from decoding.embeddings import load_embedder
-from decoding.errors import InvalidRequestError
-from decoding.types import ChatChunk, ChatResult, GenerationParams, Usage
+from prunekit.app.graphs.rag import (
+    DEFAULT_INSTRUCTION,
+    RagSystem,
+    UnknownCollectionError,
+    build_prompt,
+    build_rag_graph,
+)
+from prunekit.app.rag.documents import Chunk
+from prunekit.app.rag.store import VectorStore
+from prunekit.context_pruner import PrunedContext, default_pruner, split_sentences
+from prunekit.decoding.backends.embeddings import load_embedder
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage
 
 DOCS = {
     "eiffel.txt": (

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prunekit.app.databases import DatabaseRegistry
+from prunekit.app.graphs.router import RouterResources, build_router_graph
+from prunekit.decoding import InvalidRequestError, NotFoundError
 
-from app.databases import DatabaseRegistry
-from app.graphs.router import RouterResources, build_router_graph
-from decoding import InvalidRequestError, NotFoundError
 from tests.nl2sql.fakes import ScriptedModel, bag_of_words
 from tests.nl2sql.toydb import make_toy_db
 

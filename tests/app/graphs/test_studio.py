@@ -34,7 +34,7 @@ def test_config_names_existing_factories():
 @pytest.mark.parametrize("name", ["prunekit-router", "prunekit-chat"])
 def test_the_graphs_build_and_answer(name, embedded_model, monkeypatch):
     module, factory = load_factory(graph_entries()[name])
-    from app.graphs.router import RouterResources
+    from prunekit.app.graphs.router import RouterResources
 
     monkeypatch.setattr(module, "_resources", lambda: RouterResources(embedded_model))
     graph = factory({})

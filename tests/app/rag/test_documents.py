@@ -1,9 +1,8 @@
 import itertools
 
 import pytest
-
-from app.rag.documents import chunk_text, read_document
-from decoding.errors import InvalidRequestError
+from prunekit.app.rag.documents import chunk_text, read_document
+from prunekit.decoding.errors import InvalidRequestError
 
 TEXT = " ".join(f"Sentence number {i} says something about topic {i % 5}." for i in range(60))
 

@@ -1,9 +1,8 @@
 import pytest
-
-from app.rag.documents import Chunk
-from app.rag.store import VectorStore
-from decoding.embeddings import load_embedder
-from decoding.errors import InvalidRequestError
+from prunekit.app.rag.documents import Chunk
+from prunekit.app.rag.store import VectorStore
+from prunekit.decoding.backends.embeddings import load_embedder
+from prunekit.decoding.errors import InvalidRequestError
 
 
 @pytest.fixture()

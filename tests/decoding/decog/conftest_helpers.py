@@ -9,15 +9,14 @@ from tests.conftest import skip_or_fail
 
 @functools.lru_cache(maxsize=1)
 def _load():
+    from prunekit.decoding.backends.embedded import embedded_hf_dir
     from transformers import AutoTokenizer
-
-    from decoding.embedded import embedded_hf_dir
 
     return AutoTokenizer.from_pretrained(embedded_hf_dir())
 
 
 def smollm2_tokenizer():
-    from decoding.errors import EmbeddedModelMissingError
+    from prunekit.decoding.errors import EmbeddedModelMissingError
 
     try:
         return _load()

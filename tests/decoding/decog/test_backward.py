@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from prunekit.decoding.decog.backward import BackwardTables, get_backward_tables, log_matmul_exp
+from prunekit.decoding.decog.errors import VocabularyMismatchError
+from prunekit.decoding.decog.hmm import HMM
 
-from decoding.decog.backward import BackwardTables, get_backward_tables, log_matmul_exp
-from decoding.decog.errors import VocabularyMismatchError
-from decoding.decog.hmm import HMM
 from tests.decoding.decog.toy import all_sequences, finishes, seq_prob_by_start, toy_dfa
 
 SPECS = ["regex:a+b?", "choice:ab|a 1|12", "pivot:<free>b<int>"]
@@ -58,7 +58,7 @@ def test_cache_reuses_and_grows() -> None:
 
 
 def test_cache_is_bounded_by_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from decoding.decog import backward
+    from prunekit.decoding.decog import backward
 
     backward.clear_backward_cache()
     hmm = HMM.random(2, toy_dfa("choice:ab|12").vocab_size, seed=1)

@@ -9,9 +9,7 @@ import threading
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
-from decoding.decog.distill import (
+from prunekit.decoding.decog.distill import (
     DistillConfig,
     GenerationRecorder,
     HiddenStateProjector,
@@ -20,10 +18,12 @@ from decoding.decog.distill import (
     kmeans,
     unigram_loglik,
 )
-from decoding.decog.hmm import HMM
-from decoding.decog.prompts import LeakedDataError, build_judge_items, distillation_prompts, load_squad
-from decoding.errors import InvalidRequestError
-from decoding.types import ChatResult, GenerationParams, Usage
+from prunekit.decoding.decog.hmm import HMM
+from prunekit.decoding.decog.prompts import LeakedDataError, build_judge_items, distillation_prompts, load_squad
+from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import ChatResult, GenerationParams, Usage
+from safetensors.torch import load_file, save_file
+
 from tests.conftest import require_llamacpp, require_module
 
 V, EOS = 10, 0
@@ -131,7 +131,7 @@ def test_projector_reads_the_output_head_from_model_folders(tmp_path) -> None:
 
 def test_projector_from_the_gguf_file_equals_the_one_from_its_transformers_copy() -> None:
     require_module("gguf", "reading GGUF files (the gguf package, a dependency of prunekit)")
-    from decoding.embedded import embedded_gguf_path, embedded_hf_dir
+    from prunekit.decoding.backends.embedded import embedded_gguf_path, embedded_hf_dir
 
     from_gguf = HiddenStateProjector.from_model_files(embedded_gguf_path())
     from_folder = HiddenStateProjector.from_model_files(embedded_hf_dir())

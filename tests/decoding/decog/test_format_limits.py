@@ -11,8 +11,7 @@ import time
 
 import psutil
 import pytest
-
-from decoding.decog import (
+from prunekit.decoding.decog import (
     CompileBudget,
     FormatCompileTimeoutError,
     FormatTooLargeError,
@@ -26,10 +25,10 @@ from decoding.decog import (
     limits,
     parse_format,
 )
-from decoding.decog import bounded as bounded_module
-from decoding.decog.automaton import CharAutomaton
-from decoding.errors import InvalidRequestError
-from decoding.guided import FormatGuide
+from prunekit.decoding.decog import bounded as bounded_module
+from prunekit.decoding.decog.automaton import CharAutomaton
+from prunekit.decoding.decog.guided import FormatGuide
+from prunekit.decoding.errors import InvalidRequestError
 
 QUICK_S = 0.5  # a refusal must never cost a worker more than this (they take well under 10 ms here)
 SLOW_BUT_VALID = "pivot:<free:32>Final: <int><free:16>."  # passes the static limits (236 states); takes a minute

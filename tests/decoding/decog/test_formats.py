@@ -7,14 +7,13 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from decoding.decog.errors import (
+from prunekit.decoding.decog.errors import (
     EmptyFormatError,
     FormatSpecError,
     InvalidRegexError,
     UnsatisfiableFormatError,
 )
-from decoding.decog.formats import (
+from prunekit.decoding.decog.formats import (
     Choice,
     JsonObject,
     OneOf,
@@ -25,7 +24,7 @@ from decoding.decog.formats import (
     compile_format,
     parse_format,
 )
-from decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError
 
 
 def test_pivot_syntax() -> None:

@@ -7,9 +7,8 @@ import math
 
 import pytest
 import torch
-
-from decoding.decog.errors import HMMFileError, VocabularyMismatchError
-from decoding.decog.hmm import HMM, assignment_counts
+from prunekit.decoding.decog.errors import HMMFileError, VocabularyMismatchError
+from prunekit.decoding.decog.hmm import HMM, assignment_counts
 
 
 def brute_force_logprob(hmm: HMM, seq: list[int]) -> float:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 
 import torch
-
-from decoding.decog.hmm import HMM
-from decoding.decog.token_dfa import TokenDFA, compile_token_dfa
-from decoding.decog.vocab import TokenVocabulary
+from prunekit.decoding.decog.hmm import HMM
+from prunekit.decoding.decog.token_dfa import TokenDFA, compile_token_dfa
+from prunekit.decoding.decog.vocab import TokenVocabulary
 
 # Id 0 is EOS; the rest overlap on purpose (multi-char tokens, a leading-space variant, a straddling token).
 TOY_TOKENS: list[str | None] = [None, "a", "b", "ab", " ", "1", "2", "12", "x", " a"]

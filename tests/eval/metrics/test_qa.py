@@ -1,6 +1,5 @@
 import pytest
-
-from eval.metrics.qa import exact_match, max_over_golds, normalize_answer, token_f1
+from prunekit.eval.metrics.qa import exact_match, max_over_golds, normalize_answer, token_f1
 
 
 @pytest.mark.parametrize(

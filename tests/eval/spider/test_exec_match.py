@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from eval.spider.data import load_spider
-from eval.spider.exec_match import (
+from prunekit.eval.spider.data import load_spider
+from prunekit.eval.spider.exec_match import (
     ExecEvaluator,
     GoldExecutionError,
     exec_match,
@@ -17,6 +16,7 @@ from eval.spider.exec_match import (
     remove_distinct,
     results_match,
 )
+
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 

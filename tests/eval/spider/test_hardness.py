@@ -6,8 +6,14 @@ import json
 import time
 
 import pytest
+from prunekit.eval.spider.hardness import (
+    HardnessCounts,
+    count_components,
+    distribution,
+    hardness,
+    hardness_of_spider_sql,
+)
 
-from eval.spider.hardness import HardnessCounts, count_components, distribution, hardness, hardness_of_spider_sql
 from tests.conftest import require_data
 
 JOIN = "FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id"

@@ -7,12 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prunekit.eval.spider.data import SpiderExample, load_spider
+from prunekit.eval.spider.run import METHODS, evaluate_examples, evaluate_spider, stratified_sample
+from prunekit.nl2sql import prompts
+from prunekit.nl2sql.agent import AgentConfig, NL2SQLAgent
+from prunekit.nl2sql.retrieval import DemoIndex, TrainExample, load_train_examples
 
-from eval.spider.data import SpiderExample, load_spider
-from eval.spider.run import METHODS, evaluate_examples, evaluate_spider, stratified_sample
-from nl2sql import prompts
-from nl2sql.agent import AgentConfig, NL2SQLAgent
-from nl2sql.retrieval import DemoIndex, TrainExample, load_train_examples
 from tests.conftest import require_data
 from tests.nl2sql.fakes import ScriptedModel, bag_of_words
 from tests.nl2sql.toydb import make_toy_db
@@ -111,7 +111,7 @@ def test_gold_scores_one_on_real_dev_and_skips_are_counted() -> None:
 
 def test_small_real_run_with_the_embedded_model(embedded_model) -> None:
     data = require_data("spider/dev.json").parent
-    from decoding.embeddings import load_embedder
+    from prunekit.decoding.backends.embeddings import load_embedder
 
     embed = load_embedder()
     # a small index keeps the test fast; the full one is cached by DemoIndex.from_spider

@@ -1,0 +1,171 @@
+"""Request and response bodies of the OpenAI-compatible API (the subset prunekit serves)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from prunekit.decoding.types import SEED_MAX, SEED_MIN
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "THREAD_ID_PATTERN",
+    "UNSUPPORTED_FIELDS",
+    "AgentsRequest",
+    "ChatCompletionRequest",
+    "ChatMessageIn",
+    "PruneItem",
+    "PruneRequest",
+    "SqlRequest",
+    "StreamOptions",
+]
+
+THREAD_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[TextPart]
+    name: str | None = None
+    tool_calls: list[Any] | None = None  # refused when not empty: prunekit has no tool calls yet
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _no_tool_calls(cls, value: list[Any] | None) -> None:
+        if value:
+            raise ValueError("tool calls are not supported by prunekit yet: send plain text messages")
+        return None
+
+    def as_message(self) -> dict[str, str]:
+        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        # OpenAI's newer "developer" role plays the part of "system" for chat templates.
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content}
+
+
+def _set(value: Any) -> bool:
+    return value is not None and value != [] and value != {}
+
+
+# OpenAI chat-completion fields prunekit does not implement yet, each with the test of whether a value asks for
+# something. Such a request is a 400 that names the field: ignored, a client would believe JSON mode (or a tool,
+# or log-probs) is on when it is not. Values that ask for nothing (`logprobs: false`, `tool_choice: "none"`,
+# `response_format: {"type": "text"}`) pass. Harmless fields (`user`, `metadata`, `store`, ...) are ignored.
+UNSUPPORTED_FIELDS: dict[str, Any] = {
+    "response_format": lambda v: _set(v) and not (isinstance(v, dict) and v.get("type") == "text"),
+    "tools": _set,
+    "functions": _set,
+    "tool_choice": lambda v: _set(v) and v not in ("none", "auto"),
+    "function_call": lambda v: _set(v) and v not in ("none", "auto"),
+    "logprobs": lambda v: bool(v),
+    "top_logprobs": lambda v: bool(v),
+    "logit_bias": _set,
+    "audio": _set,
+    "modalities": lambda v: _set(v) and v != ["text"],
+    "prediction": _set,
+    "web_search_options": _set,
+}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """POST /v1/chat/completions. Values out of range are a 400; so is an OpenAI field prunekit does not implement
+    (`unsupported_fields`); other unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: Annotated[list[ChatMessageIn], Field(min_length=1, max_length=256)]
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    # vLLM's extra field (CTRL's penalty over the answer's last 64 tokens, `decoding.backends.penalties`).
+    # None: the server's
+    # loop guard (PRUNEKIT_REPETITION_PENALTY) on free text; 1 turns it off.
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    n: Literal[1] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    # prunekit extensions. `format`: a format spec the answer must follow (Deco-G guidance on the local
+    # backends), e.g. "pivot:<free>The answer is <int>" or 'json:{"answer": "string"}'.
+    format: str | None = Field(None, min_length=1, max_length=2000)
+    format_method: Literal["decog", "decog_pruned", "hard_mask"] = "decog"
+    # Keep the conversation server-side; send only the new messages each time.
+    thread_id: str | None = Field(None, min_length=1, max_length=128, pattern=THREAD_ID_PATTERN)
+    # Route extensions: the RAG collection (default PRUNEKIT_RAG_COLLECTION), the SQL database (a name on the
+    # allow-list), the agent pool's domain; `progress` adds progress chunks to a stream (see the README).
+    collection: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    database: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    domain: Literal["math", "general", "code"] | None = None
+    progress: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty_stops(cls, value: Any) -> Any:
+        stops = [value] if isinstance(value, str) else value or []
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must be non-empty strings")
+        return value
+
+    def unsupported_fields(self) -> list[str]:
+        """The OpenAI fields of this request that ask for something prunekit does not do (module doc)."""
+        extra = self.model_extra or {}
+        return [name for name, asks in UNSUPPORTED_FIELDS.items() if name in extra and asks(extra[name])]
+
+    def stop_tuple(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class AgentsRequest(BaseModel):
+    """POST /v1/agents: one task for an AGP-pruned agent team."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Annotated[str, Field(min_length=1, max_length=20_000)]
+    domain: Literal["math", "general", "code"] = "math"
+    context: Annotated[str, Field(max_length=50_000)] = ""
+    choices: Annotated[list[str], Field(max_length=10)] = []
+
+
+class SqlRequest(BaseModel):
+    """POST /v1/sql: a question on a database named from the server's allow-list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=2_000)]
+    database: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class PruneItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=2_000)]
+    contexts: Annotated[list[Annotated[str, Field(max_length=20_000)]], Field(min_length=1, max_length=64)]
+    titles: Annotated[list[str | None], Field(max_length=64)] | None = None
+
+
+class PruneRequest(BaseModel):
+    """POST /v1/prune: a batch of questions, each with its retrieved contexts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[PruneItem], Field(min_length=1, max_length=32)]
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    top_k: Annotated[int, Field(ge=1, le=64)] | None = None
+    reorder: bool = False

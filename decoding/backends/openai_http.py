@@ -1,0 +1,263 @@
+"""`OpenAIModel`: any OpenAI-compatible chat server (vLLM, Ollama, llama.cpp server, OpenAI, prunekit itself).
+
+Retries: connection errors, 429 and 5xx are retried with exponential backoff (a 429's `Retry-After`
+is honoured, capped), up to `max_retries` times, and only before the first streamed token reaches
+the caller: once text has been shown, a retry would repeat it. Everything else raises a specific
+`BackendError` at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from prunekit.decoding.cancel import check_cancelled
+from prunekit.decoding.errors import (
+    BackendConnectionError,
+    BackendError,
+    BackendHTTPError,
+    BackendProtocolError,
+    BackendTimeoutError,
+    InvalidRequestError,
+)
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, normalize_messages
+
+__all__ = ["OpenAIModel"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER_S = 30.0
+
+
+class OpenAIModel:
+    """Chat through an OpenAI-compatible HTTP API.
+
+    >>> def server(request):  # a stand-in for the server (vLLM, Ollama, ...): `transport` is for tests
+    ...     return httpx.Response(200, json={"choices": [{"message": {"content": "Hello!"}, "finish_reason": "stop"}],
+    ...                                      "usage": {"prompt_tokens": 9, "completion_tokens": 2}})
+    >>> model = OpenAIModel("http://127.0.0.1:8000/v1", model="prunekit-chat", transport=httpx.MockTransport(server))
+    >>> result = model.chat([{"role": "user", "content": "Hi"}])
+    >>> result.text, result.usage
+    ('Hello!', Usage(prompt_tokens=9, completion_tokens=2))
+    >>> model.close()
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidRequestError(f"base_url must start with http:// or https://, got {base_url!r}")
+        self.name = model
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ----------------------------------------------------------------- ChatModel
+    def chat(self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None) -> ChatResult:
+        body = self._body(messages, params, stream=False)
+        for attempt in self._attempts():
+            check_cancelled()  # the call itself is bounded by the client's timeout
+            with attempt:
+                response = self._client.post("/chat/completions", json=body)
+                _raise_for_status(response)
+                return _parse_completion(response, fallback_model=self.name)
+        raise AssertionError("unreachable: _attempts raises on the last failure")
+
+    def stream(
+        self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None
+    ) -> Iterator[ChatChunk]:
+        body = self._body(messages, params, stream=True)
+        return self._stream(body)
+
+    def _stream(self, body: dict[str, Any]) -> Iterator[ChatChunk]:
+        for attempt in self._attempts():
+            check_cancelled()
+            with attempt, self._client.stream("POST", "/chat/completions", json=body) as response:
+                _raise_for_status(response)
+                lines = response.iter_lines()
+                first = _next_event(lines)  # errors before the first event are retried
+                attempt.committed = True
+                yield from _chunks_from_events(first, lines)
+                return
+
+    # ----------------------------------------------------------------- helpers
+    def _body(
+        self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None, stream: bool
+    ) -> dict[str, Any]:
+        params = params or GenerationParams()
+        if params.logits_processors or params.format is not None:
+            raise InvalidRequestError("logits processors and format guidance run only on local backends, not over HTTP")
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": normalize_messages(messages),
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": stream,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.frequency_penalty:
+            body["frequency_penalty"] = params.frequency_penalty
+        if params.presence_penalty:
+            body["presence_penalty"] = params.presence_penalty
+        if params.repetition_penalty is not None:  # vLLM's extra field, only when asked for: OpenAI's API 400s on it
+            body["repetition_penalty"] = params.repetition_penalty
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _attempts(self) -> Iterator[_Attempt]:
+        for number in range(self.max_retries + 1):
+            attempt = _Attempt(last=number == self.max_retries)
+            yield attempt
+            if attempt.succeeded:
+                return
+            delay = attempt.retry_after if attempt.retry_after is not None else self.backoff_s * 2**number
+            log.warning(
+                "backend call failed (%s); retry %d/%d in %.1f s", attempt.error, number + 1, self.max_retries, delay
+            )
+            time.sleep(delay)
+
+
+class _Attempt:
+    """One try of a request: a context manager that decides whether its failure may be retried."""
+
+    def __init__(self, last: bool) -> None:
+        self.last = last
+        self.committed = False  # set once output reached the caller: never retry after that
+        self.succeeded = False
+        self.error: BaseException | None = None
+        self.retry_after: float | None = None
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            self.succeeded = True
+            return False
+        error = _translate(exc)
+        retryable = isinstance(error, BackendConnectionError | BackendTimeoutError) or (
+            isinstance(error, BackendHTTPError) and error.status_code in _RETRY_STATUS
+        )
+        if not retryable or self.last or self.committed or isinstance(exc, GeneratorExit):
+            if error is exc:
+                return False
+            raise error from exc
+        self.error = error
+        self.retry_after = getattr(exc, "retry_after", None)
+        return True  # swallow: the loop tries again
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return BackendTimeoutError(f"backend did not answer in time: {exc}")
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.RemoteProtocolError | httpx.ReadError):
+        return BackendConnectionError(f"cannot reach the backend: {exc}")
+    if isinstance(exc, httpx.HTTPError):
+        return BackendError(f"HTTP error talking to the backend: {exc}")
+    return exc
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    response.read()
+    try:
+        message = response.json()["error"]["message"]
+    except Exception:  # any non-OpenAI error body: show its start
+        message = response.text[:300]
+    retry_after = None
+    if "retry-after" in response.headers:
+        try:
+            retry_after = min(float(response.headers["retry-after"]), _MAX_RETRY_AFTER_S)
+        except ValueError:
+            retry_after = None
+    raise BackendHTTPError(response.status_code, message, retry_after=retry_after)
+
+
+def _parse_completion(response: httpx.Response, fallback_model: str) -> ChatResult:
+    try:
+        data = response.json()
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = data.get("usage") or {}
+        return ChatResult(
+            text=text,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            model=data.get("model", fallback_model),
+        )
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BackendProtocolError(f"backend sent a malformed completion: {response.text[:200]!r}") from exc
+
+
+def _next_event(lines: Iterator[str]) -> dict[str, Any] | None:
+    """The next SSE `data:` payload as JSON; None at `[DONE]`."""
+    for line in lines:
+        if not line or line.startswith(":"):
+            continue  # blank separators and SSE comments (keep-alives)
+        if not line.startswith("data:"):
+            if line.startswith(("event:", "id:", "retry:")):
+                continue
+            raise BackendProtocolError(f"malformed SSE line from the backend: {line[:200]!r}")
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return None
+        try:
+            event = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise BackendProtocolError(f"backend sent invalid JSON in the stream: {payload[:200]!r}") from exc
+        if not isinstance(event, dict):
+            raise BackendProtocolError(f"backend sent a non-object stream event: {payload[:200]!r}")
+        if "error" in event:
+            raise BackendError(f"backend reported an error mid-stream: {event['error']}")
+        return event
+    raise BackendProtocolError("the backend's stream ended without data: [DONE]")
+
+
+def _chunks_from_events(first: dict[str, Any] | None, lines: Iterator[str]) -> Iterator[ChatChunk]:
+    finish: str | None = None
+    usage = Usage()
+    event = first
+    while event is not None:
+        try:
+            if event.get("usage"):
+                usage = Usage(int(event["usage"]["prompt_tokens"]), int(event["usage"]["completion_tokens"]))
+            for choice in event.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    check_cancelled()  # closing the upstream stream (on the way out) ends its generation too
+                    yield ChatChunk(text)
+                finish = choice.get("finish_reason") or finish
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BackendProtocolError(f"backend sent a malformed stream event: {event!r:.200}") from exc
+        event = _next_event(lines)
+    yield ChatChunk("", finish_reason="length" if finish == "length" else "stop", usage=usage)

@@ -1,0 +1,215 @@
+"""`prunekit bench decode`: tokens/s of the embedded model's backends, measured side by side.
+
+Figures (flat keys `<backend>.<figure>`):
+- `<default>.single_tok_s`: one request at a time; `<default>.batch8_tok_s`: 8 concurrent requests (each the
+  best of `rounds` rounds);
+- `<default>.hook_single_tok_s`: single stream with a no-op logits processor (the per-step hook that
+  Deco-G uses), and `hook_slowdown` = 1 - hook / plain;
+- with `repetition_penalty` (what `prunekit chat` and the service run with, their loop guard):
+  `<default>.guard_single_tok_s` / `<default>.guard_batch8_tok_s`, and `guard_slowdown` / `guard_batch8_slowdown`
+  = 1 - guarded / plain.
+The single-stream methods take turns request by request, and batch rounds alternate; a slowdown is the median over
+rounds of that round's ratio, so machine noise lands on both sides of each comparison.
+- `<default>.ttft_500_s`: time to first token for a 500-token chat prompt (median of 3 prompts that differ from
+  their first word on, so a prompt cache can only hold the chat template's fixed header), with
+  `<default>.ttft_prompt_tokens` (that length as the model counts it) and, for a backend that caches prompts,
+  `<default>.ttft_reused_tokens` (prompt tokens per trial taken from the cache rather than prefilled);
+- `hf_generate.single_tok_s` / `hf_generate.batch8_tok_s`: plain transformers `generate`;
+- `<default>.speedup_single` over `hf_generate`; `<default>.greedy_agreement` with transformers;
+- `<default>.rss_mb`: resident memory of this process with only the default backend loaded and
+  warm (what the service holds); `process.rss_mb`: at the end, with transformers loaded too.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prunekit.decoding import ChatModel, GenerationParams
+
+__all__ = ["NoOpProcessor", "bench_decode", "rss_mb"]
+
+STORY = "Write a long story about {subject}. Make it detailed."
+SUBJECTS = [
+    "a cat",
+    "a lighthouse keeper",
+    "a city on Mars",
+    "an old clock",
+    "a river",
+    "a chess player",
+    "a baker",
+    "a storm",
+]
+AGREEMENT_QUESTIONS = [
+    "What is the capital of France?",
+    "What is 2+2?",
+    "Name three colors.",
+    "Who wrote Hamlet?",
+    "What is the boiling point of water?",
+    "Give me a synonym for happy.",
+    "How many legs does a spider have?",
+    "What is photosynthesis?",
+]
+
+
+class NoOpProcessor:
+    """A logits processor that changes nothing: measures the cost of the per-step hook itself."""
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return scores
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _story(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": STORY.format(subject=SUBJECTS[i % len(SUBJECTS)])}]
+
+
+def _tokens_per_s(run: Callable[[], int]) -> float:
+    started = time.perf_counter()
+    tokens = run()
+    return tokens / (time.perf_counter() - started)
+
+
+def _interleaved(model: ChatModel, methods: dict[str, GenerationParams], requests: int) -> dict[str, float]:
+    """Tokens/s of each method over the same `requests` prompts, run request by request in turn (A B C, A B C, ...),
+    so a neighbour's burst on a shared machine lands on every method alike rather than on one round of one."""
+    tokens = dict.fromkeys(methods, 0)
+    seconds = dict.fromkeys(methods, 0.0)
+    for i in range(requests):
+        for name, params in methods.items():
+            started = time.perf_counter()
+            tokens[name] += model.chat(_story(i), params).usage.completion_tokens
+            seconds[name] += time.perf_counter() - started
+    return {name: tokens[name] / seconds[name] for name in methods}
+
+
+def _concurrent(model: ChatModel, params: GenerationParams, n: int) -> float:
+    counts = [0] * n
+
+    def one(i: int) -> None:
+        counts[i] = model.chat(_story(i), params).usage.completion_tokens
+
+    def run() -> int:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts)
+
+    return _tokens_per_s(run)
+
+
+def ttft_messages(model: ChatModel, prompt_tokens: int = 500, variant: int = 0) -> list[dict[str, str]]:
+    """A user message whose chat prompt is `prompt_tokens` long, or a token short where the next word takes two,
+    when `model` can encode a chat (a served model cannot: ~0.8 words a token). Messages of different `variant`s
+    differ from their first word on."""
+    notes = (f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens))
+    words = [f"Log{variant}:", *" ".join(notes).split()]
+
+    def messages(n: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": " ".join(words[:n]) + "\nSummarise the notes."}]
+
+    encode = getattr(model, "encode_chat", None)
+    if encode is None:
+        return messages(prompt_tokens * 4 // 5)
+    # the prompt grows with the number of words: the last count that still fits
+    fits = bisect.bisect_right(range(1, len(words) + 1), prompt_tokens, key=lambda n: len(encode(messages(n))))
+    return messages(max(1, fits))
+
+
+def _ttft(model: ChatModel, prompts: list[list[dict[str, str]]]) -> float:
+    """Median seconds from request to the first text, one trial per prompt (one trial is noise)."""
+    times = []
+    for messages in prompts:
+        started = time.perf_counter()
+        for chunk in model.stream(messages, GenerationParams(max_tokens=8)):
+            if chunk.text:
+                break
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_decode(
+    model: ChatModel,
+    load_hf: Callable[[], Any] | None = None,
+    *,
+    max_tokens: int = 128,
+    requests: int = 3,
+    batch: int = 8,
+    rounds: int = 2,
+    repetition_penalty: float | None = None,
+) -> dict[str, float]:
+    """Measure `model` (the default embedded backend), then, if `load_hf` is given, the transformers path.
+
+    `repetition_penalty`: also measure decoding with chat's loop guard (the CLI passes its default), which runs
+    at every token (`decoding.backends.penalties`)."""
+    params = GenerationParams(max_tokens=max_tokens)
+    guarded = None
+    if repetition_penalty is not None:
+        guarded = GenerationParams(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
+    name = "llamacpp" if type(model).__name__ == "LlamaCppModel" else "default"
+    figures: dict[str, float] = {}
+    model.chat(_story(0), GenerationParams(max_tokens=8))  # warm-up: first-call allocations
+    hooked = GenerationParams(max_tokens=max_tokens, logits_processors=(NoOpProcessor(),))
+    # Plain and hooked runs alternate and each keeps its best round: on a shared machine a neighbour's burst
+    # would otherwise land on one side of the comparison only.
+    methods = {"plain": params, "hooked": hooked} | ({"guarded": guarded} if guarded is not None else {})
+    runs = [_interleaved(model, methods, requests) for _ in range(rounds)]
+    figures[f"{name}.single_tok_s"] = max(run["plain"] for run in runs)
+    figures[f"{name}.hook_single_tok_s"] = max(run["hooked"] for run in runs)
+    figures[f"{name}.hook_slowdown"] = 1 - statistics.median(run["hooked"] / run["plain"] for run in runs)
+    plain_batches, guarded_batches = [], []
+    for _ in range(rounds):
+        plain_batches.append(_concurrent(model, params, batch))
+        if guarded is not None:
+            guarded_batches.append(_concurrent(model, guarded, batch))
+    figures[f"{name}.batch{batch}_tok_s"] = max(plain_batches)
+    if guarded is not None:
+        figures[f"{name}.guard_single_tok_s"] = max(run["guarded"] for run in runs)
+        figures[f"{name}.guard_slowdown"] = 1 - statistics.median(run["guarded"] / run["plain"] for run in runs)
+        figures[f"{name}.guard_batch{batch}_tok_s"] = max(guarded_batches)
+        figures[f"{name}.guard_batch{batch}_slowdown"] = 1 - statistics.median(
+            guarded / plain for guarded, plain in zip(guarded_batches, plain_batches, strict=True)
+        )
+    ttft_prompts = [ttft_messages(model, 500, variant) for variant in range(3)]
+    reused_before = getattr(model, "reused_prompt_tokens", None)
+    figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompts)
+    if hasattr(model, "encode_chat"):
+        figures[f"{name}.ttft_prompt_tokens"] = statistics.median(len(model.encode_chat(p)) for p in ttft_prompts)
+    if reused_before is not None:
+        figures[f"{name}.ttft_reused_tokens"] = (model.reused_prompt_tokens - reused_before) / len(ttft_prompts)
+    figures[f"{name}.rss_mb"] = rss_mb()
+    if load_hf is not None:
+        hf_model = load_hf()
+        figures["hf_generate.single_tok_s"] = _tokens_per_s(
+            lambda: sum(
+                hf_model.generate_batch([_story(i)], params)[0].usage.completion_tokens for i in range(requests)
+            )
+        )
+        figures[f"hf_generate.batch{batch}_tok_s"] = _tokens_per_s(
+            lambda: sum(
+                r.usage.completion_tokens for r in hf_model.generate_batch([_story(i) for i in range(batch)], params)
+            )
+        )
+        figures[f"{name}.speedup_single"] = figures[f"{name}.single_tok_s"] / figures["hf_generate.single_tok_s"]
+        short = GenerationParams(max_tokens=32)
+        same = [
+            model.chat([{"role": "user", "content": q}], short).text
+            == hf_model.chat([{"role": "user", "content": q}], short).text
+            for q in AGREEMENT_QUESTIONS
+        ]
+        figures[f"{name}.greedy_agreement"] = sum(same) / len(same)
+    figures["process.rss_mb"] = rss_mb()
+    return figures
