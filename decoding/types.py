@@ -141,15 +141,46 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Usage:
+    """What LLM work cost: the one accounting type of every face (a chat answer, a SQL agent's run, an agent team,
+    one agent of it, a routed request). Sums with `+` and `sum(..., Usage())`.
+
+    `calls` counts the LLM calls behind the tokens (a backend's single answer leaves it 0; whoever aggregates
+    calls counts them with `Usage.call`); `seconds` is their wall time where the aggregator keeps it.
+
+    >>> total = sum([Usage.call(100, 20), Usage.call(50, 5)], Usage())
+    >>> total.calls, total.total_tokens, total.as_openai()
+    (2, 175, {'prompt_tokens': 150, 'completion_tokens': 25, 'total_tokens': 175})
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def call(cls, prompt_tokens: int, completion_tokens: int, seconds: float = 0.0) -> Usage:
+        """The usage of one LLM call."""
+        return cls(prompt_tokens, completion_tokens, 1, seconds)
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.calls + other.calls,
+            self.seconds + other.seconds,
+        )
+
+    def as_openai(self) -> dict[str, int]:
+        """The OpenAI `usage` object: prompt, completion and total tokens."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
 
 
 @dataclass(frozen=True)
