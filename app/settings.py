@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from prunekit.app.api.middleware import LOOPBACK_NAMES
 from prunekit.app.databases import DatabaseRegistry, parse_database_list
 from prunekit.decoding.backends.embedded import default_cache_dir
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 

@@ -21,6 +21,7 @@ from typing import Any, Self
 from langgraph.channels.base import BaseChannel
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.errors import EmptyChannelError
+
 from prunekit.app.settings import Settings
 
 __all__ = [

@@ -13,26 +13,31 @@ passage; token decisions are rounded to whole sentences. `ContextPruner()` loads
     >>> on_topic.rerank_score > off_topic.rerank_score
     True
 
-Training (`context_pruner.train`), data readers (`context_pruner.data`), the bench (`eval.bench.pruner`) and the
+Training (`context_pruner.train`: `train_validate_calibrate` trains, validates and calibrates, refusing evaluation
+splits), data readers (`context_pruner.data`), the bench (`eval.bench.pruner`) and the
 framework adapters (`context_pruner.integrations`) are imported on demand, never at serve time.
 """
 
 from prunekit.context_pruner.errors import (
     BatchTooLargeError,
+    EvaluationSplitError,
     InvalidContextError,
     InvalidOptionError,
     InvalidQuestionError,
     PrunerInputError,
+    PrunerWeightsError,
     ShapeMismatchError,
+    TrainingDataError,
 )
-from prunekit.context_pruner.model import PrunerConfig, PrunerModel, load_pretrained, save_pretrained
-from prunekit.context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext, default_pruner
+from prunekit.context_pruner.model import PrunerConfig, PrunerModel, check_weights, load_pretrained, save_pretrained
+from prunekit.context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext, default_pruner, load_pruner
 from prunekit.context_pruner.sentences import split_sentences
 
 __all__ = [
     "FIRST_SENTENCE",
     "BatchTooLargeError",
     "ContextPruner",
+    "EvaluationSplitError",
     "InvalidContextError",
     "InvalidOptionError",
     "InvalidQuestionError",
@@ -40,9 +45,13 @@ __all__ = [
     "PrunerConfig",
     "PrunerInputError",
     "PrunerModel",
+    "PrunerWeightsError",
     "ShapeMismatchError",
+    "TrainingDataError",
+    "check_weights",
     "default_pruner",
     "load_pretrained",
+    "load_pruner",
     "save_pretrained",
     "split_sentences",
 ]

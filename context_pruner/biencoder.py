@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from prunekit.context_pruner.model import DEFAULT_BASE, resolve_base
 from prunekit.decoding.backends.embeddings import Embedder, load_embedder
 

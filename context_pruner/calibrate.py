@@ -13,18 +13,43 @@ exact up to the granularity of whole sentences.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from prunekit.context_pruner.data import HotpotItem
-from prunekit.context_pruner.errors import InvalidOptionError
-from prunekit.context_pruner.model import update_config
+
+from prunekit.context_pruner.data import HotpotItem, is_evaluation_split, read_hotpotqa
+from prunekit.context_pruner.errors import EvaluationSplitError, InvalidOptionError, TrainingDataError
+from prunekit.context_pruner.model import check_weights, update_config
 from prunekit.context_pruner.pruner import ContextPruner, ScoredContext
 
-__all__ = ["Calibration", "fit_keep_logit_bias", "write_keep_logit_bias"]
+__all__ = [
+    "DEFAULT_CALIBRATION_FILE",
+    "DEFAULT_TARGET_COMPRESSION",
+    "Calibration",
+    "Status",
+    "calibrate_weights",
+    "calibration_path",
+    "check_calibration_data",
+    "check_calibration_split",
+    "fit_keep_logit_bias",
+    "no_status",
+    "write_keep_logit_bias",
+]
+
+DEFAULT_CALIBRATION_FILE = "qa/hotpotqa/train.jsonl"  # a training split, relative to the shared data folder
+DEFAULT_TARGET_COMPRESSION = 0.55  # the low end of Provence's operating range (50-80 % removed): room for recall
+
+# Shows a long step while it runs (e.g. a rich console's `status`); `no_status` shows nothing.
+Status = Callable[[str], AbstractContextManager[object]]
+
+
+def no_status(message: str) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -138,3 +163,51 @@ def write_keep_logit_bias(weights_dir: str | Path, calibration: Calibration, sou
         f"(target {calibration.target_compression})"
     )
     return update_config(weights_dir, extra={"keep_logit_bias": origin}, keep_logit_bias=calibration.keep_logit_bias)
+
+
+def calibration_path(data: str | Path, data_root: str | Path | None) -> Path:
+    """The calibration file `data`: itself when absolute (or without a data root), else under `data_root`."""
+    data = Path(data)
+    return data if data.is_absolute() or data_root is None else Path(data_root) / data
+
+
+def check_calibration_split(path: str | Path) -> None:
+    """The leakage guard: calibrating on an evaluation split raises `EvaluationSplitError` (a `LeakageError`)."""
+    if is_evaluation_split(path):
+        raise EvaluationSplitError(
+            f"{Path(path).name} is an evaluation split: calibrate on training data", argument="calibration_file"
+        )
+
+
+def check_calibration_data(path: Path, data_root: str | Path | None) -> None:
+    """The data the calibration reads (`TrainingDataError` when absent): checked after every argument, so a wrong
+    argument is named as such even on a machine without the data."""
+    if data_root is not None and not Path(data_root).is_dir():
+        raise TrainingDataError(f"{data_root} is not a folder", argument="data_root")
+    if not path.is_file():
+        raise TrainingDataError(f"{path} does not exist", argument="calibration_file")
+
+
+def calibrate_weights(
+    weights: str | Path,
+    data: str | Path = DEFAULT_CALIBRATION_FILE,
+    *,
+    data_root: str | Path | None = None,
+    target_compression: float = DEFAULT_TARGET_COMPRESSION,
+    status: Status = no_status,
+) -> Calibration:
+    """Fit the keep-logit bias of the weights in `weights` on the HotpotQA training file `data` (absolute, or under
+    `data_root`) so that threshold 0.1 removes `target_compression` of the context, and store it in their config.
+
+    Refused before anything loads: an evaluation split (`EvaluationSplitError`), a folder without weights
+    (`PrunerWeightsError`), missing data (`TrainingDataError`); each error's `argument` names the input.
+    """
+    path = calibration_path(data, data_root)
+    check_calibration_split(path)
+    check_weights(weights, argument="weights")
+    check_calibration_data(path, data_root)
+    items = read_hotpotqa(path)
+    with status(f"calibrating the keep-logit bias on {len(items)} questions of {path.name}"):
+        result = fit_keep_logit_bias(ContextPruner(weights), items, target_compression=target_compression)
+    write_keep_logit_bias(weights, result, path.name)
+    return result

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunekit.context_pruner.errors import EvaluationSplitError
 from prunekit.context_pruner.sentences import split_sentences
 
 __all__ = [
@@ -250,7 +251,8 @@ def read_training_passages(
     squad_same_article_negatives: bool = False,
     squad_held_out_every: int | None = None,
 ) -> list[Passage]:
-    """Passages from training files, the layout guessed from content; evaluation splits raise `ValueError`.
+    """Passages from training files, the layout guessed from content; evaluation splits raise `EvaluationSplitError`
+    (a `LeakageError`, also a `ValueError`).
 
     `hotpot_distractors`: distractor paragraphs kept per HotpotQA question (None: all 8); `squad_questions`:
     a random subset of SQuAD questions (None: all), drawn after the articles `is_held_out_article` sets aside
@@ -260,7 +262,9 @@ def read_training_passages(
     for path in paths:
         path = Path(path)
         if is_evaluation_split(path):
-            raise ValueError(f"{path} looks like an evaluation split (dev/test): train only on training splits")
+            raise EvaluationSplitError(
+                f"{path} looks like an evaluation split (dev/test): train only on training splits"
+            )
         if is_squad_file(path):
             items = [it for it in read_squad(path) if not is_held_out_article(it.title, squad_held_out_every)]
             if squad_questions is not None and squad_questions < len(items):

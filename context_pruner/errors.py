@@ -5,20 +5,32 @@ All subclass `decoding.errors.InvalidRequestError`, so the service maps them to 
 
 from __future__ import annotations
 
-from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError, LeakageError
 
 __all__ = [
     "BatchTooLargeError",
+    "EvaluationSplitError",
     "InvalidContextError",
     "InvalidOptionError",
     "InvalidQuestionError",
     "PrunerInputError",
+    "PrunerWeightsError",
     "ShapeMismatchError",
+    "TrainingDataError",
 ]
 
 
 class PrunerInputError(InvalidRequestError):
-    """Base of every input error the context pruner raises."""
+    """Base of every input error the context pruner raises.
+
+    `argument` names the input at fault as the raising function calls it (`calibration_file`, `data_root`,
+    `weights`, `config.data`, `config.teacher_weights`, ...), so a front end can point at its own option for it;
+    None where the message alone says what to change.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class InvalidQuestionError(PrunerInputError):
@@ -39,3 +51,15 @@ class BatchTooLargeError(PrunerInputError):
 
 class InvalidOptionError(PrunerInputError):
     """An option (threshold, top_k, batch_size) is out of range."""
+
+
+class PrunerWeightsError(PrunerInputError):
+    """A folder given as pruner weights does not hold them (`config.json` + `model.safetensors`)."""
+
+
+class TrainingDataError(PrunerInputError):
+    """A file to train or calibrate on, or the data folder, does not exist."""
+
+
+class EvaluationSplitError(PrunerInputError, LeakageError):
+    """A file to train or calibrate on is an evaluation split (dev, test, valid): the evaluation would leak."""

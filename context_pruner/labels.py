@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from prunekit.context_pruner.encoding import IGNORE, block_windows, build_block
 from prunekit.context_pruner.model import PrunerConfig
 from prunekit.context_pruner.sentences import sentences_to_text, token_sentence_ids

@@ -28,11 +28,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from prunekit.context_pruner.errors import PrunerWeightsError
+
 __all__ = [
     "DEFAULT_BASE",
     "WEIGHTS_DIR",
     "PrunerConfig",
     "PrunerModel",
+    "check_weights",
     "first_layers",
     "load_pretrained",
     "resolve_base",
@@ -201,6 +204,15 @@ def update_config(folder: str | Path, extra: dict[str, Any] | None = None, **fie
     cfg.setdefault("extra", {}).update(extra or {})
     path.write_text(json.dumps(cfg, indent=2, default=str) + "\n")
     return path
+
+
+def check_weights(folder: str | Path, *, argument: str | None = None) -> Path:
+    """`folder` when it holds pruner weights (`save_pretrained`'s two files); `PrunerWeightsError` otherwise, with
+    `argument` (the input that named the folder) for a front end to point at. Cheap: nothing is read."""
+    folder = Path(folder)
+    if all((folder / name).is_file() for name in (_CONFIG_FILE, _WEIGHTS_FILE)):
+        return folder
+    raise PrunerWeightsError(f"no pruner weights in {folder} ({_CONFIG_FILE} + {_WEIGHTS_FILE})", argument=argument)
 
 
 def load_tokenizer(cfg: PrunerConfig) -> PreTrainedTokenizerBase:

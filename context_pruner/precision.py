@@ -14,8 +14,9 @@ import warnings
 from typing import Literal, get_args
 
 import torch
-from prunekit.context_pruner.errors import InvalidOptionError
 from torch import nn
+
+from prunekit.context_pruner.errors import InvalidOptionError
 
 __all__ = ["PRECISIONS", "Precision", "apply_precision", "native_bf16", "quantize_int8", "resolve_precision"]
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from prunekit.context_pruner.encoding import Block, block_windows, build_block, collate
 from prunekit.context_pruner.errors import (
     BatchTooLargeError,
@@ -41,12 +42,12 @@ from prunekit.context_pruner.errors import (
     InvalidQuestionError,
     ShapeMismatchError,
 )
-from prunekit.context_pruner.model import WEIGHTS_DIR, PrunerModel, load_pretrained
+from prunekit.context_pruner.model import WEIGHTS_DIR, PrunerModel, check_weights, load_pretrained
 from prunekit.context_pruner.precision import Precision, apply_precision, resolve_precision
 from prunekit.context_pruner.sentences import Span, join_spans, split_sentences, token_sentence_ids
 from prunekit.decoding.cancel import check_cancelled
 
-__all__ = ["FIRST_SENTENCE", "ContextPruner", "PrunedContext", "ScoredContext", "default_pruner"]
+__all__ = ["FIRST_SENTENCE", "ContextPruner", "PrunedContext", "ScoredContext", "default_pruner", "load_pruner"]
 
 logger = logging.getLogger(__name__)
 
@@ -415,3 +416,9 @@ def default_pruner() -> ContextPruner:
         if _default is None:
             _default = ContextPruner()
         return _default
+
+
+def load_pruner(weights: str | Path | None = None) -> ContextPruner:
+    """The process-wide `default_pruner()` for None, else a pruner with the weights in `weights`; a folder without
+    weights raises `PrunerWeightsError` (its `argument`: "weights") before anything loads."""
+    return default_pruner() if weights is None else ContextPruner(check_weights(weights, argument="weights"))

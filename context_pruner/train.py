@@ -22,6 +22,11 @@ teacher's first layers and heads, so what it must learn is how to do in k layers
 
 CPU, fp32, AdamW with linear warm-up then linear decay, batches bucketed by length; a checkpoint every
 `checkpoint_every` steps in `out_dir`, from which a rerun resumes. Never imported at serve time.
+
+`train_validate_calibrate` is the whole recipe (what `prunekit train pruner` runs): train, validate ranking on
+held-out SQuAD articles (`validate`), calibrate the keep-logit bias (`calibrate`). It checks every input before the
+first step and refuses evaluation splits (`EvaluationSplitError`, a `LeakageError`): nothing is trained or
+calibrated on data the evaluations score.
 """
 
 from __future__ import annotations
@@ -37,23 +42,48 @@ from typing import Any
 
 import numpy as np
 import torch
-from prunekit.context_pruner.data import Passage, read_training_passages
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from prunekit.context_pruner.calibrate import (
+    DEFAULT_CALIBRATION_FILE,
+    DEFAULT_TARGET_COMPRESSION,
+    Calibration,
+    Status,
+    calibrate_weights,
+    calibration_path,
+    check_calibration_data,
+    check_calibration_split,
+    no_status,
+)
+from prunekit.context_pruner.data import Passage, is_evaluation_split, read_training_passages
 from prunekit.context_pruner.encoding import IGNORE, collate
+from prunekit.context_pruner.errors import EvaluationSplitError, PrunerWeightsError, TrainingDataError
 from prunekit.context_pruner.labels import EncodedPassage, encode_passage, silver_labels
 from prunekit.context_pruner.model import (
     DEFAULT_BASE,
     PrunerConfig,
     PrunerModel,
+    check_weights,
     first_layers,
     load_pretrained,
     load_tokenizer,
     save_pretrained,
+    update_config,
 )
+from prunekit.context_pruner.validate import RankingValidation, validate_held_out_articles
 from prunekit.decoding.protocol import ChatModel
-from torch import nn
-from tqdm.auto import tqdm
 
-__all__ = ["DEFAULT_TRAIN_FILES", "TrainConfig", "train"]
+__all__ = [
+    "DEFAULT_TRAIN_FILES",
+    "TrainConfig",
+    "TrainingRun",
+    "check_training_inputs",
+    "data_paths",
+    "train",
+    "train_validate_calibrate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +156,32 @@ def data_paths(config: TrainConfig) -> list[Path]:
     return [Path(p) if Path(p).is_absolute() or Path(p).exists() else root / p for p in config.data]
 
 
+def check_training_inputs(config: TrainConfig) -> None:
+    """The leakage guard and the training data, before anything loads: the weights to start or distil from (a
+    `PrunerWeightsError`), then evaluation splits among the training files (`EvaluationSplitError`, a
+    `LeakageError`), then whether every training file exists (`TrainingDataError`). The recipe's own mistakes come
+    first, so they are reported the same with or without the data."""
+    for name in ("init_weights", "teacher_weights"):
+        folder = getattr(config, name)
+        if folder:
+            try:
+                check_weights(folder)
+            except PrunerWeightsError as exc:
+                raise PrunerWeightsError(f"{name}: {exc}", argument=f"config.{name}") from None
+    paths = data_paths(config)
+    for path in paths:
+        if is_evaluation_split(path):
+            raise EvaluationSplitError(
+                f"{path} is an evaluation split: train on training splits only", argument="config.data"
+            )
+    for path in paths:
+        if not path.is_file():
+            raise TrainingDataError(
+                f"training file {path} does not exist (relative paths are under the data folder)",
+                argument="config.data",
+            )
+
+
 def _fingerprint(passages: Sequence[Passage]) -> str:
     h = hashlib.sha256()
     for p in passages:
@@ -196,6 +252,8 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
     """Train (or resume) and write fp16 weights loadable by `ContextPruner(path)`; returns that folder.
 
     `labeller`: a ChatModel that silver-labels passages read without labels (`data.read_unlabeled_jsonl` layout).
+    The steps run in a fixed order, since each draws from the seeded generators: passages, teacher, student,
+    batches, then the optimisation (resumed from `out_dir/checkpoint.pt` when one of the same run is there).
     """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -203,8 +261,24 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
     rng = random.Random(config.seed)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    export_dir = Path(config.export_dir) if config.export_dir else out_dir / "weights"
+    passages = _training_passages(config, rng, labeller)
+    targets = _targets(config, passages, out_dir)
+    model, tokenizer = _student(config)
+    examples = [
+        encode_passage(tokenizer, model.cfg, p.question, p.title, p.sentences, p.labels or ()) for p in passages
+    ]
+    batches = [b for _ in range(config.epochs) for b in _batches(examples, config.batch_size, rng)]
+    run = _Run(config, model, _optimiser(model, config, len(batches)), examples, batches, targets,
+               out_dir / "checkpoint.pt", _run_key(config, passages))  # fmt: skip
+    run.resume()
+    run.train(progress)
+    model.eval()
+    _record_provenance(model, config, len(passages), run.step, distilled=targets.model is not None)
+    return save_pretrained(model, Path(config.export_dir) if config.export_dir else out_dir / "weights")
 
+
+def _training_passages(config: TrainConfig, rng: random.Random, labeller: ChatModel | None) -> list[Passage]:
+    """The labelled passages of `config.data`, shuffled and cut to `max_passages`."""
     passages = read_training_passages(
         data_paths(config),
         rng,
@@ -220,31 +294,54 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
         passages = passages[: config.max_passages]
     if not passages:
         raise ValueError("no training passages: check config.data")
-    teacher = _teacher_scores(config, passages, out_dir / "teacher.npz") if not config.teacher_weights else None
-    teacher_model = load_pretrained(config.teacher_weights)[0].eval() if config.teacher_weights else None
+    return passages
 
-    mcfg = PrunerConfig(
-        base_model=config.base_model,
-        num_layers=config.num_layers,
-        max_length=config.max_length,
-        encoder_config=config.encoder_config,
-    )
-    if config.init_weights:  # continue from a trained pruner (a new domain, a second stage, a student)
-        model, tokenizer = load_pretrained(config.init_weights)
-        model.cfg.max_length = config.max_length
-        layers = model.cfg.num_layers or model.encoder.config.num_hidden_layers
-        if config.num_layers is not None and config.num_layers < layers:
-            model = first_layers(model, config.num_layers)
-        mcfg = model.cfg
-    else:
-        model = PrunerModel.from_base(mcfg)
-        tokenizer = load_tokenizer(mcfg)
-    examples = [encode_passage(tokenizer, mcfg, p.question, p.title, p.sentences, p.labels or ()) for p in passages]
-    batches = [b for _ in range(config.epochs) for b in _batches(examples, config.batch_size, rng)]
-    total = len(batches)
 
+@dataclass(frozen=True)
+class _Targets:
+    """What the rerank head regresses onto: the teacher scores of every passage, or a trained pruner (distillation),
+    which also gives the soft token targets."""
+
+    scores: np.ndarray | None  # (N,)
+    model: PrunerModel | None
+
+
+def _targets(config: TrainConfig, passages: Sequence[Passage], out_dir: Path) -> _Targets:
+    if config.teacher_weights:
+        return _Targets(None, load_pretrained(config.teacher_weights)[0].eval())
+    return _Targets(_teacher_scores(config, passages, out_dir / "teacher.npz"), None)
+
+
+def _student(config: TrainConfig) -> tuple[PrunerModel, PreTrainedTokenizerBase]:
+    """The model to train and its tokenizer: a new one on the base encoder, or `init_weights` (a new domain, a
+    second stage, a student), cut to its first `num_layers` layers."""
+    if not config.init_weights:
+        mcfg = PrunerConfig(
+            base_model=config.base_model,
+            num_layers=config.num_layers,
+            max_length=config.max_length,
+            encoder_config=config.encoder_config,
+        )
+        return PrunerModel.from_base(mcfg), load_tokenizer(mcfg)
+    model, tokenizer = load_pretrained(config.init_weights)
+    model.cfg.max_length = config.max_length
+    layers = model.cfg.num_layers or model.encoder.config.num_hidden_layers
+    if config.num_layers is not None and config.num_layers < layers:
+        model = first_layers(model, config.num_layers)
+    return model, tokenizer
+
+
+@dataclass(frozen=True)
+class _Optimiser:
+    params: list[nn.Parameter]  # the trainable ones (the frozen word embeddings are left out)
+    optim: torch.optim.AdamW
+    sched: torch.optim.lr_scheduler.LambdaLR
+
+
+def _optimiser(model: PrunerModel, config: TrainConfig, total: int) -> _Optimiser:
+    """AdamW with linear warm-up then linear decay over `total` steps; no weight decay on biases and LayerNorms."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]  # no weight decay on biases and LayerNorms
+    decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optim = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -254,92 +351,165 @@ def train(config: TrainConfig, labeller: ChatModel | None = None, progress: bool
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
+    return _Optimiser(params, optim, sched)
 
-    ckpt_path = out_dir / "checkpoint.pt"
-    step = 0
-    # what must match to resume: everything but the knobs that only say where to stop or write
+
+def _run_key(config: TrainConfig, passages: Sequence[Passage]) -> str:
+    """What must match to resume: everything but the knobs that only say where to stop or write."""
     volatile = {"max_steps", "num_threads", "export_dir", "checkpoint_every"}
-    run_key = {
-        "config": {k: v for k, v in asdict(config).items() if k not in volatile},
-        "passages": _fingerprint(passages),
-    }
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=True)
-        if ckpt["run_key"] != json.dumps(run_key, sort_keys=True, default=str):
-            raise ValueError(f"{ckpt_path} belongs to a different run (config or data changed): use another out_dir")
-        model.load_state_dict(ckpt["model"], strict=False)
-        optim.load_state_dict(ckpt["optim"])
-        sched.load_state_dict(ckpt["sched"])
-        step = ckpt["step"]
+    key = {"config": {k: v for k, v in asdict(config).items() if k not in volatile}, "passages": _fingerprint(passages)}
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+@dataclass
+class _Run:
+    """One training run: the model, its optimiser and data, and the step it has reached (checkpointed)."""
+
+    config: TrainConfig
+    model: PrunerModel
+    opt: _Optimiser
+    examples: list[EncodedPassage]
+    batches: list[list[int]]
+    targets: _Targets
+    checkpoint: Path
+    run_key: str
+    step: int = 0
+
+    def resume(self) -> None:
+        """Continue from the checkpoint of this same run, if there is one; one of another run is refused."""
+        if not self.checkpoint.exists():
+            return
+        ckpt = torch.load(self.checkpoint, weights_only=True)
+        if ckpt["run_key"] != self.run_key:
+            raise ValueError(
+                f"{self.checkpoint} belongs to a different run (config or data changed): use another out_dir"
+            )
+        self.model.load_state_dict(ckpt["model"], strict=False)
+        self.opt.optim.load_state_dict(ckpt["optim"])
+        self.opt.sched.load_state_dict(ckpt["sched"])
+        self.step = ckpt["step"]
         torch.set_rng_state(ckpt["torch_rng"])
-        logger.info("resumed from %s at step %d/%d", ckpt_path, step, total)
+        logger.info("resumed from %s at step %d/%d", self.checkpoint, self.step, len(self.batches))
 
-    def save_checkpoint() -> None:
-        frozen = model.frozen_keys()
+    def save(self) -> None:
+        frozen = self.model.frozen_keys()
         state = {
-            "model": {k: v for k, v in model.state_dict().items() if k not in frozen},
-            "optim": optim.state_dict(),
-            "sched": sched.state_dict(),
-            "step": step,
+            "model": {k: v for k, v in self.model.state_dict().items() if k not in frozen},
+            "optim": self.opt.optim.state_dict(),
+            "sched": self.opt.sched.state_dict(),
+            "step": self.step,
             "torch_rng": torch.get_rng_state(),
-            "run_key": json.dumps(run_key, sort_keys=True, default=str),
+            "run_key": self.run_key,
         }
-        tmp = ckpt_path.with_suffix(".tmp")
+        tmp = self.checkpoint.with_suffix(".tmp")
         torch.save(state, tmp)
-        tmp.replace(ckpt_path)  # atomic: a kill mid-save never leaves a broken checkpoint
+        tmp.replace(self.checkpoint)  # atomic: a kill mid-save never leaves a broken checkpoint
 
-    stop = min(total, config.max_steps) if config.max_steps is not None else total
-    ce = nn.CrossEntropyLoss(ignore_index=IGNORE)
-    model.train()
-    bar = tqdm(total=stop, initial=step, desc="train pruner", disable=not progress, dynamic_ncols=True)
-    while step < stop:
-        idx = batches[step]
-        ids, mask, types = collate([examples[i].ids for i in idx], [examples[i].token_types for i in idx], 0)
-        width = ids.shape[1]
-        labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)  # (B, T)
-        for row, i in enumerate(idx):
-            labels[row, : len(examples[i].labels)] = torch.from_numpy(examples[i].labels)
-        token_logits, rerank = model(ids, mask, types)  # (B, T, 2), (B,)
-        if teacher_model is None:
-            target = torch.tensor(teacher[idx], dtype=torch.float32)  # (B,)
-            token_loss = ce(token_logits.reshape(-1, 2), labels.reshape(-1))
+    def train(self, progress: bool) -> None:
+        """Optimise from `step` to the end (or `max_steps`: the schedule still spans the full run)."""
+        total = len(self.batches)
+        stop = min(total, self.config.max_steps) if self.config.max_steps is not None else total
+        self.model.train()
+        bar = tqdm(total=stop, initial=self.step, desc="train pruner", disable=not progress, dynamic_ncols=True)
+        while self.step < stop:
+            token_loss, rerank_loss = self.losses(self.batches[self.step])
+            loss = token_loss + self.config.rerank_weight * rerank_loss
+            self.opt.optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.opt.params, self.config.max_grad_norm)
+            self.opt.optim.step()
+            self.opt.sched.step()
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(tok=f"{token_loss.item():.3f}", rank=f"{rerank_loss.item():.3f}")
+            if self.step % self.config.checkpoint_every == 0 or self.step == stop:
+                self.save()
+        bar.close()
+
+    def losses(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token keep/drop loss and the rerank loss (squared error to the target score) of one batch."""
+        examples = [self.examples[i] for i in idx]
+        ids, mask, types = collate([e.ids for e in examples], [e.token_types for e in examples], 0)
+        labels = torch.full((len(idx), ids.shape[1]), IGNORE, dtype=torch.long)  # (B, T)
+        for row, e in enumerate(examples):
+            labels[row, : len(e.labels)] = torch.from_numpy(e.labels)
+        token_logits, rerank = self.model(ids, mask, types)  # (B, T, 2), (B,)
+        teacher = self.targets.model
+        if teacher is None:
+            target = torch.tensor(self.targets.scores[idx], dtype=torch.float32)  # (B,)
+            token_loss = nn.CrossEntropyLoss(ignore_index=IGNORE)(token_logits.reshape(-1, 2), labels.reshape(-1))
         else:
             with torch.no_grad():
-                teacher_logits, target = teacher_model(ids, mask, types)
-            token_loss = _soft_token_loss(token_logits, labels, teacher_logits, config.soft_label_weight)
-        rerank_loss = torch.mean((target - rerank) ** 2)
-        loss = token_loss + config.rerank_weight * rerank_loss
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optim.step()
-        sched.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(tok=f"{token_loss.item():.3f}", rank=f"{rerank_loss.item():.3f}")
-        if step % config.checkpoint_every == 0 or step == stop:
-            save_checkpoint()
-    bar.close()
+                teacher_logits, target = teacher(ids, mask, types)
+            token_loss = _soft_token_loss(token_logits, labels, teacher_logits, self.config.soft_label_weight)
+        return token_loss, torch.mean((target - rerank) ** 2)
 
-    model.eval()
-    earlier = dict(model.cfg.extra) if config.init_weights else None  # the provenance of the stage we started from
+
+def _record_provenance(model: PrunerModel, config: TrainConfig, passages: int, steps: int, distilled: bool) -> None:
+    """What the weights were trained on and how, in their config (`extra`), after that of the stage they started
+    from."""
+    earlier = dict(model.cfg.extra) if config.init_weights else None
     model.cfg.extra = {
         "train_files": [Path(p).name for p in config.data],
-        "passages": len(passages),
-        "steps": step,
+        "passages": passages,
+        "steps": steps,
         "batch_size": config.batch_size,
         "lr": config.lr,
         "teacher": (
-            f"{config.label_weight} * gold label + {1 - config.label_weight:.2f} * bi-encoder cosine"
-            if teacher_model is None
-            else f"distilled from {config.teacher_weights}: token target {config.soft_label_weight} * its keep "
+            f"distilled from {config.teacher_weights}: token target {config.soft_label_weight} * its keep "
             f"probability + {1 - config.soft_label_weight:.2f} * gold label; rerank target its score"
+            if distilled
+            else f"{config.label_weight} * gold label + {1 - config.label_weight:.2f} * bi-encoder cosine"
         ),
         "rerank_weight": config.rerank_weight,
     }
     if earlier is not None:
         model.cfg.extra["init_weights"] = {"path": config.init_weights, "extra": earlier}
-    return save_pretrained(model, export_dir)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What `train_validate_calibrate` produced."""
+
+    weights: Path  # the trained, calibrated fp16 weights
+    validation: dict[str, RankingValidation]  # rerank recall@1 on held-out articles, by SQuAD file; {}: none held out
+    calibration: Calibration
+
+
+def train_validate_calibrate(
+    config: TrainConfig,
+    calibration_file: str | Path = DEFAULT_CALIBRATION_FILE,
+    *,
+    target_compression: float = DEFAULT_TARGET_COMPRESSION,
+    recipe: str | Path | None = None,
+    labeller: ChatModel | None = None,
+    progress: bool = True,
+    status: Status = no_status,
+) -> TrainingRun:
+    """Provence's whole training: `train`, then ranking validation on the SQuAD articles `config` held out
+    (`squad_held_out_every`), then the keep-logit bias fitted on the HotpotQA training file `calibration_file`
+    (absolute, or under `config.data_root`) so that threshold 0.1 removes `target_compression` of the context.
+
+    Every input is checked before the first step, arguments before data (`check_calibration_split`,
+    `check_training_inputs`, `check_calibration_data`): an evaluation split among the training or calibration files
+    raises `EvaluationSplitError`, a `LeakageError`. `recipe`: the file `config` was read from, recorded in the
+    weights' provenance. `status` shows the validation and the calibration while they run.
+    """
+    calibration_data = calibration_path(calibration_file, config.data_root)
+    check_calibration_split(calibration_data)
+    check_training_inputs(config)
+    check_calibration_data(calibration_data, config.data_root)
+    weights = train(config, labeller, progress)
+    if recipe is not None:
+        update_config(weights, extra={"recipe": Path(recipe).as_posix()})
+    validation: dict[str, RankingValidation] = {}
+    if config.squad_held_out_every:
+        with status("ranking validation on held-out SQuAD articles"):
+            validation = validate_held_out_articles(weights, config)
+    calibration = calibrate_weights(
+        weights, calibration_data, data_root=config.data_root, target_compression=target_compression, status=status
+    )
+    return TrainingRun(weights, validation, calibration)
 
 
 def _soft_token_loss(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from prunekit.context_pruner.data import is_held_out_article, is_squad_file, read_squad
 
 if TYPE_CHECKING:

@@ -1,9 +1,12 @@
 """decoding: the only place that talks to an LLM.
 
-Backends behind one `ChatModel` protocol: `LocalModel` (transformers, in-process),
-`decoding.backends.llamacpp.LlamaCppModel` (the embedded model's fast path; its own import, since llama-cpp-python is an
-optional build) and `OpenAIModel` (any OpenAI-compatible server). Heavy backends are imported on first use, so
-`import decoding` stays cheap.
+Backends (`decoding.backends`) behind one `ChatModel` protocol: `LocalModel` (transformers, in-process),
+`decoding.backends.llamacpp.LlamaCppModel` (the embedded model's fast path; its own import, since llama-cpp-python is
+an optional build) and `OpenAIModel` (any OpenAI-compatible server); `decoding.backends.loader` loads the embedded
+or a local model. The two in-process ones are also `LocalBackend`s (tokens, EOS, vocabulary, log-probs, context
+window): ask `as_local(model)` (None for a served model) rather than probing a model for members.
+Deco-G's format guidance lives in `decoding.decog`. Heavy backends are imported on first use, so `import decoding`
+stays cheap.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from prunekit.decoding.errors import (
     BackendTimeoutError,
     EmbeddedModelMissingError,
     InvalidRequestError,
+    LeakageError,
     NotFoundError,
     PrunekitError,
 )
-from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.protocol import ChatModel, LocalBackend, PromptEncoder, as_local, model_name, require_local
 from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Message, Usage
 
 if TYPE_CHECKING:
@@ -42,15 +46,21 @@ __all__ = [
     "EmbeddedModelMissingError",
     "GenerationParams",
     "InvalidRequestError",
+    "LeakageError",
+    "LocalBackend",
     "LocalModel",
     "Message",
     "NotFoundError",
     "OpenAIModel",
+    "PromptEncoder",
     "PrunekitError",
     "RequestCancelledError",
     "Usage",
+    "as_local",
     "cancellable",
     "check_cancelled",
+    "model_name",
+    "require_local",
 ]
 
 _LAZY = {"LocalModel": "prunekit.decoding.backends.local"}
@@ -61,4 +71,4 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'decoding' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

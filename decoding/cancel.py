@@ -15,7 +15,7 @@ so code deep down (a backend's token loop, the pruner's batch loop) finds it wit
 ...     check_cancelled()
 Traceback (most recent call last):
     ...
-decoding.cancel.RequestCancelledError: request cancelled: client disconnected
+prunekit.decoding.cancel.RequestCancelledError: request cancelled: client disconnected
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ __all__ = [
     "BackendTimeoutError",
     "EmbeddedModelMissingError",
     "InvalidRequestError",
+    "LeakageError",
     "NotFoundError",
     "PrunekitError",
     "ServiceBusyError",
@@ -22,6 +23,11 @@ class PrunekitError(Exception):
 
 class InvalidRequestError(PrunekitError, ValueError):
     """The caller's input is wrong (maps to HTTP 400)."""
+
+
+class LeakageError(InvalidRequestError):
+    """Training (or tuning a setting) would read evaluation items: the evaluation's results would no longer be
+    held out. Train and tune on training splits only."""
 
 
 class NotFoundError(InvalidRequestError):

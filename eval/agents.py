@@ -60,16 +60,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from prunekit.decoding import ChatModel, InvalidRequestError
+from prunekit.decoding import ChatModel, InvalidRequestError, model_name
 from prunekit.eval.harness import EvalResult, run_concurrently
 from prunekit.graph_pruning.data import (
-    AGP_STAGE1_FILES,
     BENCHMARK_DOMAIN,
     BenchmarkItem,
     default_data_dir,
     exclude_stage1,
     load_benchmark,
     score_answer,
+    stage1_files,
     stage1_task_keys,
 )
 from prunekit.graph_pruning.errors import UnknownBenchmarkError
@@ -158,15 +158,16 @@ def _item_record(
     if isinstance(out, BaseException):
         return record | {"error": f"{type(out).__name__}: {out}", "score": 0.0}
     run, score = out
+    usage = run.usage
     gold = item.gold if item.task.answer_format != "code" else ("<hidden tests>",)
     return record | {
         "answer": run.answer,
         "gold": list(gold),
         "score": score,
-        "tokens": run.tokens,
-        "prompt_tokens": run.prompt_tokens,
-        "completion_tokens": run.completion_tokens,
-        "llm_calls": run.llm_calls,
+        "tokens": usage.total_tokens,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "llm_calls": usage.calls,
         "seconds": round(run.seconds, 3),
     }
 
@@ -225,17 +226,60 @@ def evaluate_agents(
     pool = get_pool(domain)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     ours = list(shipped_record_files()) if stage1_paths is None else [Path(p) for p in stage1_paths]
-    stage1_files = [root / f for f in AGP_STAGE1_FILES.values()] + ours
-    every = load_benchmark(benchmark, split, data_dir=root)
-    held = exclude_stage1(every, stage1_task_keys(stage1_files))
-    items = held[:limit] if limit is not None else held
-    if not items:
-        raise InvalidRequestError(f"no held-out {benchmark} items left after excluding the stage-I tasks")
+    excluded = stage1_files(root, ours)
+    items, n_benchmark, n_excluded = _heldout_items(benchmark, split, root, excluded, limit)
     needs_pruner = "agp" in methods or "random" in methods
     if needs_pruner and not isinstance(pruner, GraphPruner):
         pruner = GraphPruner.load(pruner if pruner is not None else domain)
     plans = method_topologies(methods, pool, items, pruner if needs_pruner else None, seed)  # type: ignore[arg-type]
+    records = _run_methods(model, pool, items, plans, methods, config, concurrency, f"agents {benchmark}")
+    metrics = _metrics(methods, records)
+    result_config: dict[str, Any] = {
+        "benchmark": benchmark,
+        "split": split or ("dev" if benchmark == "squad" else "test"),
+        "domain": domain,
+        "model": model_name(model),
+        "limit": limit,
+        "n_items": len(items),
+        "n_benchmark": n_benchmark,
+        "n_excluded_stage1": n_excluded,
+        "stage1_files": [str(p) for p in excluded],
+        "methods": list(methods),
+        "topologies": _topology_descriptions(pool),
+        "seed": seed,
+        "concurrency": concurrency,
+        "run_config": asdict(config),
+    }
+    if needs_pruner and isinstance(pruner, GraphPruner):
+        result_config["pruner"] = _pruner_description(pruner)
+    logger.info("agents %s: %s", benchmark, {k: round(v, 4) for k, v in metrics.items()})
+    return EvalResult(task=f"agents-{benchmark}", config=result_config, metrics=metrics, items=records)
 
+
+def _heldout_items(
+    benchmark: str, split: str | None, root: Path, excluded: Sequence[Path], limit: int | None
+) -> tuple[list[BenchmarkItem], int, int]:
+    """The first `limit` items of the split whose task is in none of the `excluded` stage-I files; with the size of
+    the split and how many items the exclusion removed."""
+    every = load_benchmark(benchmark, split, data_dir=root)
+    held = exclude_stage1(every, stage1_task_keys(excluded))
+    items = held[:limit] if limit is not None else held
+    if not items:
+        raise InvalidRequestError(f"no held-out {benchmark} items left after excluding the stage-I tasks")
+    return items, len(every), len(every) - len(held)
+
+
+def _run_methods(
+    model: ChatModel,
+    pool: AgentPool,
+    items: Sequence[BenchmarkItem],
+    plans: Sequence[dict[str, Topology]],
+    methods: Sequence[str],
+    config: RunConfig,
+    concurrency: int,
+    description: str,
+) -> list[dict[str, Any]]:
+    """Every (item, method) run on a bounded thread pool, scored; the records in method order, then item order."""
     # the most expensive runs first, so the pool does not end on a tail of long `full` debates
     units = [(i, m) for m in sorted(methods, key=lambda m: m != "full") for i in range(len(items))]
 
@@ -244,43 +288,32 @@ def evaluate_agents(
         result = run_agents(items[i].task, pool, plans[i][method], model, config)
         return result, score_answer(items[i], result.answer)
 
-    outputs = run_concurrently(run_one, units, concurrency=concurrency, description=f"agents {benchmark}")
+    outputs = run_concurrently(run_one, units, concurrency=concurrency, description=description)
     records = [_item_record(items[i], m, plans[i][m], out) for (i, m), out in zip(units, outputs, strict=True)]
     position = {it.id: k for k, it in enumerate(items)}
     records.sort(key=lambda r: (methods.index(r["method"]), position[r["id"]]))
-    metrics = _metrics(methods, records)
-    run_cfg = asdict(config)
-    result_config: dict[str, Any] = {
-        "benchmark": benchmark,
-        "split": split or ("dev" if benchmark == "squad" else "test"),
-        "domain": domain,
-        "model": getattr(model, "name", type(model).__name__),
-        "limit": limit,
-        "n_items": len(items),
-        "n_benchmark": len(every),
-        "n_excluded_stage1": len(every) - len(held),
-        "stage1_files": [str(p) for p in stage1_files],
-        "methods": list(methods),
-        "topologies": {
-            "single": "agent 0 alone",
-            "chain": f"agents 0..{pool.size - 1} in a chain, 1 round",
-            "full": f"complete graph of {pool.size} agents, {FULL_ROUNDS} rounds, all temporal edges",
-            "random": "AGP's agent count, random agents and DAG edges (p=0.5)",
-            "agp": "pruner's deterministic choice",
-        },
-        "seed": seed,
-        "concurrency": concurrency,
-        "run_config": run_cfg,
+    return records
+
+
+def _topology_descriptions(pool: AgentPool) -> dict[str, str]:
+    """What each method runs, in words, for the results' config."""
+    return {
+        "single": "agent 0 alone",
+        "chain": f"agents 0..{pool.size - 1} in a chain, 1 round",
+        "full": f"complete graph of {pool.size} agents, {FULL_ROUNDS} rounds, all temporal edges",
+        "random": "AGP's agent count, random agents and DAG edges (p=0.5)",
+        "agp": "pruner's deterministic choice",
     }
-    if needs_pruner and isinstance(pruner, GraphPruner):
-        result_config["pruner"] = {
-            "domain": pruner.config.domain,
-            "trained_on": pruner.config.extra.get("trained_on"),
-            "keep_threshold": pruner.config.keep_threshold,
-            "edge_threshold": pruner.config.edge_threshold,
-        }
-    logger.info("agents %s: %s", benchmark, {k: round(v, 4) for k, v in metrics.items()})
-    return EvalResult(task=f"agents-{benchmark}", config=result_config, metrics=metrics, items=records)
+
+
+def _pruner_description(pruner: GraphPruner) -> dict[str, Any]:
+    """Which pruner chose AGP's teams: its domain, training records and thresholds."""
+    return {
+        "domain": pruner.config.domain,
+        "trained_on": pruner.config.extra.get("trained_on"),
+        "keep_threshold": pruner.config.keep_threshold,
+        "edge_threshold": pruner.config.edge_threshold,
+    }
 
 
 def plot_accuracy_vs_tokens(result: EvalResult, out_dir: Path) -> Path:

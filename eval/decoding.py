@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunekit.decoding import GenerationParams, InvalidRequestError
+from prunekit.decoding import GenerationParams, InvalidRequestError, LocalBackend, model_name, require_local
 from prunekit.decoding.decog import (
     DecoGProcessor,
     HardMaskProcessor,
@@ -55,6 +55,7 @@ from prunekit.decoding.decog import (
     parse_format,
 )
 from prunekit.decoding.decog.distill import GenerationRecorder
+from prunekit.decoding.decog.guidance_weights import GuidanceTrial, check_training_files
 from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP, DEFAULT_HMM_DIR, stored_guidance_weight
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.decoding.decog.outlines_ref import OutlinesMaskProcessor
@@ -66,6 +67,7 @@ from prunekit.decoding.decog.prompts import (
     load_squad,
     math_messages,
 )
+from prunekit.decoding.errors import LeakageError
 from prunekit.decoding.types import Message
 from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
 from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
@@ -78,14 +80,12 @@ __all__ = [
     "TASKS",
     "DecodingItem",
     "LeakageError",
-    "choose_guidance_weight",
     "evaluate_decoding",
+    "guidance_trial",
     "load_task_items",
     "model_eos_id",
-    "model_tokenizer",
     "model_vocabulary",
     "parse_answer",
-    "store_guidance_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,10 +108,6 @@ FORMAT_INSTRUCTIONS = {
 }
 DEFAULT_MAX_NEW_TOKENS = {"math": 128, "extract": 48, "judge": 24}
 STAGE1_MATH = "stage1_math_reasoning.json"
-
-
-class LeakageError(InvalidRequestError):
-    """Evaluation data would include items used elsewhere for training (e.g. AGP's stage-I GSM8K tasks)."""
 
 
 @dataclass(frozen=True)
@@ -247,61 +243,36 @@ def _scores(task: str, pred: Any, gold: Any) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- model plumbing
-def model_vocabulary(model: Any, tokenizer: Any = None) -> TokenVocabulary:
+def model_vocabulary(model: LocalBackend, tokenizer: Any = None) -> TokenVocabulary:
     """The vocabulary formats compile against: the backend's own (the one its guidance uses: a GGUF model brings its
-    own tokenizer), else `tokenizer`'s."""
-    if tokenizer is None and hasattr(model, "format_guide"):
-        return model.format_guide().vocab
-    return TokenVocabulary.from_tokenizer(model_tokenizer(model, tokenizer))
+    own tokenizer), or `tokenizer`'s when one is given."""
+    return TokenVocabulary.from_tokenizer(tokenizer) if tokenizer is not None else model.vocabulary()
 
 
-def model_eos_id(model: Any, vocab: TokenVocabulary) -> int:
+def model_eos_id(model: LocalBackend, vocab: TokenVocabulary) -> int:
     """The token that ends the model's replies (scored after an output that ended): the backend's, else the
     vocabulary's first EOS."""
-    eos = getattr(model, "eos_token_id", None)
-    return int(eos) if eos is not None else vocab.eos_token_ids[0]
+    return int(model.eos_token_id) if model.eos_token_id is not None else vocab.eos_token_ids[0]
 
 
-def model_tokenizer(model: Any, tokenizer: Any = None) -> Any:
-    """The HF tokenizer of `model`: given, the backend's own, or the embedded model's (llama.cpp has none)."""
-    if tokenizer is not None:
-        return tokenizer
-    if getattr(model, "tokenizer", None) is not None:
-        return model.tokenizer
-    from prunekit.decoding.backends.embedded import embedded_hf_dir
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(embedded_hf_dir())
-
-
-def _encode(model: Any, tokenizer: Any, text: str) -> list[int]:
-    if hasattr(model, "tokenize"):
-        return list(model.tokenize(text, special=False))
-    return list(tokenizer.encode(text, add_special_tokens=False))
-
-
-def _decode(model: Any, tokenizer: Any, ids: list[int]) -> str:
-    if hasattr(model, "detokenize"):
-        return model.detokenize(ids)
-    return tokenizer.decode(ids, skip_special_tokens=True)
-
-
-def _completion_ids(model: Any, tokenizer: Any, recorded: list[int], text: str, ended: bool, eos: int) -> list[int]:
+def _completion_ids(model: LocalBackend, recorded: list[int], text: str, ended: bool, eos: int) -> list[int]:
     """The generated token ids: what the recorder saw, plus the last token it could not see, plus EOS if it ended."""
     ids = list(recorded)
     if not ended:
         # The recorder sees each token one step later: the token picked at the last step is missing; re-encode the
         # tail of the text (one token, normally).
-        seen = _decode(model, tokenizer, ids)
+        seen = model.detokenize(ids)
         tail = text[len(seen) :] if text.startswith(seen) else ""
         if tail:
-            ids += _encode(model, tokenizer, tail)
+            ids += model.tokenize(tail, special=False)
     return [*ids, eos] if ended else ids
 
 
 # --------------------------------------------------------------------------- the runner
 @dataclass
 class _Setup:
+    """What every method of one evaluation shares: the format, the vocabulary, the budget, Deco-G's HMM and settings."""
+
     task: str
     spec: str
     fmt: Any
@@ -313,6 +284,8 @@ class _Setup:
     weight: float
     prune_mass: float
     candidate_gap: float | None
+    hmm_path: Path | None = None  # where `hmm` was loaded from (None: given as an object, or no Deco-G method)
+    hmm_meta: dict[str, Any] = field(default_factory=dict)  # its config's metadata
 
 
 def _processors(method: str, s: _Setup) -> tuple[Any, ...]:
@@ -346,8 +319,47 @@ def _load_hmm(hmm_dir: str | Path | None) -> tuple[HMM, dict[str, Any], Path]:
     return HMM.load(path), meta, path
 
 
+def _check_task_and_methods(task: str, methods: Sequence[str]) -> None:
+    if task not in TASKS:
+        raise InvalidRequestError(f"task must be one of {TASKS}, got {task!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InvalidRequestError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+
+
+def _setup(
+    model: LocalBackend,
+    task: str,
+    guided: bool,
+    *,
+    tokenizer: Any,
+    hmm_dir: str | Path | None,
+    hmm: HMM | None,
+    max_new_tokens: int | None,
+    weight: float | None,
+    prune_mass: float,
+    candidate_gap: float | None,
+) -> _Setup:
+    """The format compiled against the model's vocabulary; for Deco-G methods (`guided`), the HMM and its weight."""
+    budget = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task]
+    vocab = model_vocabulary(model, tokenizer)
+    spec = FORMATS[task]
+    dfa = compile_token_dfa(spec, vocab)
+    hmm_meta: dict[str, Any] = {}
+    hmm_path: Path | None = None
+    if guided and hmm is None:  # the given folder, else the model's own (`hmm_dir=` at load), else the shipped one
+        hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir if hmm_dir is not None else model.hmm_dir)
+    if weight is None:
+        weight = stored_guidance_weight(hmm_meta, task)
+    if hmm is not None:
+        get_backward_tables(hmm, dfa, budget - 1)  # once, before concurrent requests would each build it
+    eos = model_eos_id(model, vocab)
+    return _Setup(task, spec, parse_format(spec), dfa, vocab, hmm, eos, budget, weight, prune_mass, candidate_gap,
+                  hmm_path, hmm_meta)  # fmt: skip
+
+
 def evaluate_decoding(
-    model: Any,
+    model: LocalBackend,
     task: str,
     data_paths: Sequence[str | Path] | str | Path,
     *,
@@ -367,75 +379,73 @@ def evaluate_decoding(
 ) -> EvalResult:
     """Run every method on the same items of `task`; metrics `<method>.<metric>` (see the module docstring).
 
-    `model`: a local backend (llama.cpp or transformers: logits processors and `sequence_logprobs` are needed).
-    `hmm_dir` (default: the model's `hmm_dir`, else the shipped SmolLM2 HMM) or `hmm`. `weight`: the HMM term's
-    exponent (default: the weight chosen for `task` on training items and stored in the HMM's config, see
-    `stored_guidance_weight`). `candidate_gap`: the service's default (`DEFAULT_CANDIDATE_GAP`); None scores every
-    token exactly.
-    `items` replaces loading from `data_paths` (tests).
+    `model`: a local backend (`decoding.LocalBackend`: llama.cpp or transformers; logits processors and
+    `sequence_logprobs` are needed). `hmm_dir` (default: the model's `hmm_dir`, else the shipped SmolLM2 HMM) or
+    `hmm`. `weight`: the HMM term's exponent (default: the weight chosen for `task` on training items and stored in
+    the HMM's config, see `stored_guidance_weight`). `candidate_gap`: the service's default
+    (`DEFAULT_CANDIDATE_GAP`); None scores every token exactly. `tokenizer`: compile the formats against its
+    vocabulary instead of the backend's. `items` replaces loading from `data_paths` (tests).
     """
-    if task not in TASKS:
-        raise InvalidRequestError(f"task must be one of {TASKS}, got {task!r}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise InvalidRequestError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
-    if isinstance(data_paths, str | Path):
-        data_paths = [data_paths]
+    local = require_local(model, "the Deco-G evaluation")
+    _check_task_and_methods(task, methods)
+    paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
     if items is None:
-        items = load_task_items(task, data_paths, limit=limit, seed=seed, exclude_path=exclude_path)
+        items = load_task_items(task, paths, limit=limit, seed=seed, exclude_path=exclude_path)
     if not items:
         raise InvalidRequestError(f"no {task} items to evaluate")
-    budget = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task]
-    # a backend that tokenizes for itself (llama.cpp) needs no transformers tokenizer
-    tok = tokenizer if tokenizer is not None or hasattr(model, "detokenize") else model_tokenizer(model)
-    vocab = model_vocabulary(model, tokenizer)
-    spec = FORMATS[task]
-    dfa = compile_token_dfa(spec, vocab)
-    hmm_meta: dict[str, Any] = {}
-    hmm_path: Path | None = None
     guided = any(m.startswith("decog") for m in methods)
-    if guided and hmm is None:  # the given folder, else the model's own (`hmm_dir=` at load), else the shipped one
-        hmm, hmm_meta, hmm_path = _load_hmm(hmm_dir if hmm_dir is not None else getattr(model, "hmm_dir", None))
-    if weight is None:
-        weight = stored_guidance_weight(hmm_meta, task)
-    if hmm is not None:
-        get_backward_tables(hmm, dfa, budget - 1)  # once, before concurrent requests would each build it
-    setup = _Setup(task, spec, parse_format(spec), dfa, vocab, hmm, model_eos_id(model, vocab), budget, weight,
-                   prune_mass, candidate_gap)  # fmt: skip
-
+    setup = _setup(local, task, guided, tokenizer=tokenizer, hmm_dir=hmm_dir, hmm=hmm, max_new_tokens=max_new_tokens,
+                   weight=weight, prune_mass=prune_mass, candidate_gap=candidate_gap)  # fmt: skip
     records: list[dict[str, Any]] = []
     metrics: dict[str, float] = {}
     with progress_bar() as bar:
         for method in methods:
-            recs, figures = _run_method(model, tok, method, items, setup, concurrency, bar)
+            recs, figures = _run_method(local, method, items, setup, concurrency, bar)
             records += recs
             metrics.update({f"{method}.{k}": v for k, v in figures.items()})
     config = {
         "task": task,
-        "format": spec,
-        "data": [str(p) for p in data_paths],
+        "format": setup.spec,
+        "data": [str(p) for p in paths],
         "limit": limit,
         "items": len(items),
-        "model": getattr(model, "name", type(model).__name__),
+        "model": model_name(local),
         "methods": list(methods),
-        "max_new_tokens": budget,
+        "max_new_tokens": setup.max_new_tokens,
         "concurrency": concurrency,
         "seed": seed,
-        # Deco-G's settings, recorded only when a Deco-G method ran
-        "weight": weight if guided else None,
-        "prune_mass": prune_mass if guided else None,
-        "candidate_gap": candidate_gap if guided else None,
-        "hmm_dir": str(hmm_path) if hmm_path else None,
-        "hmm_hidden_size": hmm.hidden_size if hmm is not None else None,
-        "hmm_heldout_loglik_per_token": hmm_meta.get("heldout_loglik_per_token_fp16"),
+        **_decog_config(setup, guided),
         "format_instruction": FORMAT_INSTRUCTIONS[task],
     }
     return EvalResult(task=f"decoding-{task}", config=config, metrics=metrics, items=records)
 
 
+def _decog_config(s: _Setup, guided: bool) -> dict[str, Any]:
+    """Deco-G's settings for the report, recorded only when a Deco-G method ran."""
+    return {
+        "weight": s.weight if guided else None,
+        "prune_mass": s.prune_mass if guided else None,
+        "candidate_gap": s.candidate_gap if guided else None,
+        "hmm_dir": str(s.hmm_path) if s.hmm_path else None,
+        "hmm_hidden_size": s.hmm.hidden_size if s.hmm is not None else None,
+        "hmm_heldout_loglik_per_token": s.hmm_meta.get("heldout_loglik_per_token_fp16"),
+    }
+
+
 def _run_method(
-    model: Any, tok: Any, method: str, items: Sequence[DecodingItem], s: _Setup, concurrency: int, bar: Any
+    model: LocalBackend, method: str, items: Sequence[DecodingItem], s: _Setup, concurrency: int, bar: Any
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Records and figures of one method: generate every item, score the outputs' log-likelihood, parse, compare."""
+    outs, wall, stats = _generate(model, method, items, s, concurrency, bar)
+    loglik_of = _logliks(model, method, items, outs, s, concurrency, bar)
+    records = [_record(method, item, out, s, loglik_of) for item, out in zip(items, outs, strict=True)]
+    return records, _figures(s.task, records, wall, stats)
+
+
+def _generate(
+    model: LocalBackend, method: str, items: Sequence[DecodingItem], s: _Setup, concurrency: int, bar: Any
+) -> tuple[list[Any], float, list[dict[str, float]]]:
+    """Every item's output (or its exception), the wall time of the concurrent run, and Deco-G's processor stats."""
     stats: list[dict[str, float]] = []
     lock = threading.Lock()
 
@@ -447,7 +457,7 @@ def _run_method(
         result = model.chat(_messages(method, item, s.task), params)
         seconds = time.perf_counter() - started
         ended = result.finish_reason == "stop"
-        ids = _completion_ids(model, tok, rec.generated, result.text, ended, s.eos)
+        ids = _completion_ids(model, rec.generated, result.text, ended, s.eos)
         if procs and isinstance(procs[0], DecoGProcessor):
             with lock:
                 stats.append(procs[0].stats())
@@ -456,7 +466,19 @@ def _run_method(
 
     started = time.perf_counter()
     outs = run_concurrently(generate, items, concurrency=concurrency, description=f"{s.task} {method}", progress=bar)
-    wall = time.perf_counter() - started
+    return outs, time.perf_counter() - started, stats
+
+
+def _logliks(
+    model: LocalBackend,
+    method: str,
+    items: Sequence[DecodingItem],
+    outs: Sequence[Any],
+    s: _Setup,
+    concurrency: int,
+    bar: Any,
+) -> dict[int, Any]:
+    """Log-likelihood of each output under the unconstrained model (or its exception), by `id` of the output."""
 
     def score(pair: tuple[DecodingItem, dict[str, Any]]) -> float:
         item, out = pair
@@ -467,34 +489,33 @@ def _run_method(
     logliks = run_concurrently(
         score, ok, concurrency=concurrency, description=f"{s.task} {method} loglik", progress=bar
     )
-    loglik_of = {id(o): ll for (_, o), ll in zip(ok, logliks, strict=True)}
+    return {id(o): ll for (_, o), ll in zip(ok, logliks, strict=True)}
 
-    records: list[dict[str, Any]] = []
-    for item, out in zip(items, outs, strict=True):
-        rec: dict[str, Any] = {"id": item.id, "method": method, "gold": _jsonable(item.gold), **item.meta}
-        if isinstance(out, BaseException):
-            rec.update({"error": str(out), "compliant": False, **{k: 0.0 for k in _scores(s.task, None, item.gold)}})
-            records.append(rec)
-            continue
-        pred = parse_answer(s.task, out["text"])
-        compliant = s.fmt.matches(out["text"])
-        scores = _scores(s.task, pred, item.gold)
-        ll = loglik_of.get(id(out))
-        rec.update(
-            {
-                "output": out["text"],
-                "prediction": pred,
-                "compliant": compliant,
-                **scores,
-                **{f"strict_{k}": v if compliant else 0.0 for k, v in scores.items()},
-                "scored_tokens": len(out["ids"]),  # what `loglik` covers: the output's tokens, EOS included
-                "loglik": None if isinstance(ll, BaseException) else ll,
-                "seconds": out["seconds"],
-                "completion_tokens": out["completion_tokens"],
-            }
-        )
-        records.append(rec)
-    return records, _figures(s.task, records, wall, stats)
+
+def _record(method: str, item: DecodingItem, out: Any, s: _Setup, loglik_of: dict[int, Any]) -> dict[str, Any]:
+    """One item's record: the output, its parse, compliance, scores (lenient and strict), log-likelihood, time."""
+    rec: dict[str, Any] = {"id": item.id, "method": method, "gold": _jsonable(item.gold), **item.meta}
+    if isinstance(out, BaseException):
+        rec.update({"error": str(out), "compliant": False, **{k: 0.0 for k in _scores(s.task, None, item.gold)}})
+        return rec
+    pred = parse_answer(s.task, out["text"])
+    compliant = s.fmt.matches(out["text"])
+    scores = _scores(s.task, pred, item.gold)
+    ll = loglik_of.get(id(out))
+    rec.update(
+        {
+            "output": out["text"],
+            "prediction": pred,
+            "compliant": compliant,
+            **scores,
+            **{f"strict_{k}": v if compliant else 0.0 for k, v in scores.items()},
+            "scored_tokens": len(out["ids"]),  # what `loglik` covers: the output's tokens, EOS included
+            "loglik": None if isinstance(ll, BaseException) else ll,
+            "seconds": out["seconds"],
+            "completion_tokens": out["completion_tokens"],
+        }
+    )
+    return rec
 
 
 def _figures(task: str, records: list[dict[str, Any]], wall: float, stats: list[dict[str, float]]) -> dict[str, float]:
@@ -522,66 +543,28 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-# --------------------------------------------------------------------------- guidance weight (training items only)
-def choose_guidance_weight(
-    model: Any,
+# --------------------------------------------------------------------------- guidance weight trials (training items)
+def guidance_trial(
+    model: LocalBackend,
     task: str,
     train_paths: Sequence[str | Path],
     *,
-    weights: Sequence[float] = (0.25, 0.5, 1.0),
     limit: int = 20,
     method: str = "decog_pruned",
+    seed: int = 0,
     **kwargs: Any,
-) -> tuple[float, dict[float, dict[str, float]]]:
-    """The HMM-term weight with the best task score on TRAINING items (never an evaluation split).
+) -> GuidanceTrial:
+    """The trial `decoding.decog.guidance_weights.choose_guidance_weight` runs at each candidate weight: `method` on
+    the same `limit` TRAINING items of `task`, its metrics without the method prefix. `kwargs` go to
+    `evaluate_decoding` (e.g. `hmm_dir`, `concurrency`).
 
-    Ties go to the higher `loglik_per_token`. Returns (best weight, {weight: metrics}).
+    Evaluation files (test, dev, AGP's stage I, GSM8K) raise `LeakageError` before anything is read.
     """
-    for p in train_paths:
-        name = Path(p).name.lower()
-        if any(marker in name for marker in ("test", "dev", "stage1", "gsm8k")):
-            raise LeakageError(f"{p}: choose the guidance weight on training data only")
-    items = load_task_items(task, train_paths, limit=limit, seed=kwargs.pop("seed", 0))
-    table: dict[float, dict[str, float]] = {}
-    for w in weights:
-        res = evaluate_decoding(model, task, train_paths, items=items, methods=(method,), weight=w, **kwargs)
-        table[w] = {k.split(".", 1)[1]: v for k, v in res.metrics.items()}
-    key = _score_key(task)
-    best = max(weights, key=lambda w: (table[w][key], table[w]["loglik_per_token"]))
-    return best, table
+    check_training_files(train_paths)
+    items = load_task_items(task, train_paths, limit=limit, seed=seed)
 
+    def trial(weight: float) -> dict[str, float]:
+        res = evaluate_decoding(model, task, train_paths, items=items, methods=(method,), weight=weight, **kwargs)
+        return {k.split(".", 1)[1]: v for k, v in res.metrics.items()}
 
-def store_guidance_weights(
-    hmm_dir: str | Path, tables: dict[str, dict[float, dict[str, float]]], chosen: dict[str, float], source: str
-) -> Path:
-    """Write the weights chosen per task on training items into the HMM's `config.json` (`metadata.guidance`).
-
-    Tables of earlier runs for other tasks are kept. The general weight (for formats no task covers, e.g. a user's
-    `response_format`) is the one with the best mean score over every stored task, each task's score divided by its
-    best, so that no task dominates by its scale.
-    """
-    path = Path(hmm_dir) / "config.json"
-    cfg = json.loads(path.read_text())
-    guidance = cfg.setdefault("metadata", {}).setdefault("guidance", {})
-    stored = guidance.setdefault("tables", {})
-    stored.update({task: {str(w): row for w, row in table.items()} for task, table in tables.items()})
-    guidance.setdefault("by_task", {}).update(chosen)
-    guidance["chosen_on"] = source
-
-    common = set.intersection(*({float(w) for w in table} for table in stored.values()))
-
-    def mean_relative(w: float) -> float:
-        rel = []
-        for task, table in stored.items():
-            key = _score_key(task)
-            best = max(row[key] for row in table.values())
-            rel.append(table[str(w)][key] / best if best > 0 else 1.0)
-        return sum(rel) / len(rel)
-
-    guidance["weight"] = max(sorted(common), key=mean_relative) if common else guidance.get("weight", 1.0)
-    path.write_text(json.dumps(cfg, indent=2) + "\n")
-    return path
-
-
-def _score_key(task: str) -> str:
-    return "accuracy" if task in ("math", "judge") else "f1"
+    return trial

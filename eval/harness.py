@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prunekit.decoding.errors import InvalidRequestError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from prunekit.decoding.errors import InvalidRequestError
 
 __all__ = [
     "EvalResult",

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prunekit.decoding import ChatModel, GenerationParams, InvalidRequestError
+
+from prunekit.decoding import ChatModel, GenerationParams, InvalidRequestError, PromptEncoder
 from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
 from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
 
@@ -297,7 +298,7 @@ def fit_context(model: ChatModel, context: str, question: str, max_tokens: int) 
     window (`context_length`); unchanged for a model that cannot count its tokens (a served model), whose
     server then answers with its own error. Every method's context goes through this, so a long unpruned
     context is read as far as the window goes rather than counted as a failure."""
-    encode, window = getattr(model, "encode_chat", None), getattr(model, "context_length", None)
+    encode, window = (model.encode_chat, model.context_length) if isinstance(model, PromptEncoder) else (None, None)
     if encode is None or window is None:
         return context
     budget = window - max_tokens

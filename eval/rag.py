@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prunekit.context_pruner.data import is_squad_file
-from prunekit.decoding import ChatModel, InvalidRequestError
+from prunekit.decoding import ChatModel, InvalidRequestError, model_name
 from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
 from prunekit.eval.metrics.qa import exact_match, max_over_golds, token_f1
 from prunekit.eval.qa import QAItem, load_qa
@@ -135,7 +135,7 @@ def evaluate_rag(
         "threshold": threshold,
         "max_tokens": max_tokens,
         "concurrency": concurrency,
-        "model": getattr(model, "name", type(model).__name__),
+        "model": model_name(model),
         "instruction": INSTRUCTION,
     }
     return EvalResult(task="rag", config=config, metrics=rag_metrics(records), items=records)

@@ -3,7 +3,8 @@ arXiv 2506.02951; code Resurgamm/AGP).
 
 A pruner (`GraphPruner`) reads the task and picks which agents of a domain's pool run (hard pruning) and which
 communication edges they use (soft pruning); the chosen `Topology` runs as a LangGraph graph (`run_agents`) in which
-pruned agents never make a call.
+pruned agents never make a call. `solve` does all of it for one request (`make_task` builds the task of a domain,
+`pruner_for` keeps each domain's shipped pruner loaded once) and reports what the pruning saved.
 
 >>> from prunekit.decoding import ChatResult, Usage
 >>> from prunekit.graph_pruning import GraphPruner, get_pool, run_agents
@@ -32,19 +33,21 @@ from prunekit.graph_pruning.errors import (
     InvalidTaskError,
     InvalidTopologyError,
     LeakageError,
+    PrunerNotFoundError,
     UnknownBenchmarkError,
     UnknownDomainError,
 )
 from prunekit.graph_pruning.execute import (
     AgentRunResult,
     AgentTurn,
-    AgentUsage,
     RunConfig,
     build_agent_graph,
     run_agents,
 )
+from prunekit.graph_pruning.face import make_task, pruner_for, solve
 from prunekit.graph_pruning.pools import DOMAINS, AgentPool, Role, get_pool
 from prunekit.graph_pruning.records import StageRecord, load_records, save_records
+from prunekit.graph_pruning.saved import check_pruner_dir
 from prunekit.graph_pruning.task import AgentTask, AnswerFormat
 from prunekit.graph_pruning.topology import Topology, chain, complete, random_topology, render_text, single
 
@@ -58,7 +61,6 @@ __all__ = [
     "AgentRunResult",
     "AgentTask",
     "AgentTurn",
-    "AgentUsage",
     "AnswerFormat",
     "BenchmarkItem",
     "GraphPruner",
@@ -67,6 +69,7 @@ __all__ = [
     "InvalidTopologyError",
     "LeakageError",
     "PrunerConfig",
+    "PrunerNotFoundError",
     "Role",
     "RunConfig",
     "StageRecord",
@@ -75,18 +78,22 @@ __all__ = [
     "UnknownDomainError",
     "build_agent_graph",
     "chain",
+    "check_pruner_dir",
     "complete",
     "draw_topology",
     "get_pool",
     "heldout",
     "load_benchmark",
     "load_records",
+    "make_task",
+    "pruner_for",
     "random_topology",
     "render_text",
     "run_agents",
     "save_records",
     "score_answer",
     "single",
+    "solve",
 ]
 
 _LAZY = {"GraphPruner": "prunekit.graph_pruning.model", "PrunerConfig": "prunekit.graph_pruning.model"}

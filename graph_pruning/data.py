@@ -46,6 +46,7 @@ __all__ = [
     "BENCHMARKS",
     "BENCHMARK_DOMAIN",
     "BenchmarkItem",
+    "agp_stage1_file",
     "check_no_leakage",
     "default_data_dir",
     "exclude_stage1",
@@ -54,6 +55,7 @@ __all__ = [
     "load_benchmark",
     "normalize_task",
     "score_answer",
+    "stage1_files",
     "stage1_task_keys",
     "training_items",
 ]
@@ -69,6 +71,8 @@ BENCHMARK_DOMAIN: dict[str, str] = {
     "squad": "general",
 }
 BENCHMARKS: tuple[str, ...] = tuple(BENCHMARK_DOMAIN)
+# AGP's released stage-I records, relative to the shared data folder: the one place that names them (the stage-II
+# training data, and tasks no evaluation may contain)
 AGP_STAGE1_FILES: dict[str, str] = {
     "math": "agp/stage1_math_reasoning.json",
     "general": "agp/stage1_general_reasoning.json",
@@ -202,6 +206,21 @@ def normalize_task(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def agp_stage1_file(domain: str, data_dir: str | Path | None = None) -> Path:
+    """AGP's released stage-I records of `domain` under `data_dir` (default: `default_data_dir()`).
+
+    >>> agp_stage1_file("math", "/data").as_posix()
+    '/data/agp/stage1_math_reasoning.json'
+    """
+    return Path(data_dir or default_data_dir()) / AGP_STAGE1_FILES[domain]
+
+
+def stage1_files(data_dir: str | Path | None = None, ours: Iterable[str | Path] = ()) -> list[Path]:
+    """Every stage-I record file whose tasks an evaluation must not contain: AGP's three released files under
+    `data_dir` (default: `default_data_dir()`), then `ours`."""
+    return [agp_stage1_file(domain, data_dir) for domain in AGP_STAGE1_FILES] + [Path(p) for p in ours]
+
+
 def stage1_task_keys(paths: Iterable[str | Path]) -> set[str]:
     """Normalised tasks of every record in the given stage-I files (missing files are skipped with a warning)."""
     keys: set[str] = set()
@@ -239,7 +258,7 @@ def heldout(
     `limit` applies after the exclusion.
     """
     root = Path(data_dir or default_data_dir())
-    paths = [root / f for f in AGP_STAGE1_FILES.values()] + [Path(p) for p in (stage1_paths or ())]
+    paths = stage1_files(root, stage1_paths or ())
     items = exclude_stage1(load_benchmark(name, split, data_dir=root), stage1_task_keys(paths))
     return items[:limit] if limit is not None else items
 
@@ -288,8 +307,7 @@ def training_items(
     forbidden: set[str] = set()
     for item in load_benchmark(name, data_dir=data_dir):
         forbidden |= _item_keys(item)
-    root = Path(data_dir or default_data_dir())
-    forbidden |= stage1_task_keys(root / f for f in AGP_STAGE1_FILES.values())
+    forbidden |= stage1_task_keys(stage1_files(data_dir))
     items = [it for it in items if not (_item_keys(it) & forbidden)]
     if seed is not None:
         random.Random(seed).shuffle(items)

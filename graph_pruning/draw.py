@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import networkx as nx
+
 from prunekit.graph_pruning.topology import Topology
 
 __all__ = ["draw_topology"]

@@ -5,13 +5,14 @@ Each subclasses `decoding.errors.InvalidRequestError`, so the service maps them 
 
 from __future__ import annotations
 
-from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError, LeakageError  # LeakageError: shared by every core
 
 __all__ = [
     "InvalidRecordError",
     "InvalidTaskError",
     "InvalidTopologyError",
     "LeakageError",
+    "PrunerNotFoundError",
     "SandboxUnavailableError",
     "UnknownBenchmarkError",
     "UnknownDomainError",
@@ -38,8 +39,8 @@ class UnknownBenchmarkError(InvalidRequestError):
     """The benchmark name is not one of the supported ones."""
 
 
-class LeakageError(InvalidRequestError):
-    """A training (stage-I) task is also an evaluation item: training on it would leak the test set."""
+class PrunerNotFoundError(InvalidRequestError):
+    """A folder given as a trained pruner does not hold one (`config.json` + `pruner.safetensors`)."""
 
 
 class SandboxUnavailableError(InvalidRequestError):

@@ -18,7 +18,8 @@ are attacker-controlled, so they only ever run in the bubblewrap sandbox (`graph
 nothing runs at all: code tasks answer with the latest candidate (no test feedback to agents, no test-driven
 rewrite), math agents' programs are read as text, and the result says so (`code_executed`, a note).
 
-Every LLM call is recorded as an `AgentTurn` with its token usage and wall time.
+Every LLM call is recorded as an `AgentTurn` with its token usage and wall time; `AgentRunResult.usage` sums them
+(a `decoding.Usage`, the accounting type of every face).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.protocol import ChatModel
-from prunekit.decoding.types import GenerationParams
+from prunekit.decoding.types import GenerationParams, Usage
 from prunekit.graph_pruning.answers import (
     clean_span,
     doctest_asserts,
@@ -57,7 +59,6 @@ __all__ = [
     "DECISION_AGENT",
     "AgentRunResult",
     "AgentTurn",
-    "AgentUsage",
     "RunConfig",
     "build_agent_graph",
     "run_agents",
@@ -123,27 +124,13 @@ class AgentTurn:
     seconds: float
 
     @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
-class AgentUsage:
-    """Totals of one agent over a run."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+    def usage(self) -> Usage:
+        return Usage.call(self.prompt_tokens, self.completion_tokens, self.seconds)
 
 
 @dataclass
 class AgentRunResult:
-    """What a run produced: the answer, every agent's messages, and what it cost."""
+    """What a run produced: the answer, every agent's messages, and what it cost (`usage`, `per_agent`)."""
 
     answer: str
     task: AgentTask
@@ -151,41 +138,25 @@ class AgentRunResult:
     turns: list[AgentTurn]
     candidates: list[str] = field(default_factory=list)  # the per-agent answers the decision combined
     notes: list[str] = field(default_factory=list)  # decision details (votes, test results)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the whole run (the turns' `seconds` overlap where agents run in parallel)
     code_executed: bool = False  # whether any code (tests, math programs) ran, in the sandbox
 
     @property
-    def per_agent(self) -> dict[int, AgentUsage]:
+    def usage(self) -> Usage:
+        """Every turn's tokens, calls and seconds, summed."""
+        return sum((t.usage for t in self.turns), Usage())
+
+    @property
+    def per_agent(self) -> dict[int, Usage]:
         """Usage per agent index (`DECISION_AGENT` = -1 for the decision agent); agents that never ran are absent."""
-        out: dict[int, AgentUsage] = {}
+        out: dict[int, Usage] = {}
         for t in self.turns:
-            u = out.get(t.agent, AgentUsage())
-            out[t.agent] = AgentUsage(
-                u.calls + 1,
-                u.prompt_tokens + t.prompt_tokens,
-                u.completion_tokens + t.completion_tokens,
-                u.seconds + t.seconds,
-            )
+            out[t.agent] = out.get(t.agent, Usage()) + t.usage
         return out
-
-    @property
-    def llm_calls(self) -> int:
-        return len(self.turns)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(t.prompt_tokens for t in self.turns)
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(t.completion_tokens for t in self.turns)
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (for the CLI and the service)."""
+        usage = self.usage
         return {
             "answer": self.answer,
             "topology": self.topology.to_dict(),
@@ -193,10 +164,10 @@ class AgentRunResult:
             "candidates": self.candidates,
             "notes": self.notes,
             "code_executed": self.code_executed,
-            "tokens": self.tokens,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "llm_calls": self.llm_calls,
+            "tokens": usage.total_tokens,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "llm_calls": usage.calls,
             "seconds": round(self.seconds, 3),
         }
 

@@ -39,13 +39,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 from prunekit.graph_pruning.embed import EMBED_DIM, EmbedFn, embed_texts
 from prunekit.graph_pruning.errors import InvalidRequestError, UnknownDomainError
 from prunekit.graph_pruning.pools import AgentPool, get_pool
+from prunekit.graph_pruning.saved import CONFIG_FILE, TENSORS_FILE, WEIGHTS_DIR
 from prunekit.graph_pruning.task import AgentTask
 from prunekit.graph_pruning.topology import Topology
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -58,8 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 @dataclass
@@ -258,23 +258,23 @@ class GraphPruner(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / "pruner.safetensors"))
-        (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        save_file(tensors, str(directory / TENSORS_FILE))
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
         return directory
 
     @classmethod
     def load(cls, domain_or_dir: str | Path, embed: EmbedFn = embed_texts) -> GraphPruner:
         """Load the shipped pruner of a domain (`math`, `general`, `code`) or one saved under a directory."""
         path = Path(domain_or_dir)
-        if not (path / "config.json").exists():
+        if not (path / CONFIG_FILE).exists():
             path = WEIGHTS_DIR / str(domain_or_dir)
-            if not (path / "config.json").exists():
+            if not (path / CONFIG_FILE).exists():
                 raise UnknownDomainError(
-                    f"no trained pruner for {domain_or_dir!r}: expected config.json under {path} "
+                    f"no trained pruner for {domain_or_dir!r}: expected {CONFIG_FILE} under {path} "
                     "(train one with graph_pruning.train, or pass a directory)"
                 )
-        config = PrunerConfig(**json.loads((path / "config.json").read_text()))
-        tensors = {k: v.float() for k, v in load_file(str(path / "pruner.safetensors")).items()}
+        config = PrunerConfig(**json.loads((path / CONFIG_FILE).read_text()))
+        tensors = {k: v.float() for k, v in load_file(str(path / TENSORS_FILE)).items()}
         model = cls(config, tensors["role_emb"], tensors["adj"])
         model.load_state_dict(tensors)
         model.embed_fn = embed

@@ -15,9 +15,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
 from prunekit.graph_pruning.errors import InvalidRecordError
 from prunekit.graph_pruning.topology import Topology
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 __all__ = ["RECORDS_DIR", "StageRecord", "load_records", "record_from_topology", "save_records", "shipped_record_files"]
 

@@ -20,8 +20,10 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 from prunekit.decoding.protocol import ChatModel
 from prunekit.graph_pruning.data import (
@@ -34,13 +36,19 @@ from prunekit.graph_pruning.data import (
     training_items,
 )
 from prunekit.graph_pruning.errors import UnknownBenchmarkError
-from prunekit.graph_pruning.execute import AgentRunResult, RunConfig, run_agents
+from prunekit.graph_pruning.execute import RunConfig, run_agents
 from prunekit.graph_pruning.pools import AgentPool, get_pool
 from prunekit.graph_pruning.records import StageRecord, load_records, record_from_topology, save_records
 from prunekit.graph_pruning.topology import Topology, random_topology
-from tqdm import tqdm
 
-__all__ = ["STAGE1_BENCHMARKS", "Stage1Config", "collect_domain", "collect_stage1", "sample_topologies"]
+__all__ = [
+    "STAGE1_BENCHMARKS",
+    "Stage1Config",
+    "collect_domain",
+    "collect_stage1",
+    "default_records_path",
+    "sample_topologies",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,16 @@ ScoreFn = Callable[[BenchmarkItem, str], float]
 
 # the training splits stage I draws from, per domain (code has none here: HumanEval is evaluation only)
 STAGE1_BENCHMARKS: dict[str, tuple[str, ...]] = {"general": ("squad",), "math": ("multiarith", "svamp")}
+
+
+def default_records_path(domain: str, benchmarks: Sequence[str]) -> Path:
+    """Where `prunekit train agp --stage 1` writes a run's records unless told otherwise (relative to the working
+    folder; the records committed as training data live in `graph_pruning/records/`).
+
+    >>> default_records_path("math", ("multiarith", "svamp")).as_posix()
+    'runs/agp/stage1_math_multiarith_svamp.json'
+    """
+    return Path("runs/agp") / f"stage1_{domain}_{'_'.join(benchmarks)}.json"
 
 
 @dataclass(frozen=True)
@@ -110,85 +128,105 @@ def collect_stage1(
     """
     config = config or Stage1Config()
     check_no_leakage([it.task.text for it in items] + [it.task.prompt for it in items], forbidden)
-    out = Path(out_path) if out_path is not None else None
-    records: list[StageRecord] = []
-    done: set[str] = set()
-    if out is not None and out.exists():
-        records = load_records(out, pool.size)
-        done = {normalize_task(r.task) for r in records}
-        if _progress_path(out).exists():
-            done |= set(json.loads(_progress_path(out).read_text()))
-        logger.info("resuming stage I: %d tasks done, %d records", len(done), len(records))
-    todo = [it for it in items if normalize_task(it.task.text) not in done]
-    position = {normalize_task(it.task.text): i for i, it in enumerate(items)}
-    lock = threading.Lock()
-
-    def collect_one(item: BenchmarkItem) -> list[StageRecord]:
-        rng = random.Random(f"{config.seed}:{item.id}")  # per item: resuming reproduces the same samples
-        topologies = sample_topologies(pool, config, rng)
-
-        def run_one(topology: Topology) -> tuple[float, int]:
-            result: AgentRunResult = run_agents(item.task, pool, topology, model, run_config)
-            s = float(score(item, result.answer))
-            logger.debug(
-                "%s: %d agents, %d edges -> score %.3f, %d tokens",
-                item.id,
-                len(topology.kept),
-                len(topology.edges),
-                s,
-                result.tokens,
-            )
-            return s, result.tokens
-
-        if concurrency > 1:  # the item's graphs run side by side: the backend batches their calls
-            with ThreadPoolExecutor(max_workers=len(topologies) or 1) as ex:
-                outcomes = list(ex.map(run_one, topologies))
-        else:
-            outcomes = [run_one(t) for t in topologies]
-        tried = [(s, tokens, i, t) for i, ((s, tokens), t) in enumerate(zip(outcomes, topologies, strict=True))]
-        tried.sort(key=lambda x: (-x[0], x[1], x[2]))  # best score, then cheapest
-        best = tried[: config.keep_per_task]
-        if not best or (config.min_score is not None and best[0][0] < config.min_score):
-            return []
-        return [
-            record_from_topology(
-                item.task.text,
-                topology,
-                score=s,
-                tokens=tokens,
-                domain=pool.domain,
-                source=f"stage1:{model.name}",
-            )
-            for s, tokens, _, topology in best
-        ]
-
-    def finish(item: BenchmarkItem, new: list[StageRecord], n: int) -> None:
-        with lock:
-            records.extend(new)
-            done.add(normalize_task(item.task.text))
-            # completion order varies with concurrency; records keep the input order of the items
-            records.sort(key=lambda r: position.get(normalize_task(r.task), -1))
-            if out is not None:
-                save_records(out, records)
-                tmp = _progress_path(out).with_suffix(".tmp")
-                tmp.write_text(json.dumps(sorted(done)))
-                tmp.replace(_progress_path(out))  # atomic: a run stopped mid-write still resumes
-            if n % 10 == 0:
-                logger.info("stage I: %d/%d tasks, %d records", n + 1, len(todo), len(records))
-
+    collected = _Collected.resume(Path(out_path) if out_path is not None else None, pool.size, items)
+    todo = [it for it in items if normalize_task(it.task.text) not in collected.done]
+    trial = _Trial(pool, model, score, config, run_config, concurrency > 1)
     bar = tqdm(total=len(todo), desc=f"stage I ({pool.domain})", disable=not progress)
     if concurrency > 1:
         with ThreadPoolExecutor(max_workers=concurrency) as ex:
-            futures = {ex.submit(collect_one, it): it for it in todo}
+            futures = {ex.submit(trial.best_records, it): it for it in todo}
             for n, future in enumerate(as_completed(futures)):
-                finish(futures[future], future.result(), n)
+                collected.add(futures[future], future.result(), n, len(todo))
                 bar.update()
     else:
         for n, item in enumerate(todo):
-            finish(item, collect_one(item), n)
+            collected.add(item, trial.best_records(item), n, len(todo))
             bar.update()
     bar.close()
-    return records
+    return collected.records
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """Stage I on one item: sample graphs, run each, keep the best-scoring cheapest (`keep_per_task` of them)."""
+
+    pool: AgentPool
+    model: ChatModel
+    score: ScoreFn
+    config: Stage1Config
+    run_config: RunConfig | None
+    side_by_side: bool  # run an item's graphs in parallel: the backend batches their calls
+
+    def best_records(self, item: BenchmarkItem) -> list[StageRecord]:
+        rng = random.Random(f"{self.config.seed}:{item.id}")  # per item: resuming reproduces the same samples
+        topologies = sample_topologies(self.pool, self.config, rng)
+        if self.side_by_side:
+            with ThreadPoolExecutor(max_workers=len(topologies) or 1) as ex:
+                outcomes = list(ex.map(lambda t: self._run(item, t), topologies))
+        else:
+            outcomes = [self._run(item, t) for t in topologies]
+        tried = [(s, tokens, i, t) for i, ((s, tokens), t) in enumerate(zip(outcomes, topologies, strict=True))]
+        tried.sort(key=lambda x: (-x[0], x[1], x[2]))  # best score, then cheapest
+        best = tried[: self.config.keep_per_task]
+        if not best or (self.config.min_score is not None and best[0][0] < self.config.min_score):
+            return []
+        source = f"stage1:{self.model.name}"
+        return [
+            record_from_topology(item.task.text, t, score=s, tokens=tokens, domain=self.pool.domain, source=source)
+            for s, tokens, _, t in best
+        ]
+
+    def _run(self, item: BenchmarkItem, topology: Topology) -> tuple[float, int]:
+        """The graph's score on the item and the tokens it spent."""
+        result = run_agents(item.task, self.pool, topology, self.model, self.run_config)
+        s, tokens = float(self.score(item, result.answer)), result.usage.total_tokens
+        logger.debug(
+            "%s: %d agents, %d edges -> score %.3f, %d tokens",
+            item.id,
+            len(topology.kept),
+            len(topology.edges),
+            s,
+            tokens,
+        )
+        return s, tokens
+
+
+@dataclass
+class _Collected:
+    """The records so far and the tasks done (with or without a record), in the input order of the items; saved
+    with the progress file after every task, so a stopped run resumes where it was."""
+
+    out: Path | None
+    position: dict[str, int]  # normalised task -> index among the items
+    records: list[StageRecord] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def resume(cls, out: Path | None, n_agents: int, items: Sequence[BenchmarkItem]) -> _Collected:
+        collected = cls(out, {normalize_task(it.task.text): i for i, it in enumerate(items)})
+        if out is not None and out.exists():
+            collected.records = load_records(out, n_agents)
+            collected.done = {normalize_task(r.task) for r in collected.records}
+            if _progress_path(out).exists():
+                collected.done |= set(json.loads(_progress_path(out).read_text()))
+            logger.info("resuming stage I: %d tasks done, %d records", len(collected.done), len(collected.records))
+        return collected
+
+    def add(self, item: BenchmarkItem, new: list[StageRecord], n: int, total: int) -> None:
+        """Record the `n`-th finished item (of `total`) and save."""
+        with self.lock:
+            self.records.extend(new)
+            self.done.add(normalize_task(item.task.text))
+            # completion order varies with concurrency; records keep the input order of the items
+            self.records.sort(key=lambda r: self.position.get(normalize_task(r.task), -1))
+            if self.out is not None:
+                save_records(self.out, self.records)
+                tmp = _progress_path(self.out).with_suffix(".tmp")
+                tmp.write_text(json.dumps(sorted(self.done)))
+                tmp.replace(_progress_path(self.out))  # atomic: a run stopped mid-write still resumes
+            if n % 10 == 0:
+                logger.info("stage I: %d/%d tasks, %d records", n + 1, total, len(self.records))
 
 
 def collect_domain(

@@ -21,6 +21,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+
 from prunekit.graph_pruning.errors import InvalidTopologyError
 
 __all__ = [

@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from prunekit.graph_pruning.data import AGP_STAGE1_FILES, default_data_dir, normalize_task
+from tqdm import tqdm
+
+from prunekit.graph_pruning.data import agp_stage1_file, normalize_task
 from prunekit.graph_pruning.embed import EmbeddingCache, EmbedFn, embed_texts
 from prunekit.graph_pruning.errors import InvalidRecordError
 from prunekit.graph_pruning.model import WEIGHTS_DIR, GraphPruner, PrunerOutput, keep_decision, straight_through
 from prunekit.graph_pruning.pools import AgentPool, get_pool
 from prunekit.graph_pruning.records import StageRecord, load_records
-from tqdm import tqdm
 
 __all__ = [
     "Decisions",
@@ -320,6 +321,30 @@ def train_pruner(
     across runs). With `checkpoint`, the state is saved after every epoch and a rerun resumes from it.
     """
     config = config or TrainConfig()
+    _check_records(records, pool)
+    torch.manual_seed(config.seed)  # before the model exists: its initial weights come from this seed
+    train, held = split_records(records, config.holdout, config.seed) if config.holdout > 0 else (list(records), [])
+    fit, val = split_records(train, config.val_fraction, config.seed + 1) if config.val_fraction > 0 else (train, [])
+    if not fit:
+        fit, val = train, []
+    fresh = model is None
+    model = model or GraphPruner.from_pool(pool, embed=embed)
+    data = _FitData.from_records(fit, val, embed)
+    if fresh:
+        init_priors(model, data.keep_t, data.edge_t)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    run = _EpochRun(model, make_optimizer(model, config), data, config, ckpt)
+    best = run.fit(desc=f"stage II ({pool.domain})", resume=resume, progress=progress)
+    model.load_state_dict(best["state"])
+    model.eval()
+    metrics: dict[str, float] = {"best_epoch": float(best["epoch"])}
+    if held:
+        metrics |= evaluate_pruner(model, np.asarray(embed([r.task for r in held])), held, train)
+        logger.info("held-out metrics (%d records): %s", len(held), metrics)
+    return TrainResult(model, metrics, run.history, len(train), len(held), int(best["epoch"]))
+
+
+def _check_records(records: Sequence[StageRecord], pool: AgentPool) -> None:
     bad = [i for i, r in enumerate(records) if r.n_agents != pool.size]
     if bad:
         raise InvalidRecordError(
@@ -327,85 +352,123 @@ def train_pruner(
         )
     if not records:
         raise InvalidRecordError("no records to train on")
-    torch.manual_seed(config.seed)
-    train, held = split_records(records, config.holdout, config.seed) if config.holdout > 0 else (list(records), [])
-    fit, val = split_records(train, config.val_fraction, config.seed + 1) if config.val_fraction > 0 else (train, [])
-    if not fit:
-        fit, val = train, []
-    fresh = model is None
-    model = model or GraphPruner.from_pool(pool, embed=embed)
-    x_fit = torch.as_tensor(np.asarray(embed([r.task for r in fit])), dtype=torch.float32)  # (R, E)
-    keep_t, edge_t = _targets(fit)  # (R, N), (R, N, N)
-    x_val = torch.as_tensor(np.asarray(embed([r.task for r in val])), dtype=torch.float32) if val else None
-    val_t = _targets(val) if val else None
-    if fresh:
-        init_priors(model, keep_t, edge_t)
-    optimizer = make_optimizer(model, config)
-    threshold = model.config.keep_threshold
 
-    def val_loss() -> float:
-        if x_val is None or val_t is None:
+
+@dataclass
+class _FitData:
+    """What one training run reads: the fit part's task embeddings and targets, and the validation part's."""
+
+    x_fit: torch.Tensor  # (R, E)
+    keep_t: torch.Tensor  # (R, N)
+    edge_t: torch.Tensor  # (R, N, N)
+    x_val: torch.Tensor | None  # (V, E); None without a validation part
+    val_t: tuple[torch.Tensor, torch.Tensor] | None  # (V, N), (V, N, N)
+
+    @classmethod
+    def from_records(cls, fit: Sequence[StageRecord], val: Sequence[StageRecord], embed: EmbedFn) -> _FitData:
+        x_fit = torch.as_tensor(np.asarray(embed([r.task for r in fit])), dtype=torch.float32)
+        keep_t, edge_t = _targets(fit)
+        x_val = torch.as_tensor(np.asarray(embed([r.task for r in val])), dtype=torch.float32) if val else None
+        return cls(x_fit, keep_t, edge_t, x_val, _targets(val) if val else None)
+
+    @property
+    def n_fit(self) -> int:
+        return len(self.keep_t)
+
+    @property
+    def validates(self) -> bool:
+        return self.x_val is not None
+
+
+class _EpochRun:
+    """The epochs of one training run: shuffle, mini-batch steps, validation loss, the best state so far, and a
+    checkpoint after each epoch. `best` is `{"loss", "epoch", "state"}` (the checkpoint's layout)."""
+
+    def __init__(
+        self,
+        model: GraphPruner,
+        optimizer: torch.optim.Optimizer,
+        data: _FitData,
+        config: TrainConfig,
+        checkpoint: Path | None,
+    ) -> None:
+        self.model, self.optimizer, self.data, self.config, self.checkpoint = model, optimizer, data, config, checkpoint
+        self.threshold = model.config.keep_threshold
+        self.history: list[dict[str, float]] = []
+
+    def validation_loss(self) -> float:
+        data = self.data
+        if data.x_val is None or data.val_t is None:
             return float("nan")
-        model.eval()
+        self.model.eval()
         with torch.no_grad():
-            return pruner_loss(model(x_val), val_t[0], val_t[1], config, threshold)[1]["loss"]
+            return pruner_loss(self.model(data.x_val), *data.val_t, self.config, self.threshold)[1]["loss"]
 
-    start_epoch, history = 0, []
-    best = {"loss": val_loss(), "epoch": -1, "state": copy.deepcopy(model.state_dict())}
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
-        logger.info("resumed from %s at epoch %d", ckpt, start_epoch)
-    gen = torch.Generator().manual_seed(config.seed)
-    for _ in range(start_epoch):  # replay the shuffles so a resumed run matches an uninterrupted one
-        torch.randperm(len(fit), generator=gen)
-    bar = tqdm(range(start_epoch, config.epochs), desc=f"stage II ({pool.domain})", disable=not progress)
-    for epoch in bar:
-        if val and epoch - best["epoch"] > config.patience:
-            break  # resumed past an early stop
+    def fit(self, *, desc: str, resume: bool, progress: bool) -> dict[str, Any]:
+        """Train up to `config.epochs` (resuming from the checkpoint when asked); the best state and its epoch."""
+        config, data = self.config, self.data
+        best = {"loss": self.validation_loss(), "epoch": -1, "state": copy.deepcopy(self.model.state_dict())}
+        start_epoch = 0
+        if self.checkpoint is not None and resume and self.checkpoint.exists():
+            start_epoch, best = self._resume()
+        gen = torch.Generator().manual_seed(config.seed)
+        for _ in range(start_epoch):  # replay the shuffles so a resumed run matches an uninterrupted one
+            torch.randperm(data.n_fit, generator=gen)
+        bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not progress)
+        for epoch in bar:
+            if data.validates and epoch - best["epoch"] > config.patience:
+                break  # resumed past an early stop
+            totals = self._train_epoch(gen)
+            totals["val_loss"] = self.validation_loss()
+            self.history.append({"epoch": epoch, **totals})
+            if not data.validates or totals["val_loss"] < best["loss"]:
+                best = {"loss": totals["val_loss"], "epoch": epoch, "state": copy.deepcopy(self.model.state_dict())}
+            bar.set_postfix(loss=f"{totals['loss']:.3f}", val=f"{totals['val_loss']:.3f}", best=best["epoch"])
+            self._save(epoch, best)
+            if data.validates and epoch - best["epoch"] >= config.patience:
+                logger.info("early stop at epoch %d; best validation loss at epoch %d", epoch, best["epoch"])
+                break
+        return best
+
+    def _train_epoch(self, gen: torch.Generator) -> dict[str, float]:
+        """One pass over the fit part in shuffled mini-batches; the loss parts, averaged over the records."""
+        model, data, config = self.model, self.data, self.config
         model.train()
-        order = torch.randperm(len(fit), generator=gen)
+        order = torch.randperm(data.n_fit, generator=gen)
         totals: dict[str, float] = {}
-        for i in range(0, len(fit), config.batch_size):
+        for i in range(0, data.n_fit, config.batch_size):
             idx = order[i : i + config.batch_size]
-            out = model(x_fit[idx])
-            loss, parts = pruner_loss(out, keep_t[idx], edge_t[idx], config, threshold)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            for k, v in parts.items():
-                totals[k] = totals.get(k, 0.0) + v * len(idx) / len(fit)
-        totals["val_loss"] = val_loss()
-        history.append({"epoch": epoch, **totals})
-        if not val or totals["val_loss"] < best["loss"]:
-            best = {"loss": totals["val_loss"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        bar.set_postfix(loss=f"{totals['loss']:.3f}", val=f"{totals['val_loss']:.3f}", best=best["epoch"])
-        if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "best": best,
-                    "config": asdict(config),
-                },
-                ckpt,
+            loss, parts = pruner_loss(
+                model(data.x_fit[idx]), data.keep_t[idx], data.edge_t[idx], config, self.threshold
             )
-        if val and epoch - best["epoch"] >= config.patience:
-            logger.info("early stop at epoch %d; best validation loss at epoch %d", epoch, best["epoch"])
-            break
-    model.load_state_dict(best["state"])
-    model.eval()
-    metrics: dict[str, float] = {"best_epoch": float(best["epoch"])}
-    if held:
-        metrics |= evaluate_pruner(model, np.asarray(embed([r.task for r in held])), held, train)
-        logger.info("held-out metrics (%d records): %s", len(held), metrics)
-    return TrainResult(model, metrics, history, len(train), len(held), int(best["epoch"]))
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v * len(idx) / data.n_fit
+        return totals
+
+    def _resume(self) -> tuple[int, dict[str, Any]]:
+        state = torch.load(self.checkpoint, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = state["history"]
+        logger.info("resumed from %s at epoch %d", self.checkpoint, state["epoch"] + 1)
+        return state["epoch"] + 1, state["best"]
+
+    def _save(self, epoch: int, best: dict[str, Any]) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "history": self.history,
+            "best": best,
+            "config": asdict(self.config),
+        }
+        torch.save(state, self.checkpoint)
 
 
 def train_domain(
@@ -434,7 +497,7 @@ def train_domain(
     """
     pool = get_pool(domain)
     config = config or TrainConfig()
-    agp_paths = [Path(data_dir or default_data_dir()) / AGP_STAGE1_FILES[domain]] if include_agp else []
+    agp_paths = [agp_stage1_file(domain, data_dir)] if include_agp else []
     our_paths = [Path(p) for p in extra_records]
     paths = agp_paths + our_paths
     if not paths:

@@ -8,9 +8,12 @@
 
 LearNAT's LLM side (arXiv 2504.02327), imported on first use (LangGraph is heavy to import):
 
-- `retrieval`: `DemoIndex` of decomposed training demonstrations (masked question + SQL skeleton).
+- `retrieval`: `DemoIndex` of decomposed training demonstrations (masked question + SQL skeleton);
+  `demonstration_index` (`builtin_demos`) picks the one to use: a Spider folder's, else the builtin examples.
 - `prompts`: compact prompts for small models, and robust SQL parsing of their output.
-- `agent`: the LangGraph agent (`build_nl2sql_graph`, `NL2SQLAgent`, `answer_question`).
+- `agent`: the LangGraph agent (`build_nl2sql_graph`, `NL2SQLAgent`, `answer_question`), configured by
+  `AgentConfig` (`agent_config`), answering an `NL2SQLResult` (`result`); its parts: `candidates` (safe
+  execution and choice by agreement), `identifiers` (repair of unknown names), `caches` (per-database contexts).
 - `baselines`: `single_shot` and `single_shot_demos` through the agent's code path.
 
 Training (`synthesis`, `dpo`, `train`) is never imported from here: import those modules directly.
@@ -49,12 +52,13 @@ from prunekit.nl2sql.sqlast import canonical_sql, normalize, parse_sql
 
 # name -> module, loaded on first attribute access (PEP 562)
 _LAZY = {
-    "AgentConfig": "prunekit.nl2sql.agent",
+    "AgentConfig": "prunekit.nl2sql.agent_config",
     "NL2SQLAgent": "prunekit.nl2sql.agent",
-    "NL2SQLResult": "prunekit.nl2sql.agent",
+    "NL2SQLResult": "prunekit.nl2sql.result",
     "answer_question": "prunekit.nl2sql.agent",
     "build_nl2sql_graph": "prunekit.nl2sql.agent",
     "DemoIndex": "prunekit.nl2sql.retrieval",
+    "demonstration_index": "prunekit.nl2sql.builtin_demos",
     "Demonstration": "prunekit.nl2sql.retrieval",
     "mask_question": "prunekit.nl2sql.retrieval",
     "sql_skeleton": "prunekit.nl2sql.retrieval",
@@ -102,6 +106,7 @@ __all__ = [
     "canonical_sql",
     "check_sql",
     "decompose",
+    "demonstration_index",
     "execute_sql",
     "extract_sql",
     "introspect_sqlite",

@@ -9,164 +9,62 @@ decomposed demonstrations, and retries a query until it executes. The graph:
   prompt holds the linked tables only;
 - `retrieve`: the k most similar training examples (`retrieval.DemoIndex`), each with its decomposition;
 - `draft`: one direct SQL with the demonstrations (a first candidate); its skeleton re-ranks the
-  demonstrations (DAIL-SQL's second signal) for the next steps;
+  demonstrations (DAIL-SQL's second signal) once, and the state keeps them (`reranked_demos`) for the
+  next steps;
 - `decompose`: the model writes sub-questions, guided by the demonstrations' decompositions (in the
   default `joint` mode the same call writes each sub-question's SQL, LearNAT's inference format);
 - `write_steps`: in `per_step` mode, the SQL of each sub-question, one call per step, each extending
   the previous step's SQL (in `joint` mode the decomposition call already wrote them: no call);
 - `compose`: the final SQL (the last step's, or one call that composes the steps); with the re-ranked
   demonstrations, one more direct candidate (`direct_skeleton`);
-- `execute`: every candidate runs through `safe_exec` (read-only, timeout, row cap); the answer is
-  the candidate whose result most candidates agree on (self-consistency by execution result), non-empty
-  results first, ties to the earlier candidate;
+- `execute`: every candidate runs through `safe_exec` and the answer is chosen by agreement of results
+  (`nl2sql.candidates`);
 - `repair`: when the chosen query fails or returns nothing, a bounded number of tries: identifiers the
-  database does not have are mapped to the nearest real ones, else the model rewrites the query with
-  the error message in the prompt;
+  database does not have are mapped to the nearest real ones (`nl2sql.identifiers`), else the model
+  rewrites the query with the error message in the prompt;
 - `answer`: the SQL, the rows (capped) and one sentence (a template, or the model when asked).
 
 Each LLM call is recorded in the state (`calls`: node, prompt and completion tokens, seconds); greedy
-decoding throughout. `NL2SQLAgent` caches per-database schemas and value indexes; `answer_question` is
-the one-call convenience.
+decoding throughout. `NL2SQLAgent` caches per-database schemas and value indexes (`nl2sql.caches`);
+`answer_question` is the one-call convenience. The knobs are `AgentConfig` (`nl2sql.agent_config`), the
+answer an `NL2SQLResult` (`nl2sql.result`).
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import operator
-import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, TypedDict
 
-import numpy as np
 from langgraph.graph import END, START, StateGraph
+
 from prunekit.decoding.errors import BackendError, InvalidRequestError
 from prunekit.decoding.protocol import ChatModel
 from prunekit.decoding.types import GenerationParams, Message
 from prunekit.nl2sql import prompts
-from prunekit.nl2sql.errors import DatabaseNotFoundError, SQLError, SQLTimeoutError
-from prunekit.nl2sql.retrieval import DemoIndex, Demonstration
-from prunekit.nl2sql.safe_exec import SafeDatabase, SafeExecConfig
-from prunekit.nl2sql.schema import Schema, ValueIndex, introspect_sqlite, link_schema, render_schema
+from prunekit.nl2sql.agent_config import AgentConfig
+from prunekit.nl2sql.caches import DatabaseCache, MemoEmbedder, resolve_database
+from prunekit.nl2sql.candidates import Candidate, choose_candidate, execute_candidates
+from prunekit.nl2sql.identifiers import repair_identifiers
+from prunekit.nl2sql.result import NL2SQLResult, template_answer
+from prunekit.nl2sql.retrieval import DemoIndex, Demonstration, Embedder
+from prunekit.nl2sql.schema import link_schema, render_schema
 
 __all__ = [
     "AgentConfig",
-    "Candidate",
-    "DatabaseContext",
     "NL2SQLAgent",
     "NL2SQLResult",
     "NL2SQLState",
     "answer_question",
     "build_nl2sql_graph",
-    "choose_candidate",
-    "fix_identifiers",
-    "result_signature",
 ]
 
 log = logging.getLogger(__name__)
 
-Embedder = Callable[[list[str]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """The agent's knobs. Defaults were chosen on a held-out slice of Spider *train* (never dev)."""
-
-    k_demos: int = 3  # demonstrations in each prompt
-    skeleton_weight: float = 0.5  # weight of the draft's skeleton when re-ranking demonstrations
-    link: bool = True  # prompt with the linked tables only (False: the whole schema)
-    top_k_tables: int = 4
-    top_k_columns: int = 8
-    n_examples: int = 2  # example values per column in the schema text
-    step_mode: Literal["joint", "per_step"] = "joint"
-    candidates: tuple[str, ...] = ("draft", "decompose", "direct_skeleton")
-    max_steps: int = 6  # sub-questions kept from the decomposition
-    max_repairs: int = 2  # repair tries after the chosen candidate fails or returns nothing
-    repair_empty: bool = True  # an empty result is treated as a failure worth one repair
-    max_tokens_sql: int = 120  # a Spider query is rarely longer; a rambling model is cut early
-    max_tokens_steps: int = 256
-    row_cap: int = 50  # rows kept in the answer
-    answer_with_llm: bool = False  # one more call for the sentence; the template needs none
-    exec_timeout_s: float = 5.0
-    budget: prompts.PromptBudget = field(default_factory=prompts.PromptBudget)
-
-    def __post_init__(self) -> None:
-        if self.k_demos < 0 or self.max_repairs < 0 or self.max_steps < 1:
-            raise InvalidRequestError("k_demos and max_repairs must be >= 0 and max_steps >= 1")
-        if self.step_mode not in ("joint", "per_step"):
-            raise InvalidRequestError(f"step_mode must be 'joint' or 'per_step', got {self.step_mode!r}")
-        unknown = set(self.candidates) - {"draft", "decompose", "direct_skeleton"}
-        if unknown or not self.candidates:
-            raise InvalidRequestError(
-                f"candidates must be a non-empty subset of draft, decompose, direct_skeleton; got {self.candidates}"
-            )
-
-
-@dataclass
-class Candidate:
-    """A candidate query and what executing it gave."""
-
-    source: str
-    sql: str
-    status: str = "pending"  # "ok", "empty", "error", "pending"
-    error: str | None = None
-    columns: tuple[str, ...] = ()
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    truncated: bool = False
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "sql": self.sql,
-            "status": self.status,
-            "error": self.error,
-            "rows": len(self.rows),
-        }
-
-
-@dataclass
-class NL2SQLResult:
-    """What a method answered for one question, and what it cost."""
-
-    question: str
-    db_path: str
-    sql: str | None
-    columns: tuple[str, ...] = ()
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    answer: str = ""
-    error: str | None = None
-    steps: list[tuple[str, str | None]] = field(default_factory=list)
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-    demos: list[int] = field(default_factory=list)  # training-file indices of the demonstrations
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    method: str = "learnat"
-
-    @property
-    def llm_calls(self) -> int:
-        return len(self.calls)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(c["prompt_tokens"] for c in self.calls)
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(c["completion_tokens"] for c in self.calls)
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["rows"] = [list(r) for r in self.rows]
-        out.update(llm_calls=self.llm_calls, tokens=self.tokens)
-        return out
+SQL_STOPS = ("\n\n", ";")  # one query, then stop: a small model goes on with prose or a second query
 
 
 class NL2SQLState(TypedDict, total=False):
@@ -174,7 +72,8 @@ class NL2SQLState(TypedDict, total=False):
     db_path: str
     schema_text: str
     linked_tables: list[str]
-    demos: list[Demonstration]
+    demos: list[Demonstration]  # retrieved by the question
+    reranked_demos: list[Demonstration]  # the same index ranked again with the draft's skeleton, once
     steps: list[tuple[str, str | None]]
     candidates: list[Candidate]
     chosen: int
@@ -183,164 +82,9 @@ class NL2SQLState(TypedDict, total=False):
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
     error: str | None
+    truncated_reason: str | None
     answer: str
     calls: Annotated[list[dict[str, Any]], operator.add]
-
-
-# ---------------------------------------------------------------------------------------------
-# Databases
-
-
-@dataclass
-class DatabaseContext:
-    """A database's schema (with example values) and value index, built once and reused."""
-
-    path: Path
-    schema: Schema
-    values: ValueIndex
-
-    @classmethod
-    def open(cls, path: str | Path, n_examples: int = 2) -> DatabaseContext:
-        p = Path(path).expanduser().resolve()
-        if not p.is_file():
-            raise DatabaseNotFoundError(f"no SQLite database at {p}")
-        schema = introspect_sqlite(p, n_examples=n_examples)
-        return cls(p, schema, ValueIndex.from_sqlite(p, schema))
-
-
-class _DatabaseCache:
-    """Contexts by (file, modification time): a database edited on disk is read again, once."""
-
-    def __init__(self, n_examples: int) -> None:
-        self.n_examples = n_examples
-        self._items: dict[tuple[Path, float], DatabaseContext] = {}
-        self._lock = threading.Lock()
-        self._building: dict[tuple[Path, float], threading.Lock] = {}
-
-    def get(self, path: str | Path) -> DatabaseContext:
-        p = Path(path).expanduser().resolve()
-        if not p.is_file():
-            raise DatabaseNotFoundError(f"no SQLite database at {p}")
-        key = (p, p.stat().st_mtime)
-        with self._lock:
-            if key in self._items:
-                return self._items[key]
-            gate = self._building.setdefault(key, threading.Lock())
-        with gate:  # one thread builds a database's context; the others wait for it
-            with self._lock:
-                if key in self._items:
-                    return self._items[key]
-            ctx = DatabaseContext.open(p, self.n_examples)
-            with self._lock:
-                # the database changed on disk: its older contexts (and their build gates) will never be asked for
-                for stale in [k for k in self._items if k[0] == p]:
-                    del self._items[stale]
-                    self._building.pop(stale, None)
-                self._items[key] = ctx
-            return ctx
-
-
-class _MemoEmbedder:
-    """Remembers the vectors of texts it has embedded: schema linking embeds the same table and column
-    names for every question on a database, so only the question is new."""
-
-    def __init__(self, embed: Embedder, max_items: int = 100_000) -> None:
-        self.embed = embed
-        self.max_items = max_items
-        self._vectors: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            known = {t: self._vectors[t] for t in texts if t in self._vectors}
-        missing = [t for t in dict.fromkeys(texts) if t not in known]
-        if missing:
-            fresh = np.asarray(self.embed(missing), dtype=np.float32)  # (M, D)
-            known.update(zip(missing, fresh, strict=True))
-            with self._lock:
-                if len(self._vectors) + len(missing) > self.max_items:
-                    self._vectors.clear()
-                self._vectors.update(zip(missing, fresh, strict=True))
-        return np.stack([known[t] for t in texts])  # (N, D)
-
-
-# ---------------------------------------------------------------------------------------------
-# Execution and choice
-
-
-def result_signature(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
-    """An order-free signature of a result: the sorted bag of rows, each row's values sorted.
-
-    Two candidates agree when their signatures are equal (row order and column order ignored, as in
-    Spider's execution match without ORDER BY).
-    """
-
-    def key(v: Any) -> tuple[int, str]:
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        return (0, repr(v)) if v is None else (1, f"{type(v).__name__}:{v!r}")
-
-    return tuple(sorted(tuple(sorted(key(v) for v in row)) for row in rows))
-
-
-def choose_candidate(candidates: Sequence[Candidate]) -> int:
-    """Index of the candidate to answer with: the largest group of candidates agreeing on a non-empty
-    result, then the largest agreeing on an empty result, then the first candidate; ties go to the
-    group whose first member comes earliest."""
-    if not candidates:
-        raise ValueError("no candidates to choose from")
-    for status in ("ok", "empty"):
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, c in enumerate(candidates):
-            if c.status == status:
-                groups.setdefault(result_signature(c.rows), []).append(i)
-        if groups:
-            best = max(groups.values(), key=lambda members: (len(members), -members[0]))
-            return best[0]
-    return 0
-
-
-_NO_SUCH = re.compile(r"no such (column|table): ([\w.]+)", re.IGNORECASE)
-
-
-def fix_identifiers(sql: str, error: str, schema: Schema) -> str | None:
-    """Map an identifier SQLite does not know (from the error message) to the nearest real one.
-
-    Returns the rewritten SQL, or None when the error is not about a missing name or nothing is close.
-
-    >>> from prunekit.nl2sql.schema import Column, Table
-    >>> s = Schema("t", (Table("singer", (Column("name"), Column("age"))),))
-    >>> fix_identifiers("SELECT nme FROM singer", "no such column: nme", s)
-    'SELECT name FROM singer'
-    """
-    m = _NO_SUCH.search(error or "")
-    if not m:
-        return None
-    kind, name = m.group(1).lower(), m.group(2)
-    bare = name.split(".")[-1]
-    if kind == "table":
-        pool = [t.name for t in schema.tables]
-    else:
-        pool = sorted({c.name for t in schema.tables for c in t.columns})
-    lowered = {p.lower(): p for p in pool}
-    # any real name beats one that cannot run: a low similarity cutoff, then shared words
-    close = difflib.get_close_matches(bare.lower(), list(lowered), n=1, cutoff=0.4)
-    if not close:
-        # a column named after its table ("singer_name" for "name") or the reverse
-        parts = [p for p in re.split(r"[_\W]+", bare.lower()) if len(p) > 1]
-        scored = [(sum(part in key for part in parts), key) for key in lowered]
-        scored = [s for s in scored if s[0] > 0]
-        close = [max(scored)[1]] if scored else []
-    if not close or lowered[close[0]].lower() == bare.lower():
-        return None
-    replacement = lowered[close[0]]
-    pattern = re.compile(r"(?<![\w'])" + re.escape(bare) + r"(?![\w'])", re.IGNORECASE)
-    fixed = pattern.sub(replacement, sql)
-    return fixed if fixed != sql else None
-
-
-# ---------------------------------------------------------------------------------------------
-# The agent
 
 
 class NL2SQLAgent:
@@ -356,7 +100,7 @@ class NL2SQLAgent:
     >>> db = Path(tmp.name) / "concert.sqlite"
     >>> with sqlite3.connect(db) as c:
     ...     _ = c.executescript("CREATE TABLE singer (name TEXT); INSERT INTO singer VALUES ('Ann'), ('Bo')")
-    >>> agent = NL2SQLAgent(Scripted())  # index=DemoIndex.from_spider(spider_dir, embed): demonstrations
+    >>> agent = NL2SQLAgent(Scripted())  # index=demonstration_index(spider_dir): demonstrations
     >>> result = agent.answer("How many singers are there?", db)
     >>> result.sql, result.rows
     ('SELECT count(*) FROM singer', [(2,)])
@@ -378,11 +122,11 @@ class NL2SQLAgent:
 
             embed = load_embedder()
         self.embed = embed
-        self.link_embed = _MemoEmbedder(embed)
-        self.databases = _DatabaseCache(self.config.n_examples)
+        self.link_embed = MemoEmbedder(embed)
+        self.databases = DatabaseCache(self.config.n_examples)
         self.graph = build_nl2sql_graph(self).compile()
 
-    # -- one LLM call ------------------------------------------------------------------------
+    # -- what every node and baseline does -------------------------------------------------------
 
     def chat(self, node: str, messages: list[Message], max_tokens: int, stop: tuple[str, ...] = ()) -> tuple[str, dict]:
         """Greedy completion; returns the text and the call record (node, tokens, seconds)."""
@@ -401,31 +145,20 @@ class NL2SQLAgent:
         }
         return result.text, record
 
+    def chat_sql(self, node: str, messages: list[Message]) -> tuple[str | None, dict]:
+        """One greedy call that writes a query; returns the query found in the reply (or None) and the record."""
+        text, record = self.chat(node, messages, self.config.max_tokens_sql, stop=SQL_STOPS)
+        return prompts.extract_sql(text), record
+
     def execute(self, db_path: str | Path, candidates: list[Candidate]) -> None:
         """Run the pending candidates (in place)."""
-        pending = [c for c in candidates if c.status == "pending"]
-        if not pending:
-            return
-        config = SafeExecConfig(timeout_s=self.config.exec_timeout_s, max_rows=10_000)
-        with SafeDatabase(db_path, config) as db:
-            for c in pending:
-                try:
-                    result = db.execute(c.sql)
-                except SQLTimeoutError as err:
-                    c.status, c.error = "error", f"timeout: {err}"
-                except SQLError as err:
-                    c.status, c.error = "error", str(err)
-                else:
-                    c.columns, c.rows, c.truncated = result.columns, list(result.rows), result.truncated
-                    c.status = "ok" if result.rows else "empty"
+        execute_candidates(db_path, candidates, timeout_s=self.config.exec_timeout_s)
 
     def answer(self, question: str, db_path: str | Path) -> NL2SQLResult:
         """Run the graph on one question; the result carries the SQL, rows, answer and the calls made."""
         if not isinstance(question, str) or not question.strip():
             raise InvalidRequestError("the question is empty")
-        path = Path(db_path).expanduser().resolve()
-        if not path.is_file():
-            raise DatabaseNotFoundError(f"no SQLite database at {path}")
+        path = resolve_database(db_path)
         start = time.monotonic()
         state = self.graph.invoke({"question": question.strip(), "db_path": str(path), "calls": []})
         return NL2SQLResult(
@@ -442,9 +175,22 @@ class NL2SQLAgent:
             calls=list(state.get("calls", [])),
             seconds=round(time.monotonic() - start, 3),
             method="learnat",
+            truncated_reason=state.get("truncated_reason"),
         )
 
-    # -- nodes ---------------------------------------------------------------------------------
+    def _retrieve(self, question: str, db_path: str, draft_sql: str | None = None) -> list[Demonstration]:
+        if self.index is None or self.config.k_demos == 0:
+            return []
+        ctx = self.databases.get(db_path)
+        return self.index.retrieve(
+            question,
+            self.config.k_demos,
+            schema=ctx.schema,
+            draft_sql=draft_sql,
+            skeleton_weight=self.config.skeleton_weight,
+        )
+
+    # -- nodes, in graph order ----------------------------------------------------------------------
 
     def node_link(self, state: NL2SQLState) -> dict[str, Any]:
         ctx = self.databases.get(state["db_path"])
@@ -465,18 +211,6 @@ class NL2SQLAgent:
             text = render_schema(schema, examples=False)
         return {"schema_text": text, "linked_tables": tables}
 
-    def _retrieve(self, question: str, db_path: str, draft_sql: str | None = None) -> list[Demonstration]:
-        if self.index is None or self.config.k_demos == 0:
-            return []
-        ctx = self.databases.get(db_path)
-        return self.index.retrieve(
-            question,
-            self.config.k_demos,
-            schema=ctx.schema,
-            draft_sql=draft_sql,
-            skeleton_weight=self.config.skeleton_weight,
-        )
-
     def node_retrieve(self, state: NL2SQLState) -> dict[str, Any]:
         return {"demos": self._retrieve(state["question"], state["db_path"])}
 
@@ -484,20 +218,27 @@ class NL2SQLAgent:
         messages = prompts.direct_messages(
             state["schema_text"], state["question"], state["demos"], budget=self.config.budget
         )
-        text, record = self.chat("draft", messages, self.config.max_tokens_sql, stop=("\n\n", ";"))
-        sql = prompts.extract_sql(text)
+        sql, record = self.chat_sql("draft", messages)
         candidates = [Candidate("draft", sql)] if sql else []
-        return {"candidates": candidates, "calls": [record]}
+        return {"candidates": candidates, "reranked_demos": self._rerank(state, sql), "calls": [record]}
+
+    def _rerank(self, state: NL2SQLState, draft_sql: str | None) -> list[Demonstration]:
+        """The demonstrations ranked again with the draft's skeleton, for the nodes after the draft (decompose,
+        write_steps, compose); the question's own ranking when there is no draft, no skeleton weight, or no
+        node that would use them."""
+        used = {"decompose", "direct_skeleton"} & set(self.config.candidates)
+        if draft_sql and self.config.skeleton_weight > 0 and used:
+            return self._retrieve(state["question"], state["db_path"], draft_sql)
+        return state["demos"]
 
     def node_decompose(self, state: NL2SQLState) -> dict[str, Any]:
         if "decompose" not in self.config.candidates:
             return {"steps": []}
-        demos = self._reranked(state)
         joint = self.config.step_mode == "joint"
         messages = prompts.decompose_messages(
             state["schema_text"],
             state["question"],
-            demos,
+            state["reranked_demos"],
             budget=self.config.budget,
             with_sql=joint,
             max_steps=self.config.max_steps,
@@ -511,19 +252,10 @@ class NL2SQLAgent:
             steps = [(state["question"], None)]
         return {"steps": steps, "calls": [record]}
 
-    def _reranked(self, state: NL2SQLState) -> list[Demonstration]:
-        drafts = [c.sql for c in state.get("candidates", []) if c.source == "draft"]
-        if drafts and self.config.skeleton_weight > 0:
-            return self._retrieve(state["question"], state["db_path"], drafts[0])
-        return state.get("demos", [])
-
     def node_write_steps(self, state: NL2SQLState) -> dict[str, Any]:
         steps = list(state.get("steps", []))
-        if not steps:
-            return {}
-        if self.config.step_mode == "joint":
-            return {}  # the decomposition call wrote the SQL; compose handles a missing final query
-        demos = self._reranked(state)
+        if not steps or self.config.step_mode == "joint":
+            return {}  # in joint mode the decomposition call wrote the SQL; compose handles a missing final query
         records = []
         previous: str | None = None
         for i, (sub_q, sql) in enumerate(steps):
@@ -533,47 +265,54 @@ class NL2SQLAgent:
                     state["question"],
                     sub_q or state["question"],
                     previous,
-                    demos,
+                    state["reranked_demos"],
                     budget=self.config.budget,
                 )
-                text, record = self.chat("write_step", messages, self.config.max_tokens_sql, stop=("\n\n", ";"))
+                sql, record = self.chat_sql("write_step", messages)
                 records.append(record)
-                sql = prompts.extract_sql(text)
                 steps[i] = (sub_q, sql)
             previous = sql or previous
         return {"steps": steps, "calls": records}
 
     def node_compose(self, state: NL2SQLState) -> dict[str, Any]:
         candidates = list(state.get("candidates", []))
-        records = []
-        steps = state.get("steps", [])
-        if "decompose" in self.config.candidates and steps:
-            final = steps[-1][1]
-            if final is None:
-                written = [(q, s) for q, s in steps if s]
-                if written:
-                    messages = prompts.compose_messages(
-                        state["schema_text"], state["question"], written, budget=self.config.budget
-                    )
-                    text, record = self.chat("compose", messages, self.config.max_tokens_sql, stop=("\n\n", ";"))
-                    records.append(record)
-                    final = prompts.extract_sql(text)
+        records: list[dict[str, Any]] = []
+        if "decompose" in self.config.candidates and state.get("steps"):
+            final = self._final_step_sql(state, records)
             if final:
                 candidates.append(Candidate("decompose", final))
         if "direct_skeleton" in self.config.candidates:
-            demos = self._reranked(state)
-            if [d.index for d in demos] != [d.index for d in state.get("demos", [])]:
-                messages = prompts.direct_messages(
-                    state["schema_text"], state["question"], demos, budget=self.config.budget
-                )
-                text, record = self.chat("direct_skeleton", messages, self.config.max_tokens_sql, stop=("\n\n", ";"))
-                records.append(record)
-                sql = prompts.extract_sql(text)
-                if sql:
-                    candidates.append(Candidate("direct_skeleton", sql))
+            sql = self._skeleton_sql(state, records)
+            if sql:
+                candidates.append(Candidate("direct_skeleton", sql))
         if "draft" not in self.config.candidates:
             candidates = [c for c in candidates if c.source != "draft"]
         return {"candidates": candidates, "calls": records}
+
+    def _final_step_sql(self, state: NL2SQLState, records: list[dict[str, Any]]) -> str | None:
+        """The last step's SQL; when it has none, one call composes the steps that have SQL (recorded in
+        `records`)."""
+        steps = state["steps"]
+        final = steps[-1][1]
+        written = [(q, s) for q, s in steps if s]
+        if final is None and written:
+            messages = prompts.compose_messages(
+                state["schema_text"], state["question"], written, budget=self.config.budget
+            )
+            final, record = self.chat_sql("compose", messages)
+            records.append(record)
+        return final
+
+    def _skeleton_sql(self, state: NL2SQLState, records: list[dict[str, Any]]) -> str | None:
+        """A second direct query, prompted with the re-ranked demonstrations (its call recorded in `records`);
+        none when the re-ranking changed nothing, since the prompt would be the draft's."""
+        demos = state["reranked_demos"]
+        if [d.index for d in demos] == [d.index for d in state["demos"]]:
+            return None
+        messages = prompts.direct_messages(state["schema_text"], state["question"], demos, budget=self.config.budget)
+        sql, record = self.chat_sql("direct_skeleton", messages)
+        records.append(record)
+        return sql
 
     def node_execute(self, state: NL2SQLState) -> dict[str, Any]:
         candidates = list(state.get("candidates", []))
@@ -599,32 +338,20 @@ class NL2SQLAgent:
         chosen = state.get("chosen", -1)
         target = candidates[chosen] if chosen >= 0 else None
         seen = {c.sql for c in candidates}
-        if target is not None and target.status == "error":
-            ctx = self.databases.get(state["db_path"])
-            fixed = target.sql
-            # several wrong names: fix them one by one, each against a fresh error
-            for _ in range(4):
-                attempt = fix_identifiers(fixed, target.error or "", ctx.schema)
-                if attempt is None or attempt in seen:
-                    break
-                probe = Candidate(target.source + "+fix", attempt)
-                self.execute(state["db_path"], [probe])
-                fixed = attempt
-                if probe.status != "error":
-                    candidates.append(probe)
-                    return {"candidates": candidates, "repairs": repairs}
-                target = replace(target, error=probe.error)
-        sql = target.sql if target is not None else ""
-        error = (
-            (target.error or "") if target is not None and target.status == "error" else "the query returned no rows"
-        )
         if target is None:
-            error = "no SQL query was written"
+            sql, error = "", "no SQL query was written"
+        elif target.status == "error":
+            schema = self.databases.get(state["db_path"]).schema
+            fixed, error = repair_identifiers(target, schema, seen, lambda c: self.execute(state["db_path"], c))
+            if fixed is not None:  # a fixed name made the query run: no call needed
+                return {"candidates": [*candidates, fixed], "repairs": repairs}
+            sql = target.sql
+        else:
+            sql, error = target.sql, "the query returned no rows"
         messages = prompts.repair_messages(
             state["schema_text"], state["question"], sql, error, budget=self.config.budget
         )
-        text, record = self.chat("repair", messages, self.config.max_tokens_sql, stop=("\n\n", ";"))
-        new = prompts.extract_sql(text)
+        new, record = self.chat_sql("repair", messages)
         if new and new not in seen:
             candidates.append(Candidate("repair", new))
         return {"candidates": candidates, "repairs": repairs, "calls": [record]}
@@ -642,6 +369,7 @@ class NL2SQLAgent:
             "columns": best.columns,
             "rows": rows,
             "error": best.error if best.status == "error" else None,
+            "truncated_reason": best.truncated_reason or None,
         }
         if best.status == "error":
             out["answer"] = f"The query failed: {best.error}"
@@ -653,19 +381,6 @@ class NL2SQLAgent:
         else:
             out["answer"] = template_answer(best.columns, best.rows)
         return out
-
-
-def template_answer(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """One sentence from a result, without a model."""
-    if not rows:
-        return "No rows match the question."
-    if len(rows) == 1 and len(rows[0]) == 1:
-        return f"The answer is {rows[0][0]}."
-    if len(rows) == 1:
-        return "The answer is " + ", ".join(f"{c} = {v}" for c, v in zip(columns, rows[0], strict=False)) + "."
-    values = [str(r[0]) if len(r) == 1 else "(" + ", ".join(map(str, r)) + ")" for r in rows[:5]]
-    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-    return f"{len(rows)} rows match: " + ", ".join(values) + more + "."
 
 
 def build_nl2sql_graph(agent: NL2SQLAgent | ChatModel, **kwargs: Any) -> StateGraph:
@@ -711,7 +426,7 @@ def answer_question(
 ) -> NL2SQLResult:
     """Answer one question on one SQLite database with the agent (agents are reused across calls).
 
-    Without `index` no demonstrations are used (build one with `DemoIndex.from_spider`).
+    Without `index` no demonstrations are used (`nl2sql.demonstration_index` picks one).
     """
     config = config or AgentConfig()
     key = (id(model), id(index), id(embed), config)

@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import zss
-from prunekit.nl2sql.sqlast import normalize
 from sqlglot import exp
+
+from prunekit.nl2sql.sqlast import normalize
 
 __all__ = [
     "REWARD_ALPHA",

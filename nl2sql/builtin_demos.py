@@ -1,19 +1,23 @@
-"""Demonstrations that ship with prunekit: a few question/SQL pairs written here on made-up databases.
+"""Which demonstrations the agent retrieves from: a Spider training folder, else the few that ship with prunekit.
 
 LearNAT's inference prompts with retrieved decomposed demonstrations; with none, a small model tends to copy
-the schema back instead of writing a query. When no Spider training folder is configured (`--demos`,
-`PRUNEKIT_SQL_DEMOS`), the CLI and the service retrieve from these instead. They cover the SQL shapes
-questions usually need (count, filter, aggregate per group, order and limit, join, nested query, set
-operation) and belong to no benchmark.
+the schema back instead of writing a query. `demonstration_index` is the one place that decides: the training
+split of a Spider folder when one is configured (`--demos`, `PRUNEKIT_SQL_DEMOS`), else `BUILTIN_EXAMPLES`, a
+few question/SQL pairs written here on made-up databases. They cover the SQL shapes questions usually need
+(count, filter, aggregate per group, order and limit, join, nested query, set operation) and belong to no
+benchmark.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from prunekit.nl2sql.retrieval import DemoIndex, TrainExample
+from prunekit.nl2sql.retrieval import DemoIndex, Embedder, RetrievalError, TrainExample
 
-__all__ = ["BUILTIN_EXAMPLES", "builtin_index"]
+__all__ = ["BUILTIN_EXAMPLES", "SPIDER_TRAIN_FILE", "builtin_index", "demonstration_index"]
+
+SPIDER_TRAIN_FILE = "train_spider_slim.json"  # the training split a Spider folder's demonstrations come from
 
 _PAIRS: tuple[tuple[str, str, str], ...] = (
     ("shop", "How many customers are there?", "SELECT count(*) FROM customers"),
@@ -76,3 +80,32 @@ BUILTIN_EXAMPLES: tuple[TrainExample, ...] = tuple(
 def builtin_index(embed: Any) -> DemoIndex:
     """An index over `BUILTIN_EXAMPLES` (a dozen encoder calls: built on the spot, no cache needed)."""
     return DemoIndex.build(BUILTIN_EXAMPLES, embed)
+
+
+def demonstration_index(
+    spider_dir: Path | None, encoder: Embedder | None = None, *, progress: bool = False
+) -> DemoIndex:
+    """The demonstration index: Spider's training split under `spider_dir` (embedded once, then cached on disk),
+    or the builtin examples when no folder is given. `encoder` defaults to the shared MiniLM encoder.
+
+    A folder without `train_spider_slim.json` is refused (`RetrievalError`, an `InvalidRequestError`) before
+    any encoder is loaded.
+
+    >>> import numpy as np
+    >>> constant = lambda texts: np.ones((len(texts), 4), dtype=np.float32)  # any encoder: texts -> (N, D)
+    >>> len(demonstration_index(None, constant)) == len(BUILTIN_EXAMPLES)
+    True
+    >>> demonstration_index(Path("/nowhere"), constant)
+    Traceback (most recent call last):
+    ...
+    prunekit.nl2sql.retrieval.RetrievalError: /nowhere has no train_spider_slim.json: give a Spider folder that holds it
+    """
+    if spider_dir is not None and not (Path(spider_dir) / SPIDER_TRAIN_FILE).is_file():
+        raise RetrievalError(f"{spider_dir} has no {SPIDER_TRAIN_FILE}: give a Spider folder that holds it")
+    if encoder is None:
+        from prunekit.decoding.backends.embeddings import load_embedder
+
+        encoder = load_embedder()
+    if spider_dir is None:
+        return builtin_index(encoder)
+    return DemoIndex.from_spider(spider_dir, encoder, train_file=SPIDER_TRAIN_FILE, progress=progress)

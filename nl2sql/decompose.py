@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sqlglot import exp
+
 from prunekit.nl2sql.sqlast import (
     DIALECT,
     conjuncts,
@@ -43,7 +45,6 @@ from prunekit.nl2sql.sqlast import (
     set_arg,
     unwrap_query,
 )
-from sqlglot import exp
 
 __all__ = ["STEP_KINDS", "Subtask", "decompose", "is_partial_subtree"]
 

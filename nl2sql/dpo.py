@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql.synthesis import PreferencePair
 

@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlglot import exp
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql.decompose import Subtask, decompose
 from prunekit.nl2sql.errors import SQLError
 from prunekit.nl2sql.schema import Schema, load_spider_tables
 from prunekit.nl2sql.sqlast import DIALECT, parse_sql
-from sqlglot import exp
 
 __all__ = [
     "DemoIndex",

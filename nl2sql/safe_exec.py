@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlglot import exp
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql.errors import (
     DatabaseNotFoundError,
@@ -51,7 +53,6 @@ from prunekit.nl2sql.errors import (
     UnsafeSQLError,
 )
 from prunekit.nl2sql.sqlast import parse_sql, unwrap_query
-from sqlglot import exp
 
 __all__ = [
     "DENIED_FUNCTIONS",
@@ -166,7 +167,7 @@ def check_sql(sql: str, *, max_sql_chars: int = SafeExecConfig.max_sql_chars) ->
     >>> check_sql("DELETE FROM t")
     Traceback (most recent call last):
     ...
-    nl2sql.errors.UnsafeSQLError: only SELECT queries are allowed, got DELETE
+    prunekit.nl2sql.errors.UnsafeSQLError: only SELECT queries are allowed, got DELETE
     """
     if not isinstance(sql, str):
         raise UnsafeSQLError(f"SQL must be a string, got {type(sql).__name__}")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from prunekit.nl2sql.errors import DatabaseNotFoundError
 
 __all__ = [

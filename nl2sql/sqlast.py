@@ -26,9 +26,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlglot
-from prunekit.nl2sql.errors import SQLParseError
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+
+from prunekit.nl2sql.errors import SQLParseError
 
 __all__ = [
     "DIALECT",

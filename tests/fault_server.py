@@ -9,7 +9,6 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prunekit.decoding import OpenAIModel
-
 from tests.conftest import free_port
 
 HI = [{"role": "user", "content": "Hi"}]

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
+
 from prunekit.app.api.errors import ApiError
 from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable
 

@@ -13,14 +13,17 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.concurrency import iterate_in_threadpool
+from sse_starlette import EventSourceResponse
+
 from prunekit.app.api.admission import ClientGoneError, Ticket, until_done_or_gone
 from prunekit.app.api.errors import error_body, status_of
+from prunekit.decoding import Usage
 from prunekit.decoding.cancel import CancelToken, cancellable
-from sse_starlette import EventSourceResponse
 
 __all__ = ["completion_body", "stream_completion"]
 
@@ -47,8 +50,9 @@ def completion_body(final: dict[str, Any], completion_id: str, model_id: str) ->
 
 
 def _usage(usage: dict[str, int], savings: dict[str, int] | None = None) -> dict[str, int]:
-    """OpenAI's usage plus, flat, what each pruning stage saved (integers only: strict clients parse it)."""
-    out = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+    """OpenAI's usage of a final state's `usage` (none: zero tokens) plus, flat, what each pruning stage saved
+    (integers only: strict clients parse it)."""
+    out = Usage(**usage).as_openai()
     out.update({k: int(v) for k, v in (savings or {}).items() if isinstance(v, int | float)})
     return out
 
@@ -94,19 +98,32 @@ async def stream_completion(
         token.cancel("the stream did not start")
         ticket.release()
         raise
-    created = int(time.time())
+    chunks = _Chunks(completion_id, model_id, int(time.time()))
+    body = _sse_events(_replay(buffered, events), chunks, ticket, include_usage=include_usage, progress=progress)
+    return EventSourceResponse(body, ping=15)
 
-    def chunk(
+
+@dataclass(frozen=True)
+class _Chunks:
+    """Makes the `chat.completion.chunk` server-sent events of one stream."""
+
+    completion_id: str
+    model_id: str
+    created: int
+
+    def __call__(
+        self,
         delta: dict[str, Any] | None,
         finish: str | None = None,
         usage: dict[str, int] | None = None,
         extension: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """One chunk; `delta=None` gives one with `choices: []` (a progress or usage chunk)."""
         body: dict[str, Any] = {
-            "id": completion_id,
+            "id": self.completion_id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": model_id,
+            "created": self.created,
+            "model": self.model_id,
             "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         if usage is not None:
@@ -115,35 +132,37 @@ async def stream_completion(
             body["prunekit"] = extension
         return {"data": json.dumps(body)}
 
-    async def produce() -> AsyncIterator[dict[str, Any]]:
-        yield chunk({"role": "assistant", "content": ""})
-        final: dict[str, Any] = {}
-        try:
-            async for mode, payload in _replay(buffered, events):
-                if mode == "custom" and payload.get("delta"):
-                    yield chunk({"content": payload["delta"]})
-                elif mode == "custom" and progress and "progress" in payload:
-                    yield chunk(None, extension={"progress": payload["progress"]})
-                elif mode == "values":
-                    final = payload
-        except Exception as exc:  # the stream has started: report the error in-band, as OpenAI does
-            status, kind, message = status_of(exc)
-            log.error("stream %s failed with %d: %s", completion_id, status, exc)
-            yield {"data": json.dumps(error_body(message, kind))}
-            yield {"data": "[DONE]"}
-            return
-        finally:
-            # A client that hangs up cancels this generator: nothing can be awaited any more, but the token stops
-            # the graph's threads at their next step (the model's slot comes free), and the place goes back.
-            token.cancel("the stream ended")
-            ticket.release()
-        yield chunk({}, final.get("finish_reason", "stop"), extension=_extension(final))
-        if include_usage:
-            usage = final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0})
-            yield chunk(None, usage=_usage(usage, final.get("savings")))
-        yield {"data": "[DONE]"}
 
-    return EventSourceResponse(produce(), ping=15)
+async def _sse_events(
+    events: AsyncIterator[Any], chunk: _Chunks, ticket: Ticket, *, include_usage: bool, progress: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The stream's events from the graph's: the role, the deltas (and progress), then the finish, usage and
+    [DONE]; an error after the start is reported in-band."""
+    yield chunk({"role": "assistant", "content": ""})
+    final: dict[str, Any] = {}
+    try:
+        async for mode, payload in events:
+            if mode == "custom" and payload.get("delta"):
+                yield chunk({"content": payload["delta"]})
+            elif mode == "custom" and progress and "progress" in payload:
+                yield chunk(None, extension={"progress": payload["progress"]})
+            elif mode == "values":
+                final = payload
+    except Exception as exc:  # the stream has started: report the error in-band, as OpenAI does
+        status, kind, message = status_of(exc)
+        log.error("stream %s failed with %d: %s", chunk.completion_id, status, exc)
+        yield {"data": json.dumps(error_body(message, kind))}
+        yield {"data": "[DONE]"}
+        return
+    finally:
+        # A client that hangs up cancels this generator: nothing can be awaited any more, but the token stops
+        # the graph's threads at their next step (the model's slot comes free), and the place goes back.
+        ticket.token.cancel("the stream ended")
+        ticket.release()
+    yield chunk({}, final.get("finish_reason", "stop"), extension=_extension(final))
+    if include_usage:
+        yield chunk(None, usage=_usage(final.get("usage", {}), final.get("savings")))
+    yield {"data": "[DONE]"}
 
 
 async def _until_first_event(

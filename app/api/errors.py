@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from prunekit.decoding.cancel import RequestCancelledError
 from prunekit.decoding.errors import (
     BackendError,
@@ -19,7 +21,6 @@ from prunekit.decoding.errors import (
     ServiceBusyError,
 )
 from prunekit.graph_pruning.errors import SandboxUnavailableError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["ApiError", "error_body", "install_error_handlers", "redact_paths"]
 

@@ -17,16 +17,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
+
 from prunekit.app.api.admission import ClientGoneError, Ticket, run_cancellable
 from prunekit.app.api.completions import completion_body, stream_completion
 from prunekit.app.api.errors import ApiError
 from prunekit.app.api.middleware import key_matches
 from prunekit.app.api.schemas import THREAD_ID_PATTERN, AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
-from prunekit.app.backends import chat_repetition_penalty
-from prunekit.app.graphs.chat import params_to_state
+from prunekit.app.graphs.params import request_params
 from prunekit.app.graphs.router import MODEL_ROUTES, RouterResources
 from prunekit.app.settings import Settings
-from prunekit.decoding import GenerationParams
 
 __all__ = ["api_router"]
 
@@ -78,14 +77,7 @@ async def chat_completions(
     _refuse_unsupported(body)
     # Cheap checks first, so a bad database or collection is a 4xx even for a stream.
     await run_in_threadpool(_check_route, served.resources, route, body)
-    state = {
-        "messages": [m.as_message() for m in body.messages],
-        "params": params_to_state(_generation_params(body, served.settings)),
-        "route": route,
-        "collection": body.collection,
-        "database": body.database,
-        "domain": body.domain,
-    }
+    state = _router_state(body, route, served.settings)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     graph, config = served.chat_graph, None
     if body.thread_id is not None:
@@ -100,6 +92,18 @@ async def chat_completions(
     return final if isinstance(final, Response) else completion_body(final, completion_id, body.model)
 
 
+def _router_state(body: ChatCompletionRequest, route: str, settings: Settings) -> dict[str, Any]:
+    """The router graph's input for a chat completion (`app.graphs.router.RouterState`)."""
+    return {
+        "messages": [m.as_message() for m in body.messages],
+        "params": request_params(body, settings),
+        "route": route,
+        "collection": body.collection,
+        "database": body.database,
+        "domain": body.domain,
+    }
+
+
 def _refuse_unsupported(body: ChatCompletionRequest) -> None:
     unsupported = body.unsupported_fields()
     if unsupported:
@@ -110,25 +114,6 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
             "(for a constrained answer, send prunekit's `format` field; see the README)",
             code="unsupported_parameter",
         )
-
-
-def _generation_params(body: ChatCompletionRequest, settings: Settings) -> GenerationParams:
-    max_tokens = body.max_completion_tokens or body.max_tokens or 256
-    limit = settings.max_tokens_limit
-    if max_tokens > limit:
-        raise ApiError(400, f"max_tokens must be at most {limit}, got {max_tokens}")
-    return GenerationParams(
-        max_tokens=max_tokens,
-        temperature=0.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        stop=body.stop_tuple(),
-        seed=body.seed,
-        frequency_penalty=body.frequency_penalty or 0.0,
-        presence_penalty=body.presence_penalty or 0.0,
-        repetition_penalty=chat_repetition_penalty(settings, body.repetition_penalty, body.format),
-        format=body.format,
-        format_method=body.format_method,
-    )
 
 
 async def _admitted(request: Request, route: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -168,7 +153,7 @@ async def sql_databases(request: Request) -> dict[str, Any]:
 
 @api_router.post("/v1/agents", dependencies=[Depends(require_key)], response_model=None)
 async def agents(request: Request, body: AgentsRequest) -> dict[str, Any] | Response:
-    from prunekit.app.agents import make_task, solve
+    from prunekit.graph_pruning import make_task, solve
 
     task = make_task(body.domain, body.task, body.context, tuple(body.choices))
     model, code_execution = request.app.state.model, request.app.state.settings.code_execution

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from prunekit.decoding.types import SEED_MAX, SEED_MIN
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from prunekit.decoding.types import SEED_MAX, SEED_MIN
 
 __all__ = [
     "THREAD_ID_PATTERN",

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+
 from prunekit.app.api.admission import Admission
 from prunekit.app.api.errors import install_error_handlers
 from prunekit.app.api.limits import BodySizeLimit
@@ -36,14 +36,7 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "model", None) is None:
             app.state.model = await run_in_threadpool(build_chat_model, settings)
-        resources = RouterResources(
-            app.state.model,
-            databases=settings.database_registry(),
-            store_factory=lambda: _open_store(settings),
-            sql_demos=settings.sql_demos,
-            default_collection=settings.rag_collection,
-            code_execution=settings.code_execution,
-        )
+        resources = RouterResources.from_settings(settings, app.state.model)
         app.state.resources = resources
         try:
             with open_checkpointer(settings) as checkpointer:
@@ -73,10 +66,3 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
     app.include_router(web_router())  # the chat page at /
     app.include_router(api_router)
     return app
-
-
-def _open_store(settings: Settings) -> Any:
-    from prunekit.app.rag.store import VectorStore
-    from prunekit.decoding.backends.embeddings import load_embedder
-
-    return VectorStore(load_embedder(), **settings.vector_store_location())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
+
 from prunekit.app.api.errors import error_body
 
 __all__ = ["STATIC_DIR", "web_router"]

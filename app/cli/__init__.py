@@ -12,6 +12,7 @@ import logging
 import sys
 
 import typer
+
 from prunekit.app.cli import agp, bench, chat, evals, faces, train  # noqa: F401  (registers the commands)
 from prunekit.app.cli.common import UsageError, app, stderr
 from prunekit.decoding.errors import PrunekitError

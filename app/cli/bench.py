@@ -1,11 +1,17 @@
-"""`prunekit bench ...`: speed benchmarks."""
+"""`prunekit bench ...`: speed benchmarks. Two are about decoding, and measure different things:
+
+- `bench decode`: how fast the embedded model decodes at all (tokens/s of its backend against transformers);
+- `bench decoding`: what Deco-G's format guidance costs per token on top of that (the `eval decoding` methods).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
 from prunekit.app.cli.common import (
     CandidateGapOption,
     HmmDirOption,
@@ -22,7 +28,16 @@ from prunekit.app.cli.common import (
 from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP
 
 
-# --------------------------------------------------------------------------- bench
+def _report(title: str, figures: dict[str, Any], as_json: bool, notes: Iterable[str] = ()) -> None:
+    """The tail of every bench command: the numeric figures as a table and `notes` on stderr, then (`--json`) every
+    figure as one JSON object on stdout's last line."""
+    stderr.print(figures_table(title, {k: v for k, v in figures.items() if isinstance(v, int | float)}))
+    for note in notes:
+        stderr.print(note)
+    if as_json:
+        print_json_last(figures)
+
+
 @bench_app.command("decode")
 def bench_decode_cmd(
     max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="tokens per request")] = 128,
@@ -34,8 +49,8 @@ def bench_decode_cmd(
     ] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
-    """Tokens/s of the embedded model: default backend (plain, and with chat's loop guard) vs. plain transformers
-    generate."""
+    """Embedded model speed: tokens/s of its default backend (plain, with a per-step hook, with chat's loop guard)
+    vs. plain transformers generate, and time to first token. Deco-G's cost per token: `bench decoding`."""
     from prunekit.decoding.backends.loader import load_embedded
     from prunekit.decoding.backends.local import LocalModel
     from prunekit.eval.bench.decode import bench_decode
@@ -54,12 +69,8 @@ def bench_decode_cmd(
         )
     # Stop llama.cpp's scheduler before the interpreter exits: freed under a running scheduler thread at exit,
     # the process could die of a segmentation fault after printing its figures.
-    close = getattr(model, "close", None)
-    if callable(close):
-        close()
-    stderr.print(figures_table("bench decode", figures))
-    if as_json:
-        print_json_last(figures)
+    model.close()
+    _report("bench decode", figures, as_json)
 
 
 @bench_app.command("prune")
@@ -90,9 +101,7 @@ def bench_prune_cmd(
             weights=check_pruner_weights(pruner),
             precision=precision,  # type: ignore[arg-type]  # checked against PRECISIONS above
         )
-    stderr.print(figures_table("bench prune", {k: v for k, v in figures.items() if isinstance(v, int | float)}))
-    if as_json:
-        print_json_last(figures)
+    _report("bench prune", figures, as_json)
 
 
 @bench_app.command("load")
@@ -112,9 +121,7 @@ def bench_load_cmd(
         figures = run_load(
             url, api_key=api_key, clients=clients, seconds=seconds, server_pid=pid, max_tokens=max_tokens
         )
-    stderr.print(figures_table("bench load", figures))
-    if as_json:
-        print_json_last(figures)
+    _report("bench load", figures, as_json)
 
 
 @bench_app.command("attack")
@@ -130,13 +137,9 @@ def bench_attack_cmd(
 
     with stderr.status("attacking"):
         figures = run_attacks(url, api_key=api_key, hangups=hangups, burst=burst)
-    flat = {k: v for k, v in figures.items() if isinstance(v, int | float)}
-    stderr.print(figures_table("bench attack", flat))
-    for name, outcome in figures["attacks"].items():
-        if not outcome["contained"]:
-            stderr.print(f"[red]not contained[/red] {name}: {outcome['detail']}")
-    if as_json:
-        print_json_last(figures)
+    breaches = [f"[red]not contained[/red] {name}: {o['detail']}" for name, o in figures["attacks"].items()
+                if not o["contained"]]  # fmt: skip
+    _report("bench attack", figures, as_json, notes=breaches)
 
 
 @bench_app.command("decoding")
@@ -149,8 +152,9 @@ def bench_decoding_cmd(
     hmm_dir: HmmDirOption = None,
     candidate_gap: CandidateGapOption = DEFAULT_CANDIDATE_GAP,
 ) -> None:
-    """Deco-G guidance overhead per token over unconstrained decoding, H in {64, 128, 256}, with/without pruning
-    (sizes without a distilled HMM, e.g. all of them for --model without --hmm, time a random one)."""
+    """Deco-G step cost: per-token overhead of format guidance over unconstrained decoding, H in {64, 128, 256},
+    with/without pruning (sizes without a distilled HMM, e.g. all of them for --model without --hmm, time a random
+    one). The model's own speed: `bench decode`."""
     from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
     from prunekit.eval.bench.guidance import bench_guidance
 
@@ -165,6 +169,4 @@ def bench_decoding_cmd(
         figures = bench_guidance(
             model, hmms, max_tokens=max_tokens, n_prompts=prompts, repeats=repeats, candidate_gap=candidate_gap or None
         )
-    stderr.print(figures_table("bench decoding", figures))
-    if as_json:
-        print_json_last(figures)
+    _report("bench decoding", figures, as_json)

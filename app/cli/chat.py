@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
 from prunekit.app.cli.common import (
     BackendOption,
     RepetitionPenaltyOption,
@@ -14,6 +15,10 @@ from prunekit.app.cli.common import (
     stderr,
     stdout,
 )
+
+if TYPE_CHECKING:
+    from prunekit.app.settings import Settings
+    from prunekit.decoding import ChatModel, GenerationParams
 
 SHUTDOWN_GRACE_S = 5
 
@@ -26,6 +31,7 @@ def serve(
 ) -> None:
     """Run the OpenAI-compatible service."""
     import uvicorn
+
     from prunekit.app.api.service import create_app
 
     settings = settings_for(backend)
@@ -65,39 +71,16 @@ def chat(
     backend: BackendOption = None,
 ) -> None:
     """Chat with the configured model (streams the answer)."""
-    from prunekit.app.backends import chat_repetition_penalty
-    from prunekit.decoding import GenerationParams
-
     settings = settings_for(backend)
-    params = GenerationParams(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        frequency_penalty=frequency_penalty,
-        presence_penalty=presence_penalty,
-        repetition_penalty=chat_repetition_penalty(settings, repetition_penalty, format),
-        format=format,
-        format_method=format_method,
-    )
-    if format is not None:
-        from prunekit.decoding.decog import parse_format
-
-        parse_format(format)  # a bad spec fails here, before the model loads
+    params = _chat_params(settings, repetition_penalty, format, format_method, max_tokens=max_tokens,
+                          temperature=temperature, frequency_penalty=frequency_penalty,
+                          presence_penalty=presence_penalty)  # fmt: skip
     model = load_model(settings)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-
-    def ask(text: str) -> None:
-        history.append({"role": "user", "content": text})
-        parts = []
-        for chunk in model.stream(history, params):
-            parts.append(chunk.text)
-            stdout.print(chunk.text, end="", markup=False, highlight=False)
-        stdout.print()
-        history.append({"role": "assistant", "content": "".join(parts)})
-
     if question is not None:
         if not question.strip():
             raise typer.BadParameter("the question is empty", param_hint="QUESTION")
-        ask(question)
+        _ask(model, history, params, question)
         return
     stderr.print("interactive chat: empty line or Ctrl-D to quit")
     while True:
@@ -107,4 +90,47 @@ def chat(
             break
         if not text.strip():
             break
-        ask(text)
+        _ask(model, history, params, text)
+
+
+def _chat_params(
+    settings: Settings,
+    repetition_penalty: float | None,
+    format_spec: str | None,
+    format_method: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    frequency_penalty: float,
+    presence_penalty: float,
+) -> GenerationParams:
+    """The generation parameters of a chat, with the loop guard as chat runs it; a bad format spec fails here,
+    before the model loads."""
+    from prunekit.app.backends import chat_repetition_penalty
+    from prunekit.decoding import GenerationParams
+
+    params = GenerationParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty,
+        repetition_penalty=chat_repetition_penalty(settings, repetition_penalty, format_spec),
+        format=format_spec,
+        format_method=format_method,
+    )
+    if format_spec is not None:
+        from prunekit.decoding.decog import parse_format
+
+        parse_format(format_spec)
+    return params
+
+
+def _ask(model: ChatModel, history: list[dict[str, str]], params: GenerationParams, text: str) -> None:
+    """Stream the answer to `text` to stdout; both join `history`."""
+    history.append({"role": "user", "content": text})
+    parts = []
+    for chunk in model.stream(history, params):
+        parts.append(chunk.text)
+        stdout.print(chunk.text, end="", markup=False, highlight=False)
+    stdout.print()
+    history.append({"role": "assistant", "content": "".join(parts)})

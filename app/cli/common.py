@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from prunekit.app.settings import Settings
-from prunekit.decoding.errors import InvalidRequestError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+
+from prunekit.app.settings import Settings
+from prunekit.decoding.errors import InvalidRequestError
 
 log = logging.getLogger("prunekit")
 # typer vendors its own click; its usage errors all derive from the base of BadParameter.
@@ -89,24 +91,24 @@ CandidateGapOption = Annotated[
 
 
 def check_hmm_dir(hmm_dir: Path | None) -> Path | None:
-    """`hmm_dir` when it holds an HMM (None: the shipped one); a one-line error otherwise."""
-    if hmm_dir is None or all((hmm_dir / name).is_file() for name in ("config.json", "hmm.safetensors")):
-        return hmm_dir
-    raise typer.BadParameter(f"no HMM in {hmm_dir} (config.json + hmm.safetensors)", param_hint="--hmm")
+    """`hmm_dir` when it holds an HMM (None: the shipped one); a one-line `--hmm` error otherwise."""
+    from prunekit.decoding.decog.errors import HMMFileError
+    from prunekit.decoding.decog.hmm import check_hmm_dir as check
+
+    try:
+        return None if hmm_dir is None else check(hmm_dir)
+    except HMMFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--hmm") from None
 
 
 def check_model_path(model_path: Path | None) -> Path | None:
-    """`model_path` when it can be a local model (a .gguf file or a transformers folder; None: the embedded one);
-    a one-line error otherwise. Cheap, so commands run it before they look at data or load anything."""
-    if model_path is None:
-        return None
-    if not model_path.exists():
-        raise typer.BadParameter(f"{model_path} does not exist", param_hint="--model")
-    if (model_path.is_file() and model_path.suffix.lower() == ".gguf") or (model_path / "config.json").is_file():
-        return model_path
-    raise typer.BadParameter(
-        f"{model_path} is neither a .gguf file nor a transformers model folder (with config.json)", param_hint="--model"
-    )
+    """`model_path` when it can be a local model (None: the embedded one); a one-line `--model` error otherwise."""
+    from prunekit.decoding.backends.loader import check_model_path as check
+
+    try:
+        return None if model_path is None else check(model_path)
+    except InvalidRequestError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
 
 
 def load_local(model_path: Path | None, hmm_dir: Path | None = None) -> Any:
@@ -136,14 +138,31 @@ def figures_table(title: str, figures: dict[str, float]) -> Table:
     return table
 
 
-def finish_eval(result: Any, out: Path, as_json: bool) -> None:
+def finish_eval(
+    result: Any,
+    out: Path,
+    as_json: bool,
+    *,
+    plots: Iterable[Callable[[Any, Path], Path]] = (),
+    title: str | None = None,
+) -> None:
+    """The tail of every evaluation command: write results.json, report.md and the plots (`eval.harness`), the
+    metrics as a table (`title`, default "eval <task>") and where they went on stderr, then (`--json`) the metrics
+    as one JSON object on stdout's last line."""
     from prunekit.eval.harness import write_results
 
-    path = write_results(result, out)
-    stderr.print(figures_table(f"eval {result.task}", result.metrics))
+    path = write_results(result, out, plots=plots)
+    stderr.print(figures_table(title or f"eval {result.task}", result.metrics))
     stderr.print(f"wrote {path} and {out / 'report.md'}")
     if as_json:
         print_json_last(result.metrics)
+
+
+def require_files(paths: Iterable[Path], param_hint: str) -> None:
+    """A one-line error naming `param_hint` for the first of `paths` that is not a file."""
+    for path in paths:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is missing", param_hint=param_hint)
 
 
 def _check_repetition_penalty(value: float | None) -> float | None:
@@ -174,16 +193,19 @@ PrunerOption = Annotated[
 
 
 def check_pruner_weights(weights: Path | None) -> Path | None:
-    """`weights` when it holds pruner weights (None: the shipped ones); a one-line error otherwise."""
-    if weights is None or all((weights / name).is_file() for name in ("config.json", "model.safetensors")):
-        return weights
-    raise typer.BadParameter(f"no pruner weights in {weights} (config.json + model.safetensors)", param_hint="--pruner")
+    """`weights` when it holds pruner weights (None: the shipped ones); a one-line error naming --pruner otherwise
+    (the context pruner's own check, `check_weights`)."""
+    from prunekit.context_pruner.errors import PrunerWeightsError
+    from prunekit.context_pruner.model import check_weights
+
+    try:
+        return None if weights is None else check_weights(weights)
+    except PrunerWeightsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--pruner") from None
 
 
 def load_pruner(weights: Path | None) -> Any:
-    """The shipped context pruner (shared by the process), or the one in `weights`."""
-    from prunekit.context_pruner import default_pruner
-    from prunekit.context_pruner.pruner import ContextPruner
+    """The shipped context pruner (shared by the process), or the one in `weights` (checked first, as above)."""
+    from prunekit.context_pruner.pruner import load_pruner as load
 
-    checked = check_pruner_weights(weights)
-    return default_pruner() if checked is None else ContextPruner(checked)
+    return load(check_pruner_weights(weights))

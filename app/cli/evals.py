@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from prunekit.app.cli.common import (
     BackendOption,
     CandidateGapOption,
@@ -22,12 +23,11 @@ from prunekit.app.cli.common import (
     check_model_path,
     check_pruner_weights,
     eval_app,
-    figures_table,
     finish_eval,
     load_local,
     load_model,
     load_pruner,
-    print_json_last,
+    require_files,
     settings_for,
     stderr,
 )
@@ -48,7 +48,6 @@ def eval_qa(
 ) -> None:
     """Context pruning vs. full / bi-encoder / random context on HotpotQA or SQuAD (compression, evidence
     recall, rerank recall@1, answer F1/EM)."""
-    from prunekit.eval.harness import write_results
     from prunekit.eval.qa import evaluate_qa, load_qa, plot_sweep
 
     check_pruner_weights(pruner)  # an argument, checked before the data
@@ -58,11 +57,7 @@ def eval_qa(
     result = evaluate_qa(
         model, data, pruner=context_pruner, limit=limit, threshold=threshold, concurrency=concurrency, answer=answer
     )
-    path = write_results(result, out, plots=[plot_sweep])
-    stderr.print(figures_table("eval qa", result.metrics))
-    stderr.print(f"wrote {path} and {out / 'report.md'}")
-    if as_json:
-        print_json_last(result.metrics)
+    finish_eval(result, out, as_json, plots=[plot_sweep])
 
 
 @eval_app.command("nq")
@@ -145,13 +140,6 @@ def eval_spider(
     finish_eval(result, out, as_json)
 
 
-_DECODING_DATA = {
-    "math": ("agp/multiarith_test.json",),
-    "extract": ("qa/squad_v1.1/dev-v1.1.half_A.json",),
-    "judge": ("qa/squad_v1.1/dev-v1.1.half_A.json",),
-}
-
-
 @eval_app.command("decoding")
 def eval_decoding(
     task: Annotated[str, typer.Option("--task", help="math | extract | judge")] = "math",
@@ -174,6 +162,7 @@ def eval_decoding(
 ) -> None:
     """Deco-G: format compliance, task quality and speed against prompting and a hard mask (embedded model, or
     --model with the HMM distilled for it)."""
+    from prunekit.eval.datasets import DECODING_EVAL_DATA, dataset_files, decoding_exclude_file
     from prunekit.eval.decoding import METHODS, TASKS, evaluate_decoding
 
     if task not in TASKS:
@@ -183,11 +172,8 @@ def eval_decoding(
         raise typer.BadParameter(f"methods must be among {', '.join(METHODS)}", param_hint="--methods")
     check_model_path(model_path)  # arguments before data: a wrong one is named even where the data is absent
     check_hmm_dir(hmm_dir)
-    paths = [data_dir / p for p in _DECODING_DATA[task]]
-    for path in paths:
-        if not path.is_file():
-            raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
-    exclude = data_dir / "agp" / "stage1_math_reasoning.json" if task == "math" else None
+    paths = dataset_files(DECODING_EVAL_DATA, task, data_dir)
+    require_files(paths, "--data-dir")
     model = load_local(model_path, hmm_dir)
     if model_path is not None and hmm_dir is None and any(m.startswith("decog") for m in chosen):
         stderr.print("[yellow]no --hmm: Deco-G uses the HMM distilled from the embedded SmolLM2, which fits only its "
@@ -199,7 +185,7 @@ def eval_decoding(
         limit=limit,
         methods=chosen,
         concurrency=concurrency,
-        exclude_path=exclude if exclude is not None and exclude.is_file() else None,
+        exclude_path=decoding_exclude_file(task, data_dir),
         candidate_gap=candidate_gap or None,
     )
     finish_eval(result, out / task, as_json)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from prunekit.app.cli.common import (
     BackendOption,
     app,
@@ -120,7 +121,7 @@ def sql(
     backend: BackendOption = None,
 ) -> None:
     """Answer a question on a SQLite database with the LearNAT agent (read-only, with a timeout)."""
-    from prunekit.nl2sql import DemoIndex, answer_question
+    from prunekit.nl2sql import answer_question, demonstration_index
 
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
@@ -129,14 +130,9 @@ def sql(
     if demos is not None and not (demos / "train_spider_slim.json").is_file():
         raise typer.BadParameter(f"{demos} has no train_spider_slim.json", param_hint="--demos")
     model = load_model(settings_for(backend))
-    if demos is not None:
-        with stderr.status("indexing the demonstrations (cached after the first time)"):
-            index = DemoIndex.from_spider(demos, progress=False)
-    else:
-        from prunekit.decoding.backends.embeddings import load_embedder
-        from prunekit.nl2sql.builtin_demos import builtin_index
-
-        index = builtin_index(load_embedder())
+    cached = " (cached after the first time)" if demos is not None else ""
+    with stderr.status(f"indexing the demonstrations{cached}"):
+        index = demonstration_index(demos)
     with stderr.status("writing and running the SQL"):
         result = answer_question(question, db, model, index=index)
     if result.sql:
@@ -149,6 +145,6 @@ def sql(
     if len(result.rows) > 20:
         stderr.print(f"... {len(result.rows) - 20} more rows")
     stdout.print(result.answer, markup=False, highlight=False)
-    stderr.print(f"LLM calls {result.llm_calls}, tokens {result.tokens}, {result.seconds:.1f} s")
+    stderr.print(f"LLM calls {result.usage.calls}, tokens {result.usage.total_tokens}, {result.seconds:.1f} s")
     if as_json:
         print_json_last(result.to_dict())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
 from prunekit.app.cli.common import (
     BackendOption,
     ConcurrencyOption,
@@ -19,6 +20,7 @@ from prunekit.app.cli.common import (
     stderr,
     train_app,
 )
+from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
 
 if TYPE_CHECKING:
     from prunekit.context_pruner.train import TrainConfig
@@ -26,19 +28,14 @@ if TYPE_CHECKING:
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="the shared data folder")]
 
 
-SHIPPED_HMM = Path("decoding/decog/weights/hmm-smollm2-h128")  # the embedded model's, in the repo
-
-
 def _is_shipped_hmm(path: Path) -> bool:
     """Whether `path` is the embedded model's HMM folder (another model must not overwrite it)."""
-    from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
-
     return path.resolve() == DEFAULT_HMM_DIR.resolve()
 
 
 @train_app.command("hmm")
 def train_hmm(
-    out: Annotated[Path, typer.Option("--out", help="folder for hmm.safetensors + config.json")] = SHIPPED_HMM,
+    out: Annotated[Path, typer.Option("--out", help="folder for hmm.safetensors + config.json")] = DEFAULT_HMM_DIR,
     hidden: Annotated[int, typer.Option("--hidden", min=2, max=4096, help="hidden states H")] = 128,
     sequences: Annotated[int, typer.Option("--sequences", min=10, help="LLM samples to distil from")] = 1000,
     seq_len: Annotated[int, typer.Option("--seq-len", min=2, max=1024, help="tokens per sample")] = 128,
@@ -63,13 +60,6 @@ def train_hmm(
     stderr.print(f"HMM written to {path}")
 
 
-_GUIDANCE_TRAIN_DATA = {
-    "math": ("agp/multiarith_train.json", "agp/svamp_train.json"),
-    "extract": ("qa/squad_v1.1/train_subset-v1.1.json",),
-    "judge": ("qa/squad_v1.1/train_subset-v1.1.json",),
-}
-
-
 @train_app.command("guidance")
 def train_guidance(
     tasks: Annotated[list[str], typer.Option("--task", help="math | extract | judge (repeat for several)")] = [  # noqa: B006
@@ -79,38 +69,30 @@ def train_guidance(
     ],
     weights: Annotated[str, typer.Option("--weights", help="comma-separated candidate weights")] = "0.25,0.5,1.0",
     limit: Annotated[int, typer.Option("--limit", min=4, help="training items per task")] = 30,
-    hmm_dir: Annotated[Path, typer.Option("--hmm", help="the HMM whose config stores the choice")] = SHIPPED_HMM,
+    hmm_dir: Annotated[Path, typer.Option("--hmm", help="the HMM whose config stores the choice")] = DEFAULT_HMM_DIR,
     data_dir: DataDirOption = Path("../shared/data"),
     concurrency: ConcurrencyOption = 8,
     model_path: LocalModelOption = None,
 ) -> None:
     """Deco-G: choose the guidance weight per task on TRAINING items (decog_pruned) and store it in the HMM config."""
-    from prunekit.eval.decoding import TASKS, choose_guidance_weight, store_guidance_weights
+    from prunekit.decoding.decog.guidance_weights import choose_guidance_weight, store_guidance_weights
+    from prunekit.eval.decoding import TASKS, guidance_trial
 
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise typer.BadParameter(f"unknown task {unknown[0]!r}: choose among {', '.join(TASKS)}", param_hint="--task")
-    try:
-        grid = sorted({float(w) for w in weights.split(",") if w.strip()})
-    except ValueError:
-        raise typer.BadParameter(f"{weights!r} is not a list of numbers", param_hint="--weights") from None
-    if not grid or any(not math.isfinite(w) or w <= 0 for w in grid):
-        raise typer.BadParameter("give positive weights, e.g. 0.25,0.5,1.0", param_hint="--weights")
+    grid = _guidance_grid(weights)
     check_hmm_dir(hmm_dir)
     if model_path is not None and _is_shipped_hmm(hmm_dir):
         raise typer.BadParameter("give the HMM distilled for --model (this is the embedded model's)",
                                  param_hint="--hmm")  # fmt: skip
-    paths = {t: [data_dir / p for p in _GUIDANCE_TRAIN_DATA[t]] for t in tasks}
-    for path in (p for ps in paths.values() for p in ps):
-        if not path.is_file():
-            raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
+    paths = _guidance_train_files(tasks, data_dir)
     model = load_local(model_path, hmm_dir)
     tables, chosen = {}, {}
     for task in tasks:
         stderr.print(f"{task}: decog_pruned at weights {grid} on {limit} training items")
-        best, table = choose_guidance_weight(
-            model, task, paths[task], weights=grid, limit=limit, hmm_dir=hmm_dir, concurrency=concurrency
-        )
+        trial = guidance_trial(model, task, paths[task], limit=limit, hmm_dir=hmm_dir, concurrency=concurrency)
+        best, table = choose_guidance_weight(trial, task, grid)
         tables[task], chosen[task] = table, best
         flat = {f"w={w} {k}": v for w, row in table.items() for k, v in row.items() if k in _GUIDANCE_COLUMNS}
         stderr.print(figures_table(f"{task}: decog_pruned on training items (best w={best})", flat))
@@ -120,6 +102,29 @@ def train_guidance(
 
 
 _GUIDANCE_COLUMNS = ("accuracy", "f1", "compliance", "loglik_per_token", "ms_per_step")
+
+
+def _guidance_grid(weights: str) -> list[float]:
+    """The candidate weights of `--weights` ("0.25,0.5,1.0"), sorted; a one-line error unless all are positive."""
+    try:
+        grid = sorted({float(w) for w in weights.split(",") if w.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"{weights!r} is not a list of numbers", param_hint="--weights") from None
+    if not grid or any(not math.isfinite(w) or w <= 0 for w in grid):
+        raise typer.BadParameter("give positive weights, e.g. 0.25,0.5,1.0", param_hint="--weights")
+    return grid
+
+
+def _guidance_train_files(tasks: list[str], data_dir: Path) -> dict[str, list[Path]]:
+    """Each task's training files under `data_dir` (`eval.datasets.GUIDANCE_TRAIN_DATA`); a one-line error for a
+    missing one."""
+    from prunekit.eval.datasets import GUIDANCE_TRAIN_DATA, dataset_files
+
+    paths = {t: dataset_files(GUIDANCE_TRAIN_DATA, t, data_dir) for t in tasks}
+    for path in (p for ps in paths.values() for p in ps):
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is missing", param_hint="--data-dir")
+    return paths
 
 
 @train_app.command("nl2sql")
@@ -171,6 +176,34 @@ def train_nl2sql(
     stderr.print(f"LoRA adapters in {out / 'adapter'}")
 
 
+RecipeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--recipe",
+        help="a JSON file of TrainConfig fields (context_pruner/recipes/): the stage to run; it sets epochs "
+        "and batch size, the command line only where to read and write and --max-steps",
+    ),
+]
+CalibrateOnlyOption = Annotated[
+    Path | None, typer.Option("--calibrate-only", help="skip training: only calibrate the weights in this folder")
+]
+CalibrationDataOption = Annotated[
+    str, typer.Option("--calibration-data", help="HotpotQA training file, relative to --data-dir")
+]
+TargetCompressionOption = Annotated[
+    float, typer.Option("--target-compression", min=0.05, max=0.95, help="share of context removed at 0.1")
+]
+# The option of `train pruner` that gave each input the context pruner's errors name (`PrunerInputError.argument`).
+_PRUNER_OPTIONS = {
+    "calibration_file": "--calibration-data",
+    "data_root": "--data-dir",
+    "weights": "--calibrate-only",
+    "config.init_weights": "--recipe",
+    "config.teacher_weights": "--recipe",
+    "config.data": None,  # the training files: the recipe's, or the default ones under --data-dir
+}
+
+
 @train_app.command("pruner")
 def train_pruner(
     data_dir: DataDirOption = Path("../shared/data"),
@@ -181,114 +214,64 @@ def train_pruner(
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=100)] = 1,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="stop early (time budgets)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=512)] = 16,
-    recipe: Annotated[
-        Path | None,
-        typer.Option(
-            "--recipe",
-            help="a JSON file of TrainConfig fields (context_pruner/recipes/): the stage to run; it sets epochs "
-            "and batch size, the command line only where to read and write and --max-steps",
-        ),
-    ] = None,
-    calibrate_only: Annotated[
-        Path | None,
-        typer.Option("--calibrate-only", help="skip training: only calibrate the weights in this folder"),
-    ] = None,
-    calibration_data: Annotated[
-        str, typer.Option("--calibration-data", help="HotpotQA training file, relative to --data-dir")
-    ] = "qa/hotpotqa/train.jsonl",
-    target_compression: Annotated[
-        float, typer.Option("--target-compression", min=0.05, max=0.95, help="share of context removed at 0.1")
-    ] = 0.55,  # the low end of Provence's operating range (50-80 % removed), leaving room for recall
+    recipe: RecipeOption = None,
+    calibrate_only: CalibrateOnlyOption = None,
+    calibration_data: CalibrationDataOption = "qa/hotpotqa/train.jsonl",  # context_pruner's DEFAULT_CALIBRATION_FILE
+    target_compression: TargetCompressionOption = 0.55,  # DEFAULT_TARGET_COMPRESSION (not imported: --help is fast)
 ) -> None:
     """Provence: train the context pruner (token keep/drop + rerank heads) on the training splits; resumable.
 
     After training (or alone, with --calibrate-only) the keep-logit bias is calibrated on a training split so that
     the default threshold 0.1 removes --target-compression of the context.
     """
-    from prunekit.context_pruner.data import is_evaluation_split
+    from prunekit.context_pruner.calibrate import calibrate_weights
+    from prunekit.context_pruner.errors import PrunerInputError
+    from prunekit.context_pruner.train import train_validate_calibrate
 
-    # The arguments are checked before the data is looked at: a wrong argument is named as such even on a
-    # machine without the shared data (a fresh clone), and the user fixes one thing at a time.
-    calibration_file = Path(calibration_data) if Path(calibration_data).is_absolute() else data_dir / calibration_data
-    if is_evaluation_split(calibration_file):
-        raise typer.BadParameter(
-            f"{calibration_file.name} is an evaluation split: calibrate on training data",
-            param_hint="--calibration-data",
-        )
-    if calibrate_only is not None:
-        if not (calibrate_only / "config.json").is_file():
-            raise typer.BadParameter(f"no pruner weights in {calibrate_only}", param_hint="--calibrate-only")
-        _check_calibration_data(data_dir, calibration_file)
-        weights = calibrate_only
-    else:
-        from prunekit.context_pruner.model import update_config
-        from prunekit.context_pruner.train import TrainConfig, train
-        from prunekit.context_pruner.validate import validate_held_out_articles
-
-        # where to read and write, and how far to go; with a recipe, everything else comes from the recipe
-        where: dict[str, object] = {"data_root": str(data_dir), "out_dir": str(out)}
-        if export is not None:
-            where["export_dir"] = str(export)
-        if max_steps is not None:
-            where["max_steps"] = max_steps
-        if recipe is None:
-            config = TrainConfig(**where, epochs=epochs, batch_size=batch_size)
+    try:
+        if calibrate_only is not None:
+            calibration = calibrate_weights(calibrate_only, calibration_data, data_root=data_dir,
+                                            target_compression=target_compression, status=stderr.status)  # fmt: skip
+            weights = calibrate_only
         else:
-            try:
-                config = TrainConfig.from_json(recipe, **where)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--recipe") from exc
-        _check_training_files(config)
-        _check_calibration_data(data_dir, calibration_file)
-        weights = train(config)
-        if recipe is not None:
-            update_config(weights, extra={"recipe": recipe.as_posix()})
-        if config.squad_held_out_every:
-            with stderr.status("ranking validation on held-out SQuAD articles"):
-                validation = validate_held_out_articles(weights, config)
-            for name, result in validation.items():
+            config = _train_config(data_dir, out, export, epochs, max_steps, batch_size, recipe)
+            run = train_validate_calibrate(config, calibration_data, target_compression=target_compression,
+                                           recipe=recipe, status=stderr.status)  # fmt: skip
+            for name, result in run.validation.items():
                 stderr.print(figures_table(f"rerank recall@1, held-out articles of {name}", vars(result)))
-    _calibrate(weights, calibration_file, target_compression)
+            weights, calibration = run.weights, run.calibration
+    except PrunerInputError as exc:  # a wrong input is named by its option; an error while running stays as it is
+        if exc.argument not in _PRUNER_OPTIONS:
+            raise
+        raise typer.BadParameter(str(exc), param_hint=_PRUNER_OPTIONS[exc.argument]) from None
+    stderr.print(
+        f"keep_logit_bias {calibration.keep_logit_bias}: compression {calibration.compression:.3f} at threshold "
+        f"{calibration.threshold} on {calibration.questions} training questions"
+    )
     stderr.print(f"pruner weights in {weights}")
 
 
-def _check_training_files(config: TrainConfig) -> None:
-    """The recipe's weights folders and training splits, then whether its training files exist: the recipe's own
-    mistakes come first, so they are reported the same with or without the shared data."""
-    from prunekit.context_pruner.data import is_evaluation_split
-    from prunekit.context_pruner.train import data_paths
+def _train_config(
+    data_dir: Path,
+    out: Path,
+    export: Path | None,
+    epochs: int,
+    max_steps: int | None,
+    batch_size: int,
+    recipe: Path | None,
+) -> TrainConfig:
+    """Where to read and write and how far to go, from the command line; with a recipe, everything else comes from
+    the recipe (a bad one is a one-line error naming --recipe)."""
+    from prunekit.context_pruner.train import TrainConfig
 
-    for name in ("init_weights", "teacher_weights"):
-        folder = getattr(config, name)
-        if folder and not (Path(folder) / "config.json").is_file():
-            raise typer.BadParameter(f"{name}: no pruner weights in {folder}", param_hint="--recipe")
-    paths = data_paths(config)
-    for path in paths:
-        if is_evaluation_split(path):
-            raise typer.BadParameter(f"{path} is an evaluation split: train on training splits only")
-    for path in paths:
-        if not path.is_file():
-            raise typer.BadParameter(f"training file {path} does not exist (relative paths are under --data-dir)")
-
-
-def _check_calibration_data(data_dir: Path, calibration_file: Path) -> None:
-    """The data the calibration reads, checked after every argument (see `train_pruner`)."""
-    if not data_dir.is_dir():
-        raise typer.BadParameter(f"{data_dir} is not a folder", param_hint="--data-dir")
-    if not calibration_file.is_file():
-        raise typer.BadParameter(f"{calibration_file} does not exist", param_hint="--calibration-data")
-
-
-def _calibrate(weights: Path, data: Path, target_compression: float) -> None:
-    from prunekit.context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
-    from prunekit.context_pruner.data import read_hotpotqa
-    from prunekit.context_pruner.pruner import ContextPruner
-
-    items = read_hotpotqa(data)
-    with stderr.status(f"calibrating the keep-logit bias on {len(items)} questions of {data.name}"):
-        result = fit_keep_logit_bias(ContextPruner(weights), items, target_compression=target_compression)
-    write_keep_logit_bias(weights, result, data.name)
-    stderr.print(
-        f"keep_logit_bias {result.keep_logit_bias}: compression {result.compression:.3f} at threshold "
-        f"{result.threshold} on {result.questions} training questions"
-    )
+    where: dict[str, object] = {"data_root": str(data_dir), "out_dir": str(out)}
+    if export is not None:
+        where["export_dir"] = str(export)
+    if max_steps is not None:
+        where["max_steps"] = max_steps
+    if recipe is None:
+        return TrainConfig(**where, epochs=epochs, batch_size=batch_size)
+    try:
+        return TrainConfig.from_json(recipe, **where)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--recipe") from exc

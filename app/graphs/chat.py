@@ -12,40 +12,29 @@ messages and the newest turns that fit; `details["history_dropped_turns"]` says 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, TypedDict
 
 from langgraph.channels.untracked_value import UntrackedValue
-from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+
+from prunekit.app.graphs.common import stream_answer, usage_state
+from prunekit.app.graphs.params import generation_params
 from prunekit.app.threads import ThreadMessages, commit, split_turns
-from prunekit.decoding import ChatModel, GenerationParams
+from prunekit.decoding import ChatModel
 from prunekit.decoding.backends.context_window import prompt_budget, prompt_tokens
 
-__all__ = [
-    "ChatState",
-    "FittedHistory",
-    "answer_in_context",
-    "build_chat_graph",
-    "fit_history",
-    "params_to_state",
-    "stream_answer",
-]
+__all__ = ["ChatState", "FittedHistory", "answer_in_context", "build_chat_graph", "fit_history"]
 
 
 class ChatState(TypedDict, total=False):
     messages: Annotated[list[dict[str, str]], ThreadMessages()]  # history + this run's messages; answers commit
-    params: Annotated[dict[str, Any], UntrackedValue(dict)]  # GenerationParams as plain data; per run, not stored
+    params: Annotated[dict[str, Any], UntrackedValue(dict)]  # app.graphs.params' plain data; per run, not stored
     answer: str
     finish_reason: str
     usage: dict[str, int]
     details: dict[str, Any]
-
-
-def params_to_state(params: GenerationParams) -> dict[str, Any]:
-    data = asdict(params)
-    data.pop("logits_processors")
-    return data
 
 
 @dataclass(frozen=True)
@@ -99,35 +88,17 @@ def fit_history(model: ChatModel, messages: Sequence[Mapping[str, Any]], max_tok
     return FittedHistory(with_newest(kept), len(turns) - kept)
 
 
-def stream_answer(
-    model: ChatModel, messages: list[dict[str, str]], params: GenerationParams
-) -> tuple[str, str, dict[str, int]]:
-    """Stream the model's answer as `{"delta": text}` custom events; return (answer, finish_reason, usage)."""
-    write = get_stream_writer()
-    parts: list[str] = []
-    finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
-    for chunk in model.stream(messages, params):
-        if chunk.text:
-            parts.append(chunk.text)
-            write({"delta": chunk.text})
-        if chunk.finish_reason is not None:
-            finish = chunk.finish_reason
-        if chunk.usage is not None:
-            usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
-    return "".join(parts), finish, usage
-
-
 def answer_in_context(model: ChatModel, state: Mapping[str, Any]) -> dict[str, Any]:
     """Fit the conversation, stream the answer, and commit the turn: the chat node of both graphs."""
-    params = GenerationParams(**state.get("params", {}))
+    params = generation_params(state.get("params"))
     conversation = state.get("messages", [])
     fitted = fit_history(model, conversation, params.max_tokens)
-    answer, finish, usage = stream_answer(model, fitted.messages, params)
+    result = stream_answer(model, fitted.messages, params)
     return {
-        "messages": commit(conversation, [{"role": "assistant", "content": answer}]),
-        "answer": answer,
-        "finish_reason": finish,
-        "usage": usage,
+        "messages": commit(conversation, [{"role": "assistant", "content": result.text}]),
+        "answer": result.text,
+        "finish_reason": result.finish_reason,
+        "usage": usage_state(result.usage),
         "details": {"history_dropped_turns": fitted.dropped_turns},
     }
 
@@ -145,12 +116,8 @@ def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:
     >>> state["answer"], state["usage"]
     ('Hello!', {'prompt_tokens': 9, 'completion_tokens': 2})
     """
-
-    def generate(state: ChatState) -> dict[str, Any]:
-        return answer_in_context(model, state)
-
     graph = StateGraph(ChatState)
-    graph.add_node("generate", generate)
+    graph.add_node("generate", partial(answer_in_context, model))
     graph.add_edge(START, "generate")
     graph.add_edge("generate", END)
     return graph.compile(checkpointer=checkpointer)

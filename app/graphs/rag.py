@@ -45,18 +45,23 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+
+from prunekit.app.graphs.common import last_user_text, stream_answer, usage_state
+from prunekit.app.graphs.params import generation_params
 from prunekit.app.rag.documents import Chunk
 from prunekit.app.rag.store import VectorStore
 from prunekit.context_pruner import split_sentences
-from prunekit.decoding import ChatModel, GenerationParams, InvalidRequestError
+from prunekit.decoding import ChatModel, InvalidRequestError
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
+    "RagNodes",
     "RagState",
     "RagSystem",
     "UnknownCollectionError",
@@ -76,7 +81,7 @@ class UnknownCollectionError(InvalidRequestError):
 
 class RagState(TypedDict, total=False):
     messages: Annotated[list[dict[str, str]], operator.add]  # history; `answer` appends
-    params: dict[str, Any]  # GenerationParams as plain data, so a checkpointer can store it
+    params: dict[str, Any]  # app.graphs.params' plain data, so a checkpointer can store it
     collection: str
     retrieved: list[dict[str, Any]]  # retrieve: source, chunk, title, text, score (cosine), best first
     passages: list[dict[str, Any]]  # prune: the kept passages, with their kept sentences, in prompt order
@@ -87,14 +92,134 @@ class RagState(TypedDict, total=False):
     citations: list[dict[str, Any]]
 
 
-def _question(messages: Sequence[Mapping[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str) and content.strip():
-                return content.strip()
-            break
-    raise InvalidRequestError("RAG needs a question: the last user message must be non-empty text")
+def build_rag_graph(
+    model: ChatModel,
+    store: VectorStore,
+    pruner: Any = None,
+    *,
+    top_k: int = 8,
+    keep: int = 3,
+    threshold: float = 0.1,
+    checkpointer: Any = None,
+) -> Any:
+    """Compile the RAG graph over `store` (with a checkpointer, invoke it with a `thread_id`).
+
+    `pruner` is a `context_pruner.ContextPruner` (e.g. `default_pruner()`); None gives the no-pruning baseline.
+    """
+    nodes = RagNodes(model, store, pruner, top_k=top_k, keep=keep, threshold=threshold)
+    graph = StateGraph(RagState)
+    graph.add_node("retrieve", nodes.retrieve)
+    graph.add_node("prune", nodes.prune)
+    graph.add_node("answer", nodes.answer)
+    graph.add_node("cite", cite)
+    graph.add_edge(START, "retrieve")
+    graph.add_edge("retrieve", "prune")
+    graph.add_edge("prune", "answer")
+    graph.add_edge("answer", "cite")
+    graph.add_edge("cite", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+@dataclass(frozen=True, eq=False)
+class RagNodes:
+    """The RAG graph's steps, over one model, store and pruner (None: the no-pruning baseline)."""
+
+    model: ChatModel
+    store: VectorStore
+    pruner: Any = None
+    top_k: int = 8
+    keep: int = 3
+    threshold: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.keep <= self.top_k:
+            raise InvalidRequestError(f"need 1 <= keep <= top_k, got keep={self.keep}, top_k={self.top_k}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InvalidRequestError(f"threshold must be in [0, 1], got {self.threshold}")
+
+    def retrieve(self, state: RagState) -> RagState:
+        """The `top_k` chunks of the collection nearest to the question, best first."""
+        collection = state.get("collection") or ""
+        question = last_user_text(state.get("messages", [])).strip()
+        known = self.store.collections()
+        if collection not in known:
+            raise UnknownCollectionError(
+                f"collection {collection!r} does not exist; ingest documents into it first "
+                f"(`prunekit ingest DIR --collection NAME`); existing: {', '.join(known) or 'none'}"
+            )
+        hits = self.store.search(collection, question, k=self.top_k)
+        if not hits:
+            raise UnknownCollectionError(f"collection {collection!r} is empty; ingest documents into it first")
+        retrieved = [
+            {"source": h.chunk.source, "chunk": h.chunk.index, "title": h.chunk.title, "text": h.chunk.text,
+             "score": h.score}
+            for h in hits
+        ]  # fmt: skip
+        get_stream_writer()({"progress": {"stage": "retrieve", "collection": collection, "passages": len(hits)}})
+        return {"retrieved": retrieved}
+
+    def prune(self, state: RagState) -> RagState:
+        """The `keep` passages the LLM reads, and what leaving out the rest saved."""
+        retrieved = state["retrieved"]
+        if self.pruner is None:  # the baseline: nearest first, whole chunks
+            passages = [{**r, "sentences": _sentences(r["text"])} for r in retrieved[: self.keep]]
+        else:
+            passages = self._pruned_passages(last_user_text(state["messages"]).strip(), retrieved)
+        before = sum(self._count(r["text"]) for r in retrieved)
+        after = sum(self._count(p["text"]) for p in passages)
+        savings = {
+            "context_tokens": before,
+            "context_tokens_removed": before - after,
+            "passages_retrieved": len(retrieved),
+            "passages_kept": len(passages),
+        }
+        get_stream_writer()({"progress": {"stage": "prune", "pruned": self.pruner is not None, **savings}})
+        return {"passages": passages, "savings": savings}
+
+    def answer(self, state: RagState) -> RagState:
+        """Stream the LLM's answer to the question over the kept passages."""
+        messages = state["messages"]
+        prompt = build_prompt(_instruction(messages), state["passages"], last_user_text(messages).strip())
+        get_stream_writer()({"progress": {"stage": "answer", "passages": len(state["passages"])}})
+        result = stream_answer(self.model, prompt, generation_params(state.get("params")))
+        return {
+            "messages": [{"role": "assistant", "content": result.text}],
+            "answer": result.text,
+            "finish_reason": result.finish_reason,
+            "usage": usage_state(result.usage),
+        }
+
+    def _pruned_passages(self, question: str, retrieved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The pruner's `keep` best-reranked chunks that keep any sentence, cut to those sentences."""
+        results = self.pruner.prune(
+            question, [r["text"] for r in retrieved], titles=[r["title"] or None for r in retrieved],
+            threshold=self.threshold, reorder=True,
+        )  # fmt: skip
+        passages: list[dict[str, Any]] = []
+        for res in results:  # best rerank score first; a chunk with no kept sentence has nothing to say
+            if len(passages) == self.keep:
+                break
+            if res.kept_sentences:
+                r = retrieved[res.index]
+                sentences = [r["text"][a:b] for a, b in res.kept_spans]
+                passages.append({**r, "text": res.pruned_text, "score": res.rerank_score, "sentences": sentences})
+        return passages
+
+    def _count(self, text: str) -> int:
+        """Tokens of `text` for the tokenizer of the retrieval encoder (the pruner's vocabulary: both arms alike)."""
+        tokenizer = self.store.embedder.model.tokenizer
+        # verbose=False: a chunk longer than the encoder's window is fine here, we only count
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else 0
+
+
+def cite(state: RagState) -> RagState:
+    """Every sentence the LLM was given, with where it came from and how its passage ranked."""
+    citations = [
+        {"source": p["source"], "chunk": p["chunk"], "text": sentence, "score": float(p["score"])}
+        for p in state["passages"]
+        for sentence in p["sentences"]
+    ]
+    return {"citations": citations}
 
 
 def _instruction(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -120,138 +245,8 @@ def build_prompt(instruction: str, passages: Sequence[Mapping[str, Any]], questi
     ]
 
 
-def _params(data: Mapping[str, Any] | None) -> GenerationParams:
-    data = dict(data or {})
-    data.pop("logits_processors", None)  # not plain data; never part of the state
-    if isinstance(data.get("stop"), list):
-        data["stop"] = tuple(data["stop"])
-    try:
-        return GenerationParams(**data)
-    except TypeError as exc:
-        raise InvalidRequestError(f"unknown generation parameter in params: {exc}") from exc
-
-
 def _sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in split_sentences(text)]
-
-
-def build_rag_graph(
-    model: ChatModel,
-    store: VectorStore,
-    pruner: Any = None,
-    *,
-    top_k: int = 8,
-    keep: int = 3,
-    threshold: float = 0.1,
-    checkpointer: Any = None,
-) -> Any:
-    """Compile the RAG graph over `store` (with a checkpointer, invoke it with a `thread_id`).
-
-    `pruner` is a `context_pruner.ContextPruner` (e.g. `default_pruner()`); None gives the no-pruning baseline.
-    """
-    if not 1 <= keep <= top_k:
-        raise InvalidRequestError(f"need 1 <= keep <= top_k, got keep={keep}, top_k={top_k}")
-    if not 0.0 <= threshold <= 1.0:
-        raise InvalidRequestError(f"threshold must be in [0, 1], got {threshold}")
-    tokenizer = store.embedder.model.tokenizer
-
-    def count(text: str) -> int:
-        # verbose=False: a chunk longer than the encoder's window is fine here, we only count
-        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else 0
-
-    def retrieve(state: RagState) -> RagState:
-        collection = state.get("collection") or ""
-        question = _question(state.get("messages", []))
-        known = store.collections()
-        if collection not in known:
-            raise UnknownCollectionError(
-                f"collection {collection!r} does not exist; ingest documents into it first "
-                f"(`prunekit ingest DIR --collection NAME`); existing: {', '.join(known) or 'none'}"
-            )
-        hits = store.search(collection, question, k=top_k)
-        if not hits:
-            raise UnknownCollectionError(f"collection {collection!r} is empty; ingest documents into it first")
-        retrieved = [
-            {"source": h.chunk.source, "chunk": h.chunk.index, "title": h.chunk.title, "text": h.chunk.text,
-             "score": h.score}
-            for h in hits
-        ]  # fmt: skip
-        get_stream_writer()({"progress": {"stage": "retrieve", "collection": collection, "passages": len(hits)}})
-        return {"retrieved": retrieved}
-
-    def prune(state: RagState) -> RagState:
-        retrieved = state["retrieved"]
-        question = _question(state["messages"])
-        if pruner is None:  # the baseline: nearest first, whole chunks
-            passages = [{**r, "sentences": _sentences(r["text"])} for r in retrieved[:keep]]
-        else:
-            results = pruner.prune(
-                question, [r["text"] for r in retrieved], titles=[r["title"] or None for r in retrieved],
-                threshold=threshold, reorder=True,
-            )  # fmt: skip
-            passages = []
-            for res in results:  # best rerank score first; a chunk with no kept sentence has nothing to say
-                if len(passages) == keep:
-                    break
-                if res.kept_sentences:
-                    r = retrieved[res.index]
-                    sentences = [r["text"][a:b] for a, b in res.kept_spans]
-                    passages.append({**r, "text": res.pruned_text, "score": res.rerank_score, "sentences": sentences})
-        before = sum(count(r["text"]) for r in retrieved)
-        after = sum(count(p["text"]) for p in passages)
-        savings = {
-            "context_tokens": before,
-            "context_tokens_removed": before - after,
-            "passages_retrieved": len(retrieved),
-            "passages_kept": len(passages),
-        }
-        progress = {"stage": "prune", "pruned": pruner is not None, **savings}
-        get_stream_writer()({"progress": progress})
-        return {"passages": passages, "savings": savings}
-
-    def answer(state: RagState) -> RagState:
-        write = get_stream_writer()
-        messages = state["messages"]
-        params = _params(state.get("params"))
-        prompt = build_prompt(_instruction(messages), state["passages"], _question(messages))
-        write({"progress": {"stage": "answer", "passages": len(state["passages"])}})
-        parts: list[str] = []
-        finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0}
-        for chunk in model.stream(prompt, params):
-            if chunk.text:
-                parts.append(chunk.text)
-                write({"delta": chunk.text})
-            if chunk.finish_reason is not None:
-                finish = chunk.finish_reason
-            if chunk.usage is not None:
-                usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
-        text = "".join(parts)
-        return {
-            "messages": [{"role": "assistant", "content": text}],
-            "answer": text,
-            "finish_reason": finish,
-            "usage": usage,
-        }
-
-    def cite(state: RagState) -> RagState:
-        citations = [
-            {"source": p["source"], "chunk": p["chunk"], "text": sentence, "score": float(p["score"])}
-            for p in state["passages"]
-            for sentence in p["sentences"]
-        ]
-        return {"citations": citations}
-
-    graph = StateGraph(RagState)
-    graph.add_node("retrieve", retrieve)
-    graph.add_node("prune", prune)
-    graph.add_node("answer", answer)
-    graph.add_node("cite", cite)
-    graph.add_edge(START, "retrieve")
-    graph.add_edge("retrieve", "prune")
-    graph.add_edge("prune", "answer")
-    graph.add_edge("answer", "cite")
-    graph.add_edge("cite", END)
-    return graph.compile(checkpointer=checkpointer)
 
 
 class RagSystem:

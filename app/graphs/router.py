@@ -22,18 +22,24 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+
 from prunekit.app.databases import DatabaseRegistry
 from prunekit.app.graphs.auto import AutoRouter
 from prunekit.app.graphs.chat import answer_in_context
+from prunekit.app.graphs.common import last_user_text, usage_state
 from prunekit.app.threads import ThreadMessages, commit
-from prunekit.decoding import ChatModel, InvalidRequestError
+from prunekit.decoding import ChatModel, InvalidRequestError, Usage
 
-__all__ = ["MODEL_ROUTES", "ROUTES", "RouterResources", "RouterState", "build_router_graph"]
+if TYPE_CHECKING:
+    from prunekit.app.settings import Settings
+
+__all__ = ["MODEL_ROUTES", "ROUTES", "RouterNodes", "RouterResources", "RouterState", "build_router_graph"]
 
 ROUTES = ("chat", "rag", "sql", "agents")
 MODEL_ROUTES = {
@@ -48,7 +54,7 @@ MODEL_ROUTES = {
 class RouterState(TypedDict, total=False):
     messages: Annotated[list[dict[str, str]], ThreadMessages()]  # history + this run's messages; answers commit
     # The request's settings live for one run (UntrackedValue): a thread stores only its answered turns.
-    params: Annotated[dict[str, Any], UntrackedValue(dict)]  # GenerationParams as plain data
+    params: Annotated[dict[str, Any], UntrackedValue(dict)]  # app.graphs.params' plain data
     route: Annotated[str, UntrackedValue(str)]  # requested route (a MODEL_ROUTES value); after `route`, the one taken
     collection: Annotated[str | None, UntrackedValue(object)]  # rag
     database: Annotated[str | None, UntrackedValue(object)]  # sql: a name on the allow-list
@@ -76,6 +82,19 @@ class RouterResources:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # guards `_key_locks`
     _key_locks: dict[str, threading.RLock] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: ChatModel) -> RouterResources:
+        """The resources the `PRUNEKIT_*` settings describe, around `model`: what the service and LangGraph Studio
+        run. The vector store opens when the rag route first runs."""
+        return cls(
+            model,
+            databases=settings.database_registry(),
+            store_factory=partial(_open_vector_store, settings),
+            sql_demos=settings.sql_demos,
+            default_collection=settings.rag_collection,
+            code_execution=settings.code_execution,
+        )
 
     def _once(self, key: str, make: Any) -> Any:
         """`make()` once per key. A lock per key: a slow first build (the SQL demonstrations index) holds back
@@ -137,14 +156,10 @@ class RouterResources:
 
     def sql_agent(self) -> Any:
         def make() -> Any:
-            from prunekit.nl2sql import DemoIndex, NL2SQLAgent
+            from prunekit.nl2sql import NL2SQLAgent, demonstration_index
 
-            if self.sql_demos:
-                index = DemoIndex.from_spider(self.sql_demos, self.encoder(), progress=False)
-            else:  # a small model needs examples: the ones prunekit ships
-                from prunekit.nl2sql.builtin_demos import builtin_index
-
-                index = builtin_index(self.encoder())
+            # a small model needs examples: the Spider folder's when one is set, else the ones prunekit ships
+            index = demonstration_index(self.sql_demos or None, self.encoder())
             return NL2SQLAgent(self.model, index=index, embed=self.encoder())
 
         return self._once("sql", make)
@@ -159,30 +174,11 @@ class RouterResources:
             return False
 
 
-def _last_user_text(messages: list[dict[str, str]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user" and message.get("content", "").strip():
-            return message["content"]
-    raise InvalidRequestError("the conversation has no user message to answer")
+def _open_vector_store(settings: Settings) -> Any:
+    from prunekit.app.rag.store import VectorStore
+    from prunekit.decoding.backends.embeddings import load_embedder
 
-
-def _finish(
-    state: RouterState,
-    answer: str,
-    finish: str,
-    usage: dict[str, int],
-    savings: dict[str, int],
-    details: dict[str, Any],
-) -> dict[str, Any]:
-    """A route's final write; the thread stores the turn now, question and answer together."""
-    return {
-        "messages": commit(state.get("messages", []), [{"role": "assistant", "content": answer}]),
-        "answer": answer,
-        "finish_reason": finish,
-        "usage": usage,
-        "savings": savings,
-        "details": details,
-    }
+    return VectorStore(load_embedder(), **settings.vector_store_location())
 
 
 def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> Any:
@@ -202,84 +198,97 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
     >>> len(graph.get_state(thread).values["messages"])  # the thread keeps the answered turn
     2
     """
-    model = resources.model
+    nodes = RouterNodes(resources)
+    graph = StateGraph(RouterState)
+    graph.add_node("route", nodes.route)
+    for name, node in (("chat", nodes.chat), ("rag", nodes.rag), ("sql", nodes.sql), ("agents", nodes.agents)):
+        graph.add_node(name, node)
+        graph.add_edge(name, END)
+    graph.add_edge(START, "route")
+    graph.add_conditional_edges("route", lambda s: s["route"], {r: r for r in ROUTES})
+    return graph.compile(checkpointer=checkpointer)
 
-    def route(state: RouterState) -> dict[str, Any]:
+
+class RouterNodes:
+    """The router graph's steps: `route` picks a route, each route answers and ends the run (`_finish`)."""
+
+    def __init__(self, resources: RouterResources) -> None:
+        self.resources = resources
+
+    def route(self, state: RouterState) -> dict[str, Any]:
+        """The requested route, or for `auto` the one `AutoRouter` picks among those this request can use."""
         requested = state.get("route") or "chat"
         if requested not in (*ROUTES, "auto"):
             raise InvalidRequestError(f"unknown route {requested!r}")
         if requested != "auto":
             return {"route": requested}
         candidates = ["chat", "agents"]
-        collection = state.get("collection") or resources.default_collection
-        if resources.has_collection(collection):
+        collection = state.get("collection") or self.resources.default_collection
+        if self.resources.has_collection(collection):
             candidates.append("rag")
         if state.get("database"):
             candidates.append("sql")
-        chosen = resources.auto_router().choose(_last_user_text(state["messages"]), candidates)
+        chosen = self.resources.auto_router().choose(last_user_text(state["messages"]), candidates)
         get_stream_writer()({"progress": {"stage": "route", "route": chosen, "candidates": candidates}})
         return {"route": chosen}
 
-    def chat(state: RouterState) -> dict[str, Any]:
-        return {**answer_in_context(model, state), "savings": {}}
+    def chat(self, state: RouterState) -> dict[str, Any]:
+        """The conversation, fitted to the model's context, answered by the model alone."""
+        return {**answer_in_context(self.resources.model, state), "savings": {}}
 
-    def rag(state: RouterState) -> dict[str, Any]:
+    def rag(self, state: RouterState) -> dict[str, Any]:
+        """The RAG graph on the request's collection; its events pass straight through."""
         write = get_stream_writer()
         sub_state = {
             "messages": state["messages"],
             "params": state.get("params", {}),
-            "collection": state.get("collection") or resources.default_collection,
+            "collection": state.get("collection") or self.resources.default_collection,
         }
         final: dict[str, Any] = {}
-        for mode, payload in resources.rag_graph().stream(sub_state, stream_mode=["custom", "values"]):
+        for mode, payload in self.resources.rag_graph().stream(sub_state, stream_mode=["custom", "values"]):
             if mode == "custom":
                 write(payload)  # answer deltas and progress events pass straight through
             else:
                 final = payload
-        savings = dict(final.get("savings", {}))
-        return _finish(
-            state,
-            final.get("answer", ""),
-            final.get("finish_reason", "stop"),
-            final.get("usage", {"prompt_tokens": 0, "completion_tokens": 0}),
-            savings,
-            {"citations": final.get("citations", [])},
-        )
+        answer, finish = final.get("answer", ""), final.get("finish_reason", "stop")
+        usage, savings = Usage(**final.get("usage", {})), dict(final.get("savings", {}))
+        return _finish(state, answer, usage, savings, {"citations": final.get("citations", [])}, finish=finish)
 
-    def sql(state: RouterState) -> dict[str, Any]:
+    def sql(self, state: RouterState) -> dict[str, Any]:
+        """The NL2SQL agent on a database of the allow-list: the answer, the query and its first rows."""
         write = get_stream_writer()
-        path = resources.databases.path(state.get("database"))
-        question = _last_user_text(state["messages"])
+        path = self.resources.databases.path(state.get("database"))
+        question = last_user_text(state["messages"])
         write({"progress": {"stage": "sql", "database": state.get("database")}})
-        result = resources.sql_agent().answer(question, path)
+        result = self.resources.sql_agent().answer(question, path)
         repairs = sum(1 for c in result.calls if c.get("node") == "repair")
         write({"progress": {"stage": "executed", "sql": result.sql, "rows": len(result.rows), "error": result.error}})
         answer = result.answer or (f"The query failed: {result.error}" if result.error else "No answer.")
         if result.sql:
             answer += f"\n\n```sql\n{result.sql}\n```"
         write({"delta": answer})
-        usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
-        savings = {"sql_llm_calls": result.llm_calls, "sql_repair_calls": repairs}
+        savings = {"sql_llm_calls": result.usage.calls, "sql_repair_calls": repairs}
         details = {
             "sql": result.sql,
             "columns": list(result.columns),
             "rows": [list(r) for r in result.rows[:50]],
             "error": result.error,
         }
-        return _finish(state, answer, "stop", usage, savings, details)
+        return _finish(state, answer, result.usage, savings, details)
 
-    def agents(state: RouterState) -> dict[str, Any]:
-        from prunekit.app.agents import make_task, solve
+    def agents(self, state: RouterState) -> dict[str, Any]:
+        """The AGP-pruned agent team of the request's domain; savings: the agents and calls the pruner left out."""
+        from prunekit.graph_pruning import make_task, solve
 
         write = get_stream_writer()
         domain = state.get("domain") or "math"
-        task = make_task(domain, _last_user_text(state["messages"]))
+        task = make_task(domain, last_user_text(state["messages"]))
         write({"progress": {"stage": "agents", "domain": domain}})
-        run = solve(model, task, domain, code_execution=resources.code_execution)
+        run = solve(self.resources.model, task, domain, code_execution=self.resources.code_execution)
         write({"progress": {"stage": "team", "agents_kept": run["agents_kept"], "agents_total": run["agents_total"]}})
         answer = str(run["answer"])
         write({"delta": answer})
-        usage = {"prompt_tokens": run["prompt_tokens"], "completion_tokens": run["completion_tokens"]}
+        usage = Usage(run["prompt_tokens"], run["completion_tokens"], run["llm_calls"])
         savings = {
             "agent_calls_avoided": run["agent_calls_avoided"],
             "agents_kept": run["agents_kept"],
@@ -292,13 +301,24 @@ def build_router_graph(resources: RouterResources, checkpointer: Any = None) -> 
             "code_executed": run["code_executed"],
             "notes": run["notes"],
         }
-        return _finish(state, answer, "stop", usage, savings, details)
+        return _finish(state, answer, usage, savings, details)
 
-    graph = StateGraph(RouterState)
-    graph.add_node("route", route)
-    for name, node in (("chat", chat), ("rag", rag), ("sql", sql), ("agents", agents)):
-        graph.add_node(name, node)
-        graph.add_edge(name, END)
-    graph.add_edge(START, "route")
-    graph.add_conditional_edges("route", lambda s: s["route"], {r: r for r in ROUTES})
-    return graph.compile(checkpointer=checkpointer)
+
+def _finish(
+    state: RouterState,
+    answer: str,
+    usage: Usage,
+    savings: dict[str, int],
+    details: dict[str, Any],
+    *,
+    finish: str = "stop",
+) -> dict[str, Any]:
+    """A route's final write; the thread stores the turn now, question and answer together."""
+    return {
+        "messages": commit(state.get("messages", []), [{"role": "assistant", "content": answer}]),
+        "answer": answer,
+        "finish_reason": finish,
+        "usage": usage_state(usage),
+        "savings": savings,
+        "details": details,
+    }

@@ -20,18 +20,9 @@ __all__ = ["chat", "rag", "router"]
 @lru_cache(maxsize=1)
 def _resources() -> RouterResources:
     from prunekit.app.backends import build_chat_model
-    from prunekit.app.rag.store import VectorStore
-    from prunekit.decoding.backends.embeddings import load_embedder
 
     settings = Settings()
-    return RouterResources(
-        build_chat_model(settings),
-        databases=settings.database_registry(),
-        store_factory=lambda: VectorStore(load_embedder(), **settings.vector_store_location()),
-        sql_demos=settings.sql_demos,
-        default_collection=settings.rag_collection,
-        code_execution=settings.code_execution,
-    )
+    return RouterResources.from_settings(settings, build_chat_model(settings))
 
 
 def router(config: Any = None) -> Any:

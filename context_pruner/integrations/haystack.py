@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from haystack import Document, component
+
 from prunekit.context_pruner.integrations.common import (
     METADATA_KEY,
     SCORE_KEY,

@@ -12,6 +12,8 @@ from typing import Any
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
+from pydantic import ConfigDict, Field
+
 from prunekit.context_pruner.integrations.common import (
     METADATA_KEY,
     SCORE_KEY,
@@ -21,7 +23,6 @@ from prunekit.context_pruner.integrations.common import (
     pruning_metadata,
     title_of,
 )
-from pydantic import ConfigDict, Field
 
 __all__ = ["ProvenceDocumentCompressor"]
 

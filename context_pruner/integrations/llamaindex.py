@@ -10,6 +10,8 @@ from typing import Any
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from pydantic import Field
+
 from prunekit.context_pruner.errors import InvalidQuestionError
 from prunekit.context_pruner.integrations.common import (
     METADATA_KEY,
@@ -20,7 +22,6 @@ from prunekit.context_pruner.integrations.common import (
     pruning_metadata,
     title_of,
 )
-from pydantic import Field
 
 __all__ = ["ProvenceNodePostprocessor"]
 

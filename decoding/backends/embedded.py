@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from platformdirs import user_cache_dir
+
 from prunekit.decoding.errors import EmbeddedModelMissingError
 
 __all__ = [

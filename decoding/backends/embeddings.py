@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from prunekit.decoding.errors import EmbeddedModelMissingError
 
 __all__ = ["Embedder", "embedded_encoder_path", "load_embedder"]

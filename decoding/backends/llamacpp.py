@@ -50,12 +50,13 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp as llama
 import numpy as np
 import torch
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from prunekit.decoding.backends.llamacpp_amx import amx_kernels_work, cpu_has_amx
 from prunekit.decoding.backends.penalties import TokenPenalties
@@ -65,6 +66,9 @@ from prunekit.decoding.cancel import CancelToken, RequestCancelledError, current
 from prunekit.decoding.decog.guided import FormatGuide
 from prunekit.decoding.errors import BackendError, InvalidRequestError
 from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
+
+if TYPE_CHECKING:
+    from prunekit.decoding.decog.vocab import TokenVocabulary
 
 __all__ = ["QUANTS", "LlamaCppModel", "default_quant", "prepare_fast_weights"]
 
@@ -163,7 +167,7 @@ class _Job:
 
 
 class LlamaCppModel:
-    """A GGUF chat model on llama.cpp with continuous batching; thread-safe.
+    """A GGUF chat model on llama.cpp with continuous batching (a `decoding.LocalBackend`); thread-safe.
 
     >>> model = LlamaCppModel.embedded()
     >>> messages = [{"role": "user", "content": "What is the capital of France?"}]
@@ -280,6 +284,10 @@ class LlamaCppModel:
                 ]
                 self._guide = FormatGuide(TokenVocabulary.from_bytes(pieces, sorted(self._eog)), self.hmm_dir)
             return self._guide
+
+    def vocabulary(self) -> TokenVocabulary:
+        """The vocabulary formats compile against (the GGUF's own tokenizer, with every end-of-generation token)."""
+        return self.format_guide().vocab
 
     # ----------------------------------------------------------------- tokens and scoring
     def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:

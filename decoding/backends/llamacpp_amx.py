@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from prunekit.decoding.backends.embedded import default_cache_dir
 
 __all__ = ["amx_kernels_work", "cpu_has_amx"]

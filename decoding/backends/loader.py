@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 from prunekit.decoding.errors import InvalidRequestError
-from prunekit.decoding.protocol import ChatModel
+from prunekit.decoding.protocol import LocalBackend
 
-__all__ = ["load_embedded", "load_local_model"]
+__all__ = ["check_model_path", "load_embedded", "load_local_model"]
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def load_embedded(
     cache_dir: Path | None = None,
     quant: str | None = None,
     hmm_dir: Path | None = None,
-) -> ChatModel:
-    """The embedded SmolLM2-135M-Instruct as a `ChatModel`.
+) -> LocalBackend:
+    """The embedded SmolLM2-135M-Instruct as a `LocalBackend`.
 
     `auto` takes llama.cpp when `llama-cpp-python` imports and falls back to transformers with a
     one-line warning when it does not (e.g. its build failed on this machine). `quant` picks the
@@ -47,7 +47,17 @@ def load_embedded(
     return LocalModel.embedded(cache_dir, hmm_dir=hmm_dir)
 
 
-def load_local_model(path: Path | None = None, *, hmm_dir: Path | None = None) -> ChatModel:
+def check_model_path(path: Path) -> Path:
+    """`path` when it can be a local model (a .gguf file or a transformers folder with config.json); an
+    `InvalidRequestError` saying why not otherwise. Cheap: front ends run it before they read data or load anything."""
+    if not path.exists():
+        raise InvalidRequestError(f"{path} does not exist")
+    if (path.is_file() and path.suffix.lower() == ".gguf") or (path / "config.json").is_file():
+        return path
+    raise InvalidRequestError(f"{path} is neither a .gguf file nor a transformers model folder (with config.json)")
+
+
+def load_local_model(path: Path | None = None, *, hmm_dir: Path | None = None) -> LocalBackend:
     """An in-process model with logits access (what format guidance, Deco-G distillation and its eval need).
 
     `path`: a GGUF file (llama.cpp), a transformers model folder, or None for the embedded model. `hmm_dir`: the

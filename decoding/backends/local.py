@@ -12,9 +12,10 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
 from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, embedded_hf_dir
 from prunekit.decoding.backends.penalties import TokenPenalties
 from prunekit.decoding.backends.sampling import make_generator, pick_next_token
@@ -24,13 +25,16 @@ from prunekit.decoding.decog.guided import FormatGuide
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, collect, normalize_messages
 
+if TYPE_CHECKING:
+    from prunekit.decoding.decog.vocab import TokenVocabulary
+
 __all__ = ["LocalModel"]
 
 log = logging.getLogger(__name__)
 
 
 class LocalModel:
-    """A chat model from a transformers model folder.
+    """A chat model from a transformers model folder (a `decoding.LocalBackend`).
 
     >>> model = LocalModel.embedded()
     >>> messages = [{"role": "user", "content": "What is the capital of France?"}]
@@ -62,6 +66,7 @@ class LocalModel:
         self._lock = threading.Lock()
         self._guide: FormatGuide | None = None
         self.hmm_dir = Path(hmm_dir) if hmm_dir is not None else None  # Deco-G's HMM (None: the shipped one)
+        self.reused_prompt_tokens: int | None = None  # no prompt cache: every request prefills its whole prompt
 
     @classmethod
     def embedded(cls, cache_dir: Path | None = None, hmm_dir: str | Path | None = None) -> LocalModel:
@@ -89,12 +94,27 @@ class LocalModel:
             self._guide = FormatGuide(vocab, self.hmm_dir)
         return self._guide
 
-    # ----------------------------------------------------------------- helpers
+    def vocabulary(self) -> TokenVocabulary:
+        """The vocabulary formats compile against (this tokenizer's, with every EOS of the model)."""
+        return self.format_guide().vocab
+
+    def close(self) -> None:
+        """Nothing to free ahead of the garbage collector (no threads, no native memory of its own)."""
+
+    # ----------------------------------------------------------------- tokens and scoring
     def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         """Token ids of the conversation in the model's chat template, ready for the answer."""
         msgs = normalize_messages(messages)
         ids = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)
         return list(ids["input_ids"])
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """Token ids of `text` (no BOS); `special`: text such as `<|im_end|>` becomes its special token."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=not special))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """The text of `ids`, special tokens left out."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def next_token_logprobs(self, input_ids: Sequence[int]) -> torch.Tensor:
         """Log-probabilities `(V,)` of the token that follows `input_ids`."""

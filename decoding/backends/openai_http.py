@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
+
 from prunekit.decoding.cancel import check_cancelled
 from prunekit.decoding.errors import (
     BackendConnectionError,
@@ -43,7 +44,7 @@ class OpenAIModel:
     >>> model = OpenAIModel("http://127.0.0.1:8000/v1", model="prunekit-chat", transport=httpx.MockTransport(server))
     >>> result = model.chat([{"role": "user", "content": "Hi"}])
     >>> result.text, result.usage
-    ('Hello!', Usage(prompt_tokens=9, completion_tokens=2))
+    ('Hello!', Usage(prompt_tokens=9, completion_tokens=2, calls=0, seconds=0.0))
     >>> model.close()
     """
 

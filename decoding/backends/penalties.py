@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+
 from prunekit.decoding.types import GenerationParams
 
 __all__ = ["DEFAULT_REPETITION_WINDOW", "TokenPenalties"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 
-from prunekit.decoding.backends.embedded import default_cache_dir, embedded_hf_dir
 from rich.console import Console
+
+from prunekit.decoding.backends.embedded import default_cache_dir, embedded_hf_dir
 
 __all__ = ["prepare"]
 

@@ -9,6 +9,9 @@ arXiv 2510.03595) on top of Ctrl-G (Zhang et al. 2024, joshuacnf/Ctrl-G). Pipeli
     HMM (hmm.py) + token DFA -> backward tables (backward.py), cached per (format, HMM)
     -> DecoGProcessor / HardMaskProcessor (guidance.py): transformers-style logits processors
     outlines-core's mask of the same format (outlines_ref.py): the external reference of the evaluation
+    training, never imported at serve time: the HMM distilled from the LLM (distill.py, on the task-only prompts
+        of prompts.py) and its guidance weight chosen per task on training items (guidance_weights.py)
+    serving: a request's format -> processor over the backend's vocabulary (guided.py, the shipped HMM in weights/)
 
 The names below load on first use (PEP 562): the format compiler's child processes import `formats.py` and
 `automaton.py` without torch (`hmm.py`, `backward.py`, `guidance.py`), which would add 2 s and ~300 MB to each.

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from prunekit.decoding.decog.errors import VocabularyMismatchError
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.decoding.decog.token_dfa import TokenDFA

@@ -47,14 +47,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
 from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_hf_dir
 from prunekit.decoding.decog.hmm import HMM, PAD, assignment_counts
 from prunekit.decoding.decog.prompts import DEFAULT_MIX, distillation_prompts
 from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.protocol import as_local, model_name
 from prunekit.decoding.types import GenerationParams, Message
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 __all__ = [
     "DistillConfig",
@@ -623,41 +625,71 @@ def distill_hmm(
     baseline fitted on the same training samples.
     """
     config = config or DistillConfig(hidden_size=hidden_size, n_sequences=n_sequences, seq_len=seq_len)
-    model_name = EMBEDDED_MODEL_NAME if model is None else str(getattr(model, "name", type(model).__name__))
-    if work_dir is None:
-        # the embedded model's folder keeps its historical name, so its runs resume
-        tag = "" if model_name == EMBEDDED_MODEL_NAME else re.sub(r"[^A-Za-z0-9._-]+", "_", model_name) + "-"
-        work_dir = default_cache_dir() / f"hmm-distill-{tag}T{config.seq_len}-s{config.seed}"
-    work_dir = Path(work_dir)
+    name = EMBEDDED_MODEL_NAME if model is None else str(model_name(model))
+    work_dir = Path(work_dir) if work_dir is not None else _default_work_dir(name, config)
     work_dir.mkdir(parents=True, exist_ok=True)
     data_paths = default_data_paths(data_dir)
     eos_id = _eos_token_id(model) if eos_token_id is None else eos_token_id
-    cached: list[HiddenStateProjector] = [projector] if projector is not None else []
-
-    def get_projector() -> HiddenStateProjector:  # built once, on first use (sampling; the vocabulary size)
-        if not cached:
-            files = getattr(model, "path", None)
-            if files is not None:
-                cached.append(HiddenStateProjector.from_model_files(files, config.feature_tokens, seed=config.seed))
-            elif model is None:
-                cached.append(HiddenStateProjector.embedded(config.feature_tokens, seed=config.seed))
-            else:
-                raise InvalidRequestError(f"model {model_name!r} has no files to read its output embeddings from: "
-                                          "pass a projector")  # fmt: skip
-        return cached[0]
+    get_projector = _projector_source(model, name, config, projector)
 
     t0 = time.perf_counter()
-    samples, sample_stats = _sample_all(model, model_name, config, work_dir, data_paths, eos_id, get_projector)
+    samples, sample_stats = _sample_all(model, name, config, work_dir, data_paths, eos_id, get_projector)
     vocab_size = get_projector().vocab_size
     sample_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     hmm, state = fit_hmm(samples, config, vocab_size, eos_id, work_dir / f"em-h{config.hidden_size}")
     fit_s = time.perf_counter() - t0
 
+    metadata = _metadata(name, model is None, config, data_paths, samples, state, eos_id)
+    metadata["seconds"] = {"sampling": sample_s, "fit": fit_s}
+    metadata["sampling_tokens_per_s"] = sample_stats["tokens_per_s"]
     out = Path(out_dir)
+    _save(hmm, out, metadata, samples, config)
+    return out
+
+
+def _default_work_dir(name: str, config: DistillConfig) -> Path:
+    """The cache folder of one model's runs at one length and seed."""
+    # the embedded model's folder keeps its historical name, so its runs resume
+    tag = "" if name == EMBEDDED_MODEL_NAME else re.sub(r"[^A-Za-z0-9._-]+", "_", name) + "-"
+    return default_cache_dir() / f"hmm-distill-{tag}T{config.seq_len}-s{config.seed}"
+
+
+def _projector_source(
+    model: Any, name: str, config: DistillConfig, projector: HiddenStateProjector | None
+) -> Callable[[], HiddenStateProjector]:
+    """The projector, built once on first use (sampling; the vocabulary size): the one given, else from the model's
+    files (the embedded model's when `model` is None)."""
+    cached: list[HiddenStateProjector] = [projector] if projector is not None else []
+
+    def get_projector() -> HiddenStateProjector:
+        if not cached:
+            files = getattr(model, "path", None)  # a backend loaded from files; a test's fake has none
+            if files is not None:
+                cached.append(HiddenStateProjector.from_model_files(files, config.feature_tokens, seed=config.seed))
+            elif model is None:
+                cached.append(HiddenStateProjector.embedded(config.feature_tokens, seed=config.seed))
+            else:
+                raise InvalidRequestError(f"model {name!r} has no files to read its output embeddings from: "
+                                          "pass a projector")  # fmt: skip
+        return cached[0]
+
+    return get_projector
+
+
+def _metadata(
+    name: str,
+    embedded: bool,
+    config: DistillConfig,
+    data_paths: Mapping[str, Any],
+    samples: Samples,
+    state: dict[str, Any],
+    eos_id: int,
+) -> dict[str, Any]:
+    """How the HMM was made, for its config.json: model, method, settings, data, samples and the EM run."""
     kinds = {k: samples.kinds.count(k) for k in sorted(set(samples.kinds))}
-    metadata = {
-        "model": f"{model_name} (embedded)" if model is None else model_name,
+    return {
+        "model": f"{name} (embedded)" if embedded else name,
         "method": (
             "Deco-G instruction-aware distillation (task-only prompts, training splits) + Ctrl-G latent-variable "
             "distillation (k-means of last-layer hidden states, recovered from the logits, into H-1 clusters + "
@@ -683,11 +715,12 @@ def distill_hmm(
         "heldout_loglik_per_token": state["best_heldout"],
         "unigram_heldout_loglik_per_token": state["unigram"]["loglik_per_token"],
         "unigram_alpha": state["unigram"]["alpha"],
-        "seconds": {"sampling": sample_s, "fit": fit_s},
-        "sampling_tokens_per_s": sample_stats["tokens_per_s"],
     }
+
+
+def _save(hmm: HMM, out: Path, metadata: dict[str, Any], samples: Samples, config: DistillConfig) -> None:
+    """Save `hmm` (fp16) with `metadata`, then record the held-out log-likelihood of what ships: the file, read back."""
     hmm.save(out, metadata=metadata)
-    # Report what ships: the fp16 file, read back.
     shipped = HMM.load(out)
     held = samples.tokens[split_indices(len(samples), config)[1]]
     metadata["heldout_loglik_per_token_fp16"] = loglik_per_token(shipped, held, config.em_batch_size)
@@ -699,15 +732,15 @@ def distill_hmm(
         metadata["unigram_heldout_loglik_per_token"],
         out,
     )
-    return out
 
 
 def _eos_token_id(model: Any) -> int:
     """The id that ends a reply of `model` (the HMM reserves a state for it); the embedded model's when None."""
-    if model is not None and getattr(model, "eos_token_id", None) is not None:
-        return int(model.eos_token_id)
+    local = as_local(model)
+    if local is not None and local.eos_token_id is not None:
+        return int(local.eos_token_id)
     if model is not None:
-        raise InvalidRequestError(f"model {getattr(model, 'name', model)!r} does not say its EOS id: pass eos_token_id")
+        raise InvalidRequestError(f"model {model_name(model)!r} does not say its EOS id: pass eos_token_id")
     from transformers import AutoTokenizer
 
     return int(AutoTokenizer.from_pretrained(embedded_hf_dir()).eos_token_id)

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from prunekit.decoding.decog.backward import BackwardTables, get_backward_tables
 from prunekit.decoding.decog.errors import GuidanceError, VocabularyMismatchError
 from prunekit.decoding.decog.hmm import HMM

@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from prunekit.decoding.decog.errors import HMMFileError, VocabularyMismatchError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["HMM", "PAD", "HMMConfig", "assignment_counts"]
+from prunekit.decoding.decog.errors import HMMFileError, VocabularyMismatchError
+
+__all__ = ["HMM", "PAD", "HMMConfig", "assignment_counts", "check_hmm_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +367,13 @@ class HMM:
             t["log_emission"].to(**kw),
             eos_token_id=config.get("eos_token_id"),
         )
+
+
+def check_hmm_dir(path: Path) -> Path:
+    """`path` when it holds a saved HMM (what `HMM.save` writes); an `HMMFileError` naming the files otherwise."""
+    if all((path / name).is_file() for name in (_CONFIG_FILE, _WEIGHTS_FILE)):
+        return path
+    raise HMMFileError(f"no HMM in {path} ({_CONFIG_FILE} + {_WEIGHTS_FILE})")
 
 
 def _safe_log_normalise(counts: torch.Tensor, dim: int) -> torch.Tensor:

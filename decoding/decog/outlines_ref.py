@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from outlines_core import Guide, Index, Vocabulary
+
 from prunekit.decoding.decog.errors import FormatSpecError, GuidanceError, VocabularyMismatchError
 from prunekit.decoding.decog.formats import Format, OneOf, Pivot, Sequence, Wildcard, parse_format
 from prunekit.decoding.decog.vocab import TokenVocabulary

@@ -27,19 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.errors import InvalidRequestError, LeakageError
 from prunekit.decoding.types import Message
 
 __all__ = [
     "CHAT_QUESTIONS",
     "DEFAULT_MIX",
-    "LeakedDataError",
     "MathProblem",
     "SquadItem",
     "build_judge_items",
     "chat_messages",
     "distillation_prompts",
     "extract_messages",
+    "is_evaluation_file",
     "judge_messages",
     "load_math_problems",
     "load_squad",
@@ -184,10 +184,6 @@ class SquadItem:
     answers: tuple[str, ...]
 
 
-class LeakedDataError(InvalidRequestError):
-    """A distillation data file is an evaluation split (test, dev) or holds evaluation items (AGP stage I)."""
-
-
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise InvalidRequestError(f"{path} does not exist: check the data path (see ../shared/data/README.md)")
@@ -301,13 +297,20 @@ def _normalise(text: str) -> str:
 
 # --------------------------------------------------------------------------- distillation prompt set
 DEFAULT_MIX: dict[str, float] = {"math": 0.3, "extract": 0.25, "judge": 0.2, "chat": 0.25}
+# Names of evaluation files: test and dev splits, AGP's stage-I records, GSM8K (its test items leak into stage I).
 _LEAK_MARKERS = ("test", "dev", "stage1", "gsm8k")
 
 
+def is_evaluation_file(path: str | Path) -> bool:
+    """Whether the file's name marks it as evaluation data, which no training step may read."""
+    name = Path(path).name.lower()
+    return any(marker in name for marker in _LEAK_MARKERS)
+
+
 def _check_training_file(path: Path) -> None:
-    name = path.name.lower()
-    if any(marker in name for marker in _LEAK_MARKERS):
-        raise LeakedDataError(
+    if is_evaluation_file(path):
+        name = path.name.lower()
+        raise LeakageError(
             f"{path} looks like an evaluation file ({name}): distil only from training splits "
             "(multiarith_train.json, svamp_train.json, squad_v1.1/train_subset-v1.1.json)"
         )
@@ -324,7 +327,7 @@ def distillation_prompts(
     """`n` (kind, messages) pairs drawn from the task-only templates, the same list for the same arguments.
 
     Kinds: `math` (MultiArith / SVAMP train), `extract` and `judge` (SQuAD train subset), `chat` (CHAT_QUESTIONS).
-    A kind without data is dropped from the mix. Evaluation files are refused (`LeakedDataError`).
+    A kind without data is dropped from the mix. Evaluation files are refused (`LeakageError`).
     """
     mix = dict(DEFAULT_MIX if mix is None else mix)
     problems: list[MathProblem] = []

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from prunekit.decoding.decog.automaton import ByteAutomaton, CharAutomaton
 from prunekit.decoding.decog.errors import FormatBudgetError, FormatTooLargeError, UnsatisfiableFormatError
 from prunekit.decoding.decog.formats import Format, compile_format, parse_format

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prunekit.decoding import ChatModel, GenerationParams
+from prunekit.decoding import ChatModel, GenerationParams, as_local
 
 __all__ = ["NoOpProcessor", "bench_decode", "rss_mb"]
 
@@ -113,19 +113,21 @@ def _concurrent(model: ChatModel, params: GenerationParams, n: int) -> float:
 
 def ttft_messages(model: ChatModel, prompt_tokens: int = 500, variant: int = 0) -> list[dict[str, str]]:
     """A user message whose chat prompt is `prompt_tokens` long, or a token short where the next word takes two,
-    when `model` can encode a chat (a served model cannot: ~0.8 words a token). Messages of different `variant`s
-    differ from their first word on."""
+    when `model` can encode a chat (a local backend; a served model cannot: ~0.8 words a token). Messages of
+    different `variant`s differ from their first word on."""
     notes = (f"Note {i}: the weather was mild and the market was busy." for i in range(prompt_tokens))
     words = [f"Log{variant}:", *" ".join(notes).split()]
 
     def messages(n: int) -> list[dict[str, str]]:
         return [{"role": "user", "content": " ".join(words[:n]) + "\nSummarise the notes."}]
 
-    encode = getattr(model, "encode_chat", None)
-    if encode is None:
+    local = as_local(model)
+    if local is None:
         return messages(prompt_tokens * 4 // 5)
     # the prompt grows with the number of words: the last count that still fits
-    fits = bisect.bisect_right(range(1, len(words) + 1), prompt_tokens, key=lambda n: len(encode(messages(n))))
+    fits = bisect.bisect_right(
+        range(1, len(words) + 1), prompt_tokens, key=lambda n: len(local.encode_chat(messages(n)))
+    )
     return messages(max(1, fits))
 
 
@@ -155,18 +157,38 @@ def bench_decode(
 
     `repetition_penalty`: also measure decoding with chat's loop guard (the CLI passes its default), which runs
     at every token (`decoding.backends.penalties`)."""
+    name = "llamacpp" if type(model).__name__ == "LlamaCppModel" else "default"
+    model.chat(_story(0), GenerationParams(max_tokens=8))  # warm-up: first-call allocations
+    figures = _speeds(model, name, max_tokens, requests, batch, rounds, repetition_penalty)
+    figures |= _ttft_figures(model, name)
+    figures[f"{name}.rss_mb"] = rss_mb()
+    if load_hf is not None:
+        params = GenerationParams(max_tokens=max_tokens)
+        figures |= _hf_figures(model, load_hf(), name, params, requests, batch, figures[f"{name}.single_tok_s"])
+    figures["process.rss_mb"] = rss_mb()
+    return figures
+
+
+def _speeds(
+    model: ChatModel,
+    name: str,
+    max_tokens: int,
+    requests: int,
+    batch: int,
+    rounds: int,
+    repetition_penalty: float | None,
+) -> dict[str, float]:
+    """Tokens/s plain, hooked (a no-op logits processor) and guarded (the loop guard), single stream and batched."""
     params = GenerationParams(max_tokens=max_tokens)
     guarded = None
     if repetition_penalty is not None:
         guarded = GenerationParams(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
-    name = "llamacpp" if type(model).__name__ == "LlamaCppModel" else "default"
-    figures: dict[str, float] = {}
-    model.chat(_story(0), GenerationParams(max_tokens=8))  # warm-up: first-call allocations
     hooked = GenerationParams(max_tokens=max_tokens, logits_processors=(NoOpProcessor(),))
     # Plain and hooked runs alternate and each keeps its best round: on a shared machine a neighbour's burst
     # would otherwise land on one side of the comparison only.
     methods = {"plain": params, "hooked": hooked} | ({"guarded": guarded} if guarded is not None else {})
     runs = [_interleaved(model, methods, requests) for _ in range(rounds)]
+    figures: dict[str, float] = {}
     figures[f"{name}.single_tok_s"] = max(run["plain"] for run in runs)
     figures[f"{name}.hook_single_tok_s"] = max(run["hooked"] for run in runs)
     figures[f"{name}.hook_slowdown"] = 1 - statistics.median(run["hooked"] / run["plain"] for run in runs)
@@ -183,33 +205,53 @@ def bench_decode(
         figures[f"{name}.guard_batch{batch}_slowdown"] = 1 - statistics.median(
             guarded / plain for guarded, plain in zip(guarded_batches, plain_batches, strict=True)
         )
+    return figures
+
+
+def _ttft_figures(model: ChatModel, name: str) -> dict[str, float]:
+    """Time to first token for a 500-token prompt; for a local backend, that length as it counts it and the prompt
+    tokens its prompt cache served (when it has one)."""
     ttft_prompts = [ttft_messages(model, 500, variant) for variant in range(3)]
-    reused_before = getattr(model, "reused_prompt_tokens", None)
-    figures[f"{name}.ttft_500_s"] = _ttft(model, ttft_prompts)
-    if hasattr(model, "encode_chat"):
-        figures[f"{name}.ttft_prompt_tokens"] = statistics.median(len(model.encode_chat(p)) for p in ttft_prompts)
-    if reused_before is not None:
-        figures[f"{name}.ttft_reused_tokens"] = (model.reused_prompt_tokens - reused_before) / len(ttft_prompts)
-    figures[f"{name}.rss_mb"] = rss_mb()
-    if load_hf is not None:
-        hf_model = load_hf()
-        figures["hf_generate.single_tok_s"] = _tokens_per_s(
+    local = as_local(model)
+    reused_before = local.reused_prompt_tokens if local is not None else None
+    figures = {f"{name}.ttft_500_s": _ttft(model, ttft_prompts)}
+    if local is not None:
+        figures[f"{name}.ttft_prompt_tokens"] = statistics.median(len(local.encode_chat(p)) for p in ttft_prompts)
+    if local is not None and reused_before is not None:
+        reused = (local.reused_prompt_tokens or 0) - reused_before
+        figures[f"{name}.ttft_reused_tokens"] = reused / len(ttft_prompts)
+    return figures
+
+
+def _hf_figures(
+    model: ChatModel,
+    hf_model: Any,
+    name: str,
+    params: GenerationParams,
+    requests: int,
+    batch: int,
+    single_tok_s: float,
+) -> dict[str, float]:
+    """Plain transformers `generate` single stream and batched, `model`'s speedup over it (`single_tok_s`: its
+    single-stream speed), and how often greedy answers agree."""
+    figures = {
+        "hf_generate.single_tok_s": _tokens_per_s(
             lambda: sum(
                 hf_model.generate_batch([_story(i)], params)[0].usage.completion_tokens for i in range(requests)
             )
-        )
-        figures[f"hf_generate.batch{batch}_tok_s"] = _tokens_per_s(
+        ),
+        f"hf_generate.batch{batch}_tok_s": _tokens_per_s(
             lambda: sum(
                 r.usage.completion_tokens for r in hf_model.generate_batch([_story(i) for i in range(batch)], params)
             )
-        )
-        figures[f"{name}.speedup_single"] = figures[f"{name}.single_tok_s"] / figures["hf_generate.single_tok_s"]
-        short = GenerationParams(max_tokens=32)
-        same = [
-            model.chat([{"role": "user", "content": q}], short).text
-            == hf_model.chat([{"role": "user", "content": q}], short).text
-            for q in AGREEMENT_QUESTIONS
-        ]
-        figures[f"{name}.greedy_agreement"] = sum(same) / len(same)
-    figures["process.rss_mb"] = rss_mb()
+        ),
+    }
+    figures[f"{name}.speedup_single"] = single_tok_s / figures["hf_generate.single_tok_s"]
+    short = GenerationParams(max_tokens=32)
+    same = [
+        model.chat([{"role": "user", "content": q}], short).text
+        == hf_model.chat([{"role": "user", "content": q}], short).text
+        for q in AGREEMENT_QUESTIONS
+    ]
+    figures[f"{name}.greedy_agreement"] = sum(same) / len(same)
     return figures

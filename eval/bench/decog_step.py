@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import torch
+
 from prunekit.decoding.decog.backward import clear_backward_cache, get_backward_tables
 from prunekit.decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
 from prunekit.decoding.decog.hmm import HMM
@@ -45,8 +46,9 @@ Settings = tuple[tuple[float | None, float | None], ...]  # (prune_mass, candida
 
 def llm_logits(prompt_ids: list[int], forced: list[int]) -> list[torch.Tensor]:
     """The embedded model's logits (1, V) before each forced token, by one teacher-forced forward pass."""
-    from prunekit.decoding.backends.embedded import embedded_hf_dir
     from transformers import AutoModelForCausalLM
+
+    from prunekit.decoding.backends.embedded import embedded_hf_dir
 
     model = AutoModelForCausalLM.from_pretrained(embedded_hf_dir(), dtype=torch.float32).eval()
     with torch.no_grad():
@@ -148,8 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from prunekit.decoding.backends.embedded import embedded_hf_dir
     from transformers import AutoTokenizer
+
+    from prunekit.decoding.backends.embedded import embedded_hf_dir
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_hf_dir())
     vocab = TokenVocabulary.from_tokenizer(tokenizer)

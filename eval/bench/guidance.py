@@ -25,14 +25,23 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from prunekit.decoding import GenerationParams, InvalidRequestError
-from prunekit.decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa, get_backward_tables
+
+from prunekit.decoding import GenerationParams, InvalidRequestError, LocalBackend, require_local
+from prunekit.decoding.decog import (
+    DecoGProcessor,
+    HardMaskProcessor,
+    TokenDFA,
+    TokenVocabulary,
+    compile_token_dfa,
+    get_backward_tables,
+)
 from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.decoding.decog.prompts import math_messages
@@ -41,6 +50,8 @@ from prunekit.eval.decoding import model_eos_id, model_vocabulary
 __all__ = ["BENCH_PROBLEMS", "NoEOSProcessor", "bench_guidance"]
 
 log = logging.getLogger(__name__)
+
+HMMSource = HMM | str | Path  # a distilled HMM, or the folder it is saved in
 
 DEFAULT_SPEC = "pivot:<free>The answer is <int>"
 # Written for this benchmark (not from any evaluation set).
@@ -69,7 +80,9 @@ class NoEOSProcessor:
         return scores
 
 
-def _run(model: Any, prompts: Sequence[list[dict[str, str]]], make: Any, max_tokens: int, concurrency: int) -> dict:
+def _run(
+    model: LocalBackend, prompts: Sequence[list[dict[str, str]]], make: Any, max_tokens: int, concurrency: int
+) -> dict[str, Any]:
     """Generate for every prompt with fresh processors from `make()`; CPU and wall time, tokens, processor stats."""
     procs: list[Any] = []
 
@@ -84,11 +97,22 @@ def _run(model: Any, prompts: Sequence[list[dict[str, str]]], make: Any, max_tok
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         tokens = list(pool.map(one, prompts))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    stats = [p.stats() for p in procs if hasattr(p, "stats")]
+    stats = [p.stats() for p in procs if isinstance(p, HardMaskProcessor | DecoGProcessor)]
     return {"cpu": cpu, "wall": wall, "tokens": tokens, "stats": stats}
 
 
-def _hmm_for(h: int, given: Mapping[int, HMM | str | Path], vocab_size: int, eos: int, seed: int) -> tuple[HMM, bool]:
+def _given_hmms(hmms: Mapping[int, HMMSource] | Sequence[HMMSource] | None) -> dict[int, HMMSource]:
+    """The distilled HMMs by hidden size (a list is loaded to read each one's size)."""
+    if isinstance(hmms, Mapping):
+        return dict(hmms)
+    given: dict[int, HMMSource] = {}
+    for item in hmms or ():
+        hmm = item if isinstance(item, HMM) else HMM.load(item)
+        given[hmm.hidden_size] = hmm
+    return given
+
+
+def _hmm_for(h: int, given: Mapping[int, HMMSource], vocab_size: int, eos: int, seed: int) -> tuple[HMM, bool]:
     if h in given:
         hmm = given[h] if isinstance(given[h], HMM) else HMM.load(given[h])  # type: ignore[arg-type]
         if hmm.hidden_size != h:
@@ -97,9 +121,62 @@ def _hmm_for(h: int, given: Mapping[int, HMM | str | Path], vocab_size: int, eos
     return HMM.random(h, vocab_size, seed=seed, concentration=0.05, eos_token_id=eos), True
 
 
+@dataclass
+class _Variants:
+    """What each variant runs: a maker of fresh processors and its token budget; which Deco-G ones use a random HMM."""
+
+    make: dict[str, tuple[Callable[[], Any], int]] = field(default_factory=dict)
+    random_hmm: dict[str, bool] = field(default_factory=dict)
+
+
+def _variants(
+    dfa: TokenDFA,
+    vocab: TokenVocabulary,
+    eos: int,
+    given: Mapping[int, HMMSource],
+    hidden_sizes: Sequence[int],
+    n: int,
+    *,
+    prune_mass: float,
+    candidate_gap: float | None,
+    seed: int,
+) -> _Variants:
+    """The unconstrained baseline, the hard mask, and Deco-G with and without pruning at every hidden size."""
+    # Special tokens have no bytes in the vocabulary: banning them all covers every end-of-generation token.
+    eog = [i for i, b in enumerate(vocab.token_bytes) if b is None]
+    out = _Variants()
+    out.make["unconstrained"] = (lambda: NoEOSProcessor(eog, n), n)
+    out.make["hard_mask"] = (lambda: HardMaskProcessor(dfa, n + 1, min_new_tokens=n), n + 1)
+    for h in sorted({*hidden_sizes, *given}):
+        hmm, is_random = _hmm_for(h, given, vocab.size, eos, seed)
+        get_backward_tables(hmm, dfa, n)  # built once per (format, HMM) and cached: not part of the per-token cost
+        for suffix, p in (("", None), ("_pruned", prune_mass)):
+            name = f"decog_h{h}{suffix}"
+            out.random_hmm[name] = is_random
+
+            def make(hmm: HMM = hmm, p: float | None = p) -> DecoGProcessor:
+                return DecoGProcessor(hmm, dfa, n + 1, min_new_tokens=n, prune_mass=p, candidate_gap=candidate_gap)
+
+            out.make[name] = (make, n + 1)
+    return out
+
+
+def _timed_runs(
+    model: LocalBackend, prompts: Sequence[list[dict[str, str]]], variants: _Variants, repeats: int, concurrency: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Warm-up (first-call costs: plans, caches, the backend's buffers), then `repeats` interleaved rounds."""
+    for make, budget in variants.make.values():
+        _run(model, prompts[:1], make, budget, 1)
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants.make}
+    for _ in range(max(1, repeats)):
+        for name, (make, budget) in variants.make.items():
+            runs[name].append(_run(model, prompts, make, budget, concurrency))
+    return runs
+
+
 def bench_guidance(
-    model: Any,
-    hmms: Mapping[int, HMM | str | Path] | Sequence[HMM | str | Path] | None = None,
+    model: LocalBackend,
+    hmms: Mapping[int, HMMSource] | Sequence[HMMSource] | None = None,
     *,
     hidden_sizes: Sequence[int] = (64, 128, 256),
     max_tokens: int = 64,
@@ -114,62 +191,33 @@ def bench_guidance(
 ) -> dict[str, float]:
     """Flat figures `{"<variant>.<figure>": value}`, e.g. `decog_h128_pruned.overhead` (see the module docstring).
 
-    `hmms`: distilled HMMs (objects or folders), by hidden size or as a list; each is measured (its size is added to
-    `hidden_sizes`), and the other sizes get random HMMs.
+    `model`: a `decoding.LocalBackend`. `hmms`: distilled HMMs (objects or folders), by hidden size or as a list; each
+    is measured (its size is added to `hidden_sizes`), and the other sizes get random HMMs.
     `max_tokens`: N, the tokens every run generates. `concurrency`: requests in flight (1: single stream).
     `candidate_gap`: the service's default; None scores every token exactly (`config.candidate_gap` = 0).
+    `tokenizer`: compile the format against its vocabulary instead of the backend's.
     """
     if max_tokens < 8:
         raise InvalidRequestError(f"max_tokens must be >= 8 to leave room for the format, got {max_tokens}")
-    vocab = model_vocabulary(model, tokenizer)  # the backend's own: a GGUF model brings its tokenizer
+    local = require_local(model, "the guidance benchmark")
+    vocab = model_vocabulary(local, tokenizer)  # the backend's own: a GGUF model brings its tokenizer
     dfa = compile_token_dfa(spec, vocab)
-    eos = model_eos_id(model, vocab)
-    given: dict[int, HMM | str | Path] = {}
-    if isinstance(hmms, Mapping):
-        given = dict(hmms)
-    elif hmms:
-        for item in hmms:
-            hmm = item if isinstance(item, HMM) else HMM.load(item)
-            given[hmm.hidden_size] = hmm
+    variants = _variants(dfa, vocab, model_eos_id(local, vocab), _given_hmms(hmms), hidden_sizes, max_tokens,
+                         prune_mass=prune_mass, candidate_gap=candidate_gap, seed=seed)  # fmt: skip
     prompts = [math_messages(BENCH_PROBLEMS[i % len(BENCH_PROBLEMS)]) for i in range(n_prompts)]
-    n = max_tokens
-    # Special tokens have no bytes in the vocabulary: banning them all covers every end-of-generation token.
-    eog = [i for i, b in enumerate(vocab.token_bytes) if b is None]
-
-    variants: dict[str, Any] = {
-        "unconstrained": (lambda: NoEOSProcessor(eog, n), n),
-        "hard_mask": (lambda: HardMaskProcessor(dfa, n + 1, min_new_tokens=n), n + 1),
-    }
-    random_flags: dict[str, bool] = {}
-    for h in sorted({*hidden_sizes, *given}):
-        hmm, is_random = _hmm_for(h, given, vocab.size, eos, seed)
-        get_backward_tables(hmm, dfa, n)  # built once per (format, HMM) and cached: not part of the per-token cost
-        for suffix, p in (("", None), ("_pruned", prune_mass)):
-            name = f"decog_h{h}{suffix}"
-            random_flags[name] = is_random
-
-            def make(hmm: HMM = hmm, p: float | None = p) -> DecoGProcessor:
-                return DecoGProcessor(hmm, dfa, n + 1, min_new_tokens=n, prune_mass=p, candidate_gap=candidate_gap)
-
-            variants[name] = (make, n + 1)
-
-    # Warm-up (first-call costs: plans, caches, the backend's buffers), then interleaved repeats.
-    for make, budget in variants.values():
-        _run(model, prompts[:1], make, budget, 1)
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
-    for _ in range(max(1, repeats)):
-        for name, (make, budget) in variants.items():
-            runs[name].append(_run(model, prompts, make, budget, concurrency))
-
-    out: dict[str, float] = {"config.max_tokens": n, "config.n_prompts": n_prompts, "config.concurrency": concurrency,
-                             "config.repeats": repeats, "config.prune_mass": prune_mass,
-                             "config.candidate_gap": candidate_gap or 0.0,
+    runs = _timed_runs(local, prompts, variants, repeats, concurrency)
+    out: dict[str, float] = {"config.max_tokens": max_tokens, "config.n_prompts": n_prompts,
+                             "config.concurrency": concurrency, "config.repeats": repeats,
+                             "config.prune_mass": prune_mass, "config.candidate_gap": candidate_gap or 0.0,
                              "config.threads": torch.get_num_threads()}  # fmt: skip
+    return out | _overheads(runs, variants, max_tokens)
+
+
+def _overheads(runs: dict[str, list[dict[str, Any]]], variants: _Variants, n: int) -> dict[str, float]:
+    """Per-token times of every variant and its overhead over the unconstrained baseline, with its processor's stats."""
     base = _per_token(runs["unconstrained"], n)
-    out.update(
-        {"unconstrained.ms_per_token": 1000 * base["cpu"], "unconstrained.wall_ms_per_token": 1000 * base["wall"]}
-    )
-    for name in variants:
+    out = {"unconstrained.ms_per_token": 1000 * base["cpu"], "unconstrained.wall_ms_per_token": 1000 * base["wall"]}
+    for name in variants.make:
         if name == "unconstrained":
             continue
         pt = _per_token(runs[name], n)
@@ -183,8 +231,8 @@ def bench_guidance(
         if stats and "kept_mass" in stats[0]:
             out[f"{name}.kept_states"] = statistics.fmean(s["kept_states"] for s in stats)
             out[f"{name}.kept_mass"] = statistics.fmean(s["kept_mass"] for s in stats)
-        if name in random_flags:
-            out[f"{name}.random_hmm"] = float(random_flags[name])
+        if name in variants.random_hmm:
+            out[f"{name}.random_hmm"] = float(variants.random_hmm[name])
     return out
 
 

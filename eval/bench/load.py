@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from prunekit.decoding.errors import PrunekitError
 
 __all__ = ["LoadTestError", "percentile", "read_rss_mb", "run_load"]
@@ -351,7 +352,7 @@ def run_load(
     >>> run_load("http://127.0.0.1:8000", clients=0)
     Traceback (most recent call last):
     ...
-    eval.bench.load.LoadTestError: clients must be a positive integer, got 0
+    prunekit.eval.bench.load.LoadTestError: clients must be a positive integer, got 0
     """
     if not isinstance(clients, int) or clients < 1:
         raise LoadTestError(f"clients must be a positive integer, got {clients!r}")

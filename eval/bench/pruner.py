@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from prunekit.context_pruner.errors import InvalidOptionError
 from prunekit.context_pruner.precision import Precision
 from prunekit.context_pruner.pruner import ContextPruner

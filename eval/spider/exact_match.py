@@ -40,11 +40,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlglot import exp
+
 from prunekit.eval.spider.hardness import flatten_condition  # one reading of conditions for both metrics
 from prunekit.nl2sql.errors import SQLError
 from prunekit.nl2sql.schema import Schema
 from prunekit.nl2sql.sqlast import DIALECT, get_arg, normalize, parse_sql, unwrap_query
-from sqlglot import exp
 
 __all__ = ["EMComponents", "components", "exact_match", "fk_canonical_map"]
 

@@ -43,12 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunekit.nl2sql.errors import NL2SQLError, SQLError, SQLParseError, SQLTimeoutError, UnsafeSQLError
-from prunekit.nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig
-from prunekit.nl2sql.sqlast import parse_sql, unwrap_query
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Tokenizer, TokenType
+
+from prunekit.nl2sql.errors import NL2SQLError, SQLError, SQLParseError, SQLTimeoutError, UnsafeSQLError
+from prunekit.nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig
+from prunekit.nl2sql.sqlast import parse_sql, unwrap_query
 
 __all__ = [
     "ExecEvaluator",

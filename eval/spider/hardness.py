@@ -30,8 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prunekit.nl2sql.sqlast import get_arg, parse_sql, unwrap_query
 from sqlglot import exp
+
+from prunekit.nl2sql.sqlast import get_arg, parse_sql, unwrap_query
 
 __all__ = ["HARDNESS_LEVELS", "HardnessCounts", "count_components", "hardness", "hardness_of_spider_sql"]
 

@@ -31,14 +31,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prunekit.decoding import model_name
 from prunekit.eval.harness import EvalResult, run_concurrently
 from prunekit.eval.spider.data import SpiderExample, load_spider, load_tables
 from prunekit.eval.spider.exact_match import exact_match
 from prunekit.eval.spider.exec_match import ExecEvaluator, GoldExecutionError
 from prunekit.eval.spider.hardness import HARDNESS_LEVELS, hardness
-from prunekit.nl2sql.agent import AgentConfig, NL2SQLAgent, NL2SQLResult
+from prunekit.nl2sql.agent import NL2SQLAgent
+from prunekit.nl2sql.agent_config import AgentConfig
 from prunekit.nl2sql.baselines import BASELINES, run_baseline
 from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.result import NL2SQLResult
 from prunekit.nl2sql.retrieval import DemoIndex
 
 __all__ = ["METHODS", "evaluate_examples", "evaluate_spider", "metrics_from_items", "stratified_sample"]
@@ -159,13 +162,14 @@ def _score(
             em = int(exact_match(sql, ex.query, (schemas or {}).get(ex.db_id)))
         except SQLError:
             em = 0
+    usage = out.usage
     record: dict[str, Any] = {
         "sql": out.sql,
         "ex": ex_score,
         "em": em,
         "reason": reason,
-        "llm_calls": out.llm_calls,
-        "tokens": out.tokens,
+        "llm_calls": usage.calls,
+        "tokens": usage.total_tokens,
         "seconds": out.seconds,
         "error": out.error,
     }
@@ -221,7 +225,7 @@ def evaluate_spider(
         "data_dir": str(data_dir),
         "split": split,
         "methods": list(methods),
-        "model": getattr(model, "name", type(model).__name__) if model is not None else None,
+        "model": model_name(model) if model is not None else None,
         "limit": limit,
         "seed": seed,
         "sampling": "stratified by database, proportional, seeded" if limit is not None else "all runnable",

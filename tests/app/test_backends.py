@@ -4,11 +4,11 @@ HMM its format guidance uses."""
 from __future__ import annotations
 
 import pytest
+
 from prunekit.app.backends import build_chat_model
 from prunekit.app.settings import Settings
 from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
 from prunekit.decoding.errors import InvalidRequestError
-
 from tests.conftest import require_llamacpp
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import require_data, require_llamacpp
 
-PRUNEKIT = [sys.executable, "-c", "from app.cli import main; main()"]
+PRUNEKIT = [sys.executable, "-c", "from prunekit.app.cli import main; main()"]
 
 
 def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -218,7 +218,6 @@ def test_sql_answers_on_a_real_database_without_writing_it(tmp_path):
 
 def test_train_pruner_from_a_recipe_validates_on_held_out_articles_and_calibrates(tmp_path):
     from prunekit.context_pruner.data import is_held_out_article
-
     from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_squad_articles
 
     squad = write_squad_articles(tmp_path / "train_squad.json")
@@ -263,7 +262,6 @@ def test_a_bad_pruner_recipe_gives_one_line(tmp_path, recipe, fragment):
 
 def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
     from prunekit.context_pruner.model import PrunerConfig, PrunerModel, save_pretrained
-
     from tests.context_pruner.helpers import TINY_ENCODER
 
     weights = save_pretrained(PrunerModel.from_base(PrunerConfig(encoder_config=dict(TINY_ENCODER), num_layers=1)),

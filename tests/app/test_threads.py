@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 import pytest
+
 from prunekit.app import threads
 from prunekit.app.api.service import create_app
 from prunekit.app.graphs.router import RouterResources, build_router_graph
@@ -16,7 +17,6 @@ from prunekit.app.threads import open_checkpointer
 from prunekit.decoding import GenerationParams, InvalidRequestError
 from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable
 from prunekit.decoding.errors import BackendError
-
 from tests.app.graphs.test_chat import WindowModel, words
 from tests.conftest import LiveServer, skip_or_fail
 

@@ -1,4 +1,5 @@
 import numpy as np
+
 from prunekit.context_pruner.biencoder import BiEncoder
 from prunekit.context_pruner.data import Passage
 from prunekit.context_pruner.train import TrainConfig, _teacher_scores

@@ -1,13 +1,14 @@
+import contextlib
 import json
 import shutil
 
 import pytest
+
 from prunekit.context_pruner.calibrate import fit_keep_logit_bias, write_keep_logit_bias
 from prunekit.context_pruner.data import HotpotItem
 from prunekit.context_pruner.errors import InvalidOptionError
 from prunekit.context_pruner.model import WEIGHTS_DIR
 from prunekit.context_pruner.pruner import ContextPruner
-
 from tests.context_pruner.helpers import tiny_model
 
 ITEMS = [
@@ -83,3 +84,39 @@ def test_writing_the_bias_is_what_the_reloaded_pruner_uses(tmp_path):
     reloaded = ContextPruner(folder)
     assert reloaded.cfg.keep_logit_bias == found.keep_logit_bias
     assert _compression_at(reloaded, found.keep_logit_bias) == pytest.approx(found.compression, abs=1e-9)
+
+
+def test_calibrate_weights_refuses_evaluation_splits_and_missing_inputs_before_loading(tmp_path):
+    from prunekit.context_pruner.calibrate import calibrate_weights
+    from prunekit.context_pruner.errors import EvaluationSplitError, PrunerWeightsError, TrainingDataError
+    from prunekit.decoding.errors import LeakageError
+
+    with pytest.raises(EvaluationSplitError, match=r"test\.jsonl is an evaluation split") as err:
+        calibrate_weights(tmp_path / "nowhere", "qa/hotpotqa/test.jsonl", data_root=tmp_path)
+    assert isinstance(err.value, LeakageError) and err.value.argument == "calibration_file"
+    with pytest.raises(PrunerWeightsError) as err:  # the guard first, then the weights, then the data
+        calibrate_weights(tmp_path / "nowhere", "train.jsonl", data_root=tmp_path)
+    assert err.value.argument == "weights"
+    with pytest.raises(TrainingDataError, match="is not a folder") as err:
+        calibrate_weights(WEIGHTS_DIR, "train.jsonl", data_root=tmp_path / "nope")
+    assert err.value.argument == "data_root"
+    with pytest.raises(TrainingDataError, match=r"train\.jsonl does not exist") as err:
+        calibrate_weights(WEIGHTS_DIR, "train.jsonl", data_root=tmp_path)
+    assert err.value.argument == "calibration_file"
+
+
+def test_calibrate_weights_stores_the_bias_it_fits(tmp_path):
+    from prunekit.context_pruner.calibrate import calibrate_weights
+    from prunekit.context_pruner.model import save_pretrained
+    from tests.context_pruner.helpers import write_hotpot_hf
+
+    model, _ = tiny_model()
+    weights = save_pretrained(model, tmp_path / "w")
+    write_hotpot_hf(tmp_path / "train.jsonl")
+    shown = []
+    found = calibrate_weights(weights, "train.jsonl", data_root=tmp_path, target_compression=0.5,
+                              status=lambda message: shown.append(message) or contextlib.nullcontext())  # fmt: skip
+    saved = json.loads((weights / "config.json").read_text())
+    assert saved["keep_logit_bias"] == found.keep_logit_bias and found.questions == 2
+    assert "of train.jsonl (a training split)" in saved["extra"]["keep_logit_bias"]
+    assert shown == ["calibrating the keep-logit bias on 2 questions of train.jsonl"]

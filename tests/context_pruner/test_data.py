@@ -1,6 +1,7 @@
 import random
 
 import pytest
+
 from prunekit.context_pruner.data import (
     hotpot_passages,
     is_evaluation_split,
@@ -11,7 +12,6 @@ from prunekit.context_pruner.data import (
     read_training_passages,
     squad_passages,
 )
-
 from tests.conftest import require_data
 from tests.context_pruner.helpers import write_hotpot_hf, write_hotpot_original, write_squad
 

@@ -2,6 +2,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from prunekit.context_pruner.encoding import IGNORE, block_windows, build_block, collate
 
 

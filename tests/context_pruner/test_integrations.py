@@ -2,10 +2,10 @@
 under CI=true, which installs them all."""
 
 import pytest
+
 from prunekit.context_pruner.errors import InvalidQuestionError
 from prunekit.context_pruner.integrations.common import METADATA_KEY, SCORE_KEY
 from prunekit.context_pruner.pruner import ContextPruner
-
 from tests.conftest import require_module
 
 EIFFEL = "The Eiffel Tower is a wrought-iron lattice tower. It is located in Paris, France. Cats like to sleep."
@@ -21,6 +21,7 @@ def pruner() -> ContextPruner:
 def test_langchain_compressor(pruner):
     require_module("langchain_core", "the LangChain adapter (the dev extra: pip install -e '.[dev]')")
     from langchain_core.documents import Document
+
     from prunekit.context_pruner.integrations.langchain import ProvenceDocumentCompressor
 
     docs = [
@@ -41,6 +42,7 @@ def test_langchain_compressor(pruner):
 def test_llamaindex_postprocessor(pruner):
     require_module("llama_index.core", "the LlamaIndex adapter (the dev extra: pip install -e '.[dev]')")
     from llama_index.core.schema import NodeWithScore, TextNode
+
     from prunekit.context_pruner.integrations.llamaindex import ProvenceNodePostprocessor
 
     nodes = [
@@ -60,6 +62,7 @@ def test_llamaindex_postprocessor(pruner):
 def test_haystack_component(pruner):
     require_module("haystack", "the Haystack adapter (the dev extra: pip install -e '.[dev]')")
     from haystack import Document, Pipeline
+
     from prunekit.context_pruner.integrations.haystack import ProvenceContextPruner
 
     docs = [Document(content=OFF_TOPIC, meta={"k": 2}), Document(content=EIFFEL, meta={"k": 1})]

@@ -2,9 +2,9 @@ import json
 
 import pytest
 import torch
-from prunekit.context_pruner.model import WEIGHTS_DIR, PrunerConfig, load_pretrained, save_pretrained
 from safetensors import safe_open
 
+from prunekit.context_pruner.model import WEIGHTS_DIR, PrunerConfig, check_weights, load_pretrained, save_pretrained
 from tests.context_pruner.helpers import tiny_model
 
 
@@ -55,7 +55,6 @@ def test_shipped_weights_refuse_a_different_base(tmp_path):
 
 def test_num_layers_out_of_range():
     from prunekit.context_pruner.model import PrunerModel
-
     from tests.context_pruner.helpers import TINY_ENCODER
 
     with pytest.raises(ValueError, match="num_layers"):
@@ -72,3 +71,14 @@ def test_update_config_changes_fields_and_adds_provenance(tmp_path):
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["keep_logit_bias"] == 0.5 and cfg["extra"] == {"recipe": "r.json", "note": "second"}
     assert load_pretrained(folder)[0].cfg.keep_logit_bias == 0.5
+
+
+def test_check_weights_names_the_two_files_and_the_input(tmp_path):
+    from prunekit.context_pruner.errors import PrunerWeightsError
+
+    assert check_weights(WEIGHTS_DIR) == WEIGHTS_DIR
+    (tmp_path / "config.json").write_text("{}")  # a config alone is not weights
+    expected = r"no pruner weights in .* \(config\.json \+ model\.safetensors\)"
+    with pytest.raises(PrunerWeightsError, match=expected) as err:
+        check_weights(tmp_path, argument="weights")
+    assert err.value.argument == "weights"

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
+
 from prunekit.context_pruner.errors import InvalidOptionError
 from prunekit.context_pruner.precision import apply_precision, native_bf16, quantize_int8, resolve_precision
 from prunekit.context_pruner.pruner import ContextPruner
-
 from tests.context_pruner.helpers import tiny_model
 
 QUESTION = "Which river flows through the city where the Eiffel Tower stands?"

@@ -1,4 +1,5 @@
 import pytest
+
 from prunekit.context_pruner.errors import (
     BatchTooLargeError,
     InvalidContextError,
@@ -9,7 +10,6 @@ from prunekit.context_pruner.errors import (
 )
 from prunekit.context_pruner.pruner import FIRST_SENTENCE, ContextPruner, PrunedContext
 from prunekit.decoding.errors import InvalidRequestError
-
 from tests.context_pruner.helpers import tiny_model
 
 EIFFEL = "The Eiffel Tower is a wrought-iron lattice tower. It is located in Paris, France. Cats like to sleep."
@@ -158,3 +158,13 @@ def test_sweep_equals_prune_at_each_threshold(tiny):
         assert swept[t] == tiny.prune("Where?", contexts, threshold=t)
     with pytest.raises(InvalidOptionError):
         tiny.sweep("Where?", contexts, thresholds=[])
+
+
+def test_load_pruner_shares_the_default_and_refuses_a_folder_without_weights(tmp_path):
+    from prunekit.context_pruner.errors import PrunerWeightsError
+    from prunekit.context_pruner.pruner import default_pruner, load_pruner
+
+    assert load_pruner() is default_pruner() and load_pruner(None) is default_pruner()
+    with pytest.raises(PrunerWeightsError, match="no pruner weights in") as err:
+        load_pruner(tmp_path)
+    assert err.value.argument == "weights"

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from prunekit.context_pruner.sentences import join_spans, sentences_to_text, split_sentences, token_sentence_ids
 
 

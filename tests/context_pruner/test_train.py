@@ -1,9 +1,9 @@
 import json
 
 import torch
+
 from prunekit.context_pruner.pruner import ContextPruner
 from prunekit.context_pruner.train import TrainConfig, train
-
 from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_squad
 
 
@@ -132,3 +132,41 @@ def test_soft_token_loss_is_lowest_at_the_teachers_own_logits():
     # soft_weight 0 is the gold cross-entropy on the labelled tokens
     gold = torch.nn.functional.cross_entropy(teacher.reshape(-1, 2), labels.reshape(-1), ignore_index=IGNORE)
     torch.testing.assert_close(_soft_token_loss(teacher, labels, teacher, soft_weight=0.0), gold)
+
+
+def test_the_pipeline_refuses_evaluation_splits_before_training(tmp_path):
+    """The leakage guard is the core's: the Python API refuses what `prunekit train pruner` refuses."""
+    import pytest
+
+    from prunekit.context_pruner.errors import EvaluationSplitError, PrunerWeightsError, TrainingDataError
+    from prunekit.context_pruner.train import train_validate_calibrate
+    from prunekit.decoding.errors import LeakageError
+
+    config = _config(tmp_path)
+    with pytest.raises(EvaluationSplitError, match=r"test\.jsonl is an evaluation split: calibrate") as err:
+        train_validate_calibrate(config, "qa/hotpotqa/test.jsonl")
+    assert isinstance(err.value, LeakageError) and err.value.argument == "calibration_file"
+    leaky = TrainConfig(data=(str(tmp_path / "dev.json"),), data_root=str(tmp_path), out_dir=str(tmp_path / "run"))
+    with pytest.raises(EvaluationSplitError, match=r"dev\.json is an evaluation split: train") as err:
+        train_validate_calibrate(leaky, tmp_path / "train.jsonl")
+    assert err.value.argument == "config.data"
+    with pytest.raises(PrunerWeightsError, match="teacher_weights: no pruner weights in") as err:
+        train_validate_calibrate(_config(tmp_path, teacher_weights=str(tmp_path)), tmp_path / "train.jsonl")
+    assert err.value.argument == "config.teacher_weights"
+    with pytest.raises(TrainingDataError, match="does not exist") as err:
+        train_validate_calibrate(config, "nowhere/train.jsonl")  # under config.data_root
+    assert err.value.argument == "calibration_file"
+    assert not (tmp_path / "run").exists()  # nothing was trained
+
+
+def test_the_pipeline_trains_records_the_recipe_and_calibrates(tmp_path):
+    from prunekit.context_pruner.train import train_validate_calibrate
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text("{}")
+    run = train_validate_calibrate(_config(tmp_path, max_steps=1), tmp_path / "train.jsonl", recipe=recipe,
+                                   target_compression=0.5, progress=False)  # fmt: skip
+    saved = json.loads((run.weights / "config.json").read_text())
+    assert run.validation == {}  # nothing held out
+    assert saved["keep_logit_bias"] == run.calibration.keep_logit_bias and run.calibration.questions == 2
+    assert saved["extra"]["recipe"] == recipe.as_posix() and saved["extra"]["steps"] == 1

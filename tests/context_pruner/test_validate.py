@@ -1,7 +1,7 @@
 import pytest
+
 from prunekit.context_pruner.data import is_held_out_article
 from prunekit.context_pruner.validate import RankingGroup, held_out_ranking_groups, validate_ranking
-
 from tests.context_pruner.helpers import write_squad_articles
 
 

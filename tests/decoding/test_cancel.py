@@ -10,6 +10,7 @@ from typing import TypedDict
 
 import pytest
 from langgraph.graph import END, START, StateGraph
+
 from prunekit.decoding import GenerationParams
 from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable, check_cancelled, current_token
 

@@ -1,4 +1,5 @@
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import ChatChunk, GenerationParams, Usage, collect, normalize_messages
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.eval.agents import METHODS, UnknownMethodError, evaluate_agents, plot_accuracy_vs_tokens
 from prunekit.eval.harness import write_results
@@ -19,7 +20,6 @@ from prunekit.graph_pruning.errors import UnknownBenchmarkError
 from prunekit.graph_pruning.model import GraphPruner
 from prunekit.graph_pruning.pools import get_pool
 from prunekit.graph_pruning.records import StageRecord, save_records
-
 from tests.conftest import REPO, require_data
 from tests.graph_pruning.fakes import RecordingModel
 
@@ -198,7 +198,7 @@ def test_tiny_real_run_with_the_embedded_model(embedded_model) -> None:
 
 def _cli(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """`prunekit eval agents ...` in a fresh interpreter, as a user runs it."""
-    command = [sys.executable, "-c", "from app.cli import main; main()", "eval", "agents", *args]
+    command = [sys.executable, "-c", "from prunekit.app.cli import main; main()", "eval", "agents", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage
 from prunekit.eval.chat import DEFAULT_QUESTIONS, evaluate_chat, has_answer, load_questions, repeated_ngram

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from prunekit.decoding import LocalBackend, OpenAIModel
 from prunekit.decoding.decog import TokenVocabulary, parse_format
+from prunekit.decoding.decog.guided import FormatGuide
 from prunekit.decoding.decog.hmm import HMM
-from prunekit.decoding.types import ChatResult, GenerationParams, Usage
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage
 from prunekit.eval.decoding import (
     DEFAULT_HMM_DIR,
     DEFAULT_METHODS,
@@ -21,17 +24,58 @@ from prunekit.eval.decoding import (
     DecodingItem,
     LeakageError,
     evaluate_decoding,
+    guidance_trial,
     load_task_items,
     model_eos_id,
     model_vocabulary,
     parse_answer,
 )
-
 from tests.conftest import require_data, require_part
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
 
-class ScriptedModel:
+class FakeLocalBackend:
+    """Every member of `decoding.LocalBackend`, none of them working: a test's fake overrides what it needs."""
+
+    name = "fake-local"
+    context_length = 4096
+    eos_token_id: int | None = None
+    hmm_dir = None
+    reused_prompt_tokens = None
+
+    def chat(self, messages, params=None) -> ChatResult:
+        raise NotImplementedError
+
+    def stream(self, messages, params=None):
+        result = self.chat(messages, params)
+        yield ChatChunk(result.text, result.finish_reason, result.usage)
+
+    def encode_chat(self, messages) -> list[int]:
+        raise NotImplementedError
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        raise NotImplementedError
+
+    def detokenize(self, ids) -> str:
+        raise NotImplementedError
+
+    def vocabulary(self) -> TokenVocabulary:
+        raise NotImplementedError
+
+    def format_guide(self) -> FormatGuide:
+        return FormatGuide(self.vocabulary(), self.hmm_dir)
+
+    def next_token_logprobs(self, input_ids) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sequence_logprobs(self, prompt_ids, completion_ids) -> list[float]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedModel(FakeLocalBackend):
     """A fake local backend over a real tokenizer: at each step it prefers the next token of a scripted reply (logit
     +5, every other token -5; EOS once the script is done), applies the logits processors, and decodes greedily."""
 
@@ -40,15 +84,18 @@ class ScriptedModel:
     def __init__(self, tokenizer, reply) -> None:
         self.tokenizer = tokenizer
         self.reply = reply  # messages -> scripted text
-        self.eos = int(tokenizer.eos_token_id)
+        self.eos = self.eos_token_id = int(tokenizer.eos_token_id)
         self.v = len(tokenizer)
         self.lock = threading.Lock()
         self.prompts: list[str] = []
 
+    def vocabulary(self) -> TokenVocabulary:
+        return TokenVocabulary.from_tokenizer(self.tokenizer)
+
     def encode_chat(self, messages) -> list[int]:
         return self.tokenize(messages[-1]["content"])[:8] or [1]
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def detokenize(self, ids) -> str:
@@ -232,16 +279,23 @@ def test_formats_compile_against_the_backends_own_vocabulary(tokenizer) -> None:
     """A GGUF model brings its own tokenizer: the eval must use the vocabulary (and EOS) the backend guides with."""
     own = TokenVocabulary.from_tokenizer(tokenizer, [0, 2])  # the backend's EOS set, not the tokenizer's
 
-    class Backend:
+    class Backend(FakeLocalBackend):
         eos_token_id = 2
 
-        def format_guide(self):
-            return type("Guide", (), {"vocab": own})()
+        def vocabulary(self):
+            return own
 
     assert model_vocabulary(Backend()) is own
     assert model_eos_id(Backend(), own) == 2
     assert model_vocabulary(Backend(), tokenizer).eos_token_ids == (tokenizer.eos_token_id,)  # a given one wins
-    assert model_eos_id(object(), own) == 0  # no backend EOS: the vocabulary's first
+    assert model_eos_id(FakeLocalBackend(), own) == 0  # no backend EOS: the vocabulary's first
+
+
+def test_the_fakes_are_local_backends_and_a_served_model_is_refused(tokenizer) -> None:
+    assert isinstance(ScriptedModel(tokenizer, math_reply), LocalBackend)
+    served = OpenAIModel("http://127.0.0.1:9", model="remote")
+    with pytest.raises(ValueError, match="in-process model"):
+        evaluate_decoding(served, "math", [], items=math_items())
 
 
 # --------------------------------------------------------------------------- the embedded model
@@ -259,30 +313,17 @@ def test_tiny_real_run(embedded_model) -> None:
     assert all(r["prediction"] in ("correct", "incorrect") for r in res.items if r["method"] == "decog_pruned")
 
 
-def _table(scores: dict[float, float], key: str) -> dict[float, dict[str, float]]:
-    return {w: {key: s, "loglik_per_token": -1.0} for w, s in scores.items()}
-
-
-def test_stored_weights_per_task_and_general(tmp_path: Path) -> None:
-    from prunekit.decoding.decog.guided import stored_guidance_weight
-    from prunekit.eval.decoding import store_guidance_weights
-
-    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 4, "metadata": {"model": "x"}}))
-    math_table = _table({0.5: 0.2, 1.0: 0.4}, "accuracy")  # relative: 0.5, 1.0
-    store_guidance_weights(tmp_path, {"math": math_table}, {"math": 1.0}, "multiarith_train.json")
-    extract_table = _table({0.5: 0.30, 1.0: 0.10}, "f1")  # relative: 1.0, 0.33
-    store_guidance_weights(tmp_path, {"extract": extract_table}, {"extract": 0.5}, "train_subset-v1.1.json")
-    meta = json.loads((tmp_path / "config.json").read_text())["metadata"]
-    assert meta["model"] == "x" and set(meta["guidance"]["tables"]) == {"math", "extract"}  # earlier runs kept
-    assert stored_guidance_weight(meta, "math") == 1.0
-    assert stored_guidance_weight(meta, "extract") == 0.5
-    # general: mean relative score 0.75 at w=0.5 vs 0.67 at w=1.0
-    assert stored_guidance_weight(meta, "judge") == stored_guidance_weight(meta) == 0.5
-    assert stored_guidance_weight({}, "math") == 1.0
-
-
-def test_the_weight_is_chosen_on_training_files_only(tokenizer) -> None:
-    from prunekit.eval.decoding import choose_guidance_weight
-
+def test_guidance_trials_run_on_training_files_only(tokenizer) -> None:
     with pytest.raises(LeakageError):
-        choose_guidance_weight(ScriptedModel(tokenizer, lambda m: ""), "extract", ["dev-v1.1.half_A.json"])
+        guidance_trial(ScriptedModel(tokenizer, lambda m: ""), "extract", ["dev-v1.1.half_A.json"])
+
+
+def test_a_guidance_trial_is_the_methods_metrics_on_the_same_training_items(tokenizer, small_hmm, monkeypatch) -> None:
+    import prunekit.eval.decoding as module
+
+    monkeypatch.setattr(module, "load_task_items", lambda task, paths, limit, seed: math_items()[:limit])
+    trial = guidance_trial(ScriptedModel(tokenizer, math_reply), "math", ["multiarith_train.json"], limit=2,
+                           hmm=small_hmm, max_new_tokens=24)  # fmt: skip
+    metrics = trial(0.5)
+    assert metrics["compliance"] == 1.0 and "accuracy" in metrics and "loglik_per_token" in metrics
+    assert not any("." in k for k in metrics)  # no method prefix

@@ -3,6 +3,7 @@ import threading
 import time
 
 import pytest
+
 from prunekit.eval.harness import EvalResult, render_report, run_concurrently, write_results
 
 

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import ChatChunk, ChatResult, Usage, collect
 from prunekit.eval.nq_open import evaluate_nq_open, load_nq_open

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import ChatChunk, ChatResult, Usage
 from prunekit.eval.harness import write_results

@@ -6,11 +6,11 @@ import json
 from typing import ClassVar
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.eval.harness import write_results
 from prunekit.eval.qa import load_qa
 from prunekit.eval.rag import COLLECTION, INSTRUCTION, METHODS, corpus, evaluate_rag, rag_metrics
-
 from tests.conftest import require_data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from prunekit.graph_pruning.answers import (
     clean_span,
     doctest_asserts,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from prunekit.graph_pruning.data import (
     AGP_STAGE1_FILES,
     BENCHMARKS,
     BenchmarkItem,
+    agp_stage1_file,
     check_no_leakage,
     exclude_stage1,
     gold_number,
@@ -16,6 +18,7 @@ from prunekit.graph_pruning.data import (
     load_benchmark,
     normalize_task,
     score_answer,
+    stage1_files,
     stage1_task_keys,
     training_items,
 )
@@ -23,13 +26,20 @@ from prunekit.graph_pruning.errors import LeakageError, UnknownBenchmarkError
 from prunekit.graph_pruning.records import record_from_topology, save_records
 from prunekit.graph_pruning.task import AgentTask
 from prunekit.graph_pruning.topology import single
-
 from tests.conftest import SHARED_DATA, require_data
 
 
 def test_normalize_and_gold_number() -> None:
     assert normalize_task("Janet\u2019s  ducks\n") == normalize_task("janet's ducks")
     assert gold_number("so 9 * 2 = 18\n#### 1,018") == 1018.0
+
+
+def test_stage1_files_are_agps_three_then_ours(tmp_path, monkeypatch) -> None:
+    assert agp_stage1_file("code", tmp_path) == tmp_path / "agp" / "stage1_coding.json"
+    files = stage1_files(tmp_path, [tmp_path / "ours.json"])
+    assert files == [tmp_path / AGP_STAGE1_FILES[d] for d in ("math", "general", "code")] + [tmp_path / "ours.json"]
+    monkeypatch.setenv("PRUNEKIT_SHARED_DATA", str(tmp_path / "shared"))
+    assert stage1_files() == [tmp_path / "shared" / f for f in AGP_STAGE1_FILES.values()]
 
 
 def test_exclusion_on_handmade_items(tmp_path) -> None:

@@ -7,7 +7,9 @@ import os
 import threading
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.types import Usage
 from prunekit.graph_pruning.errors import InvalidTopologyError, SandboxUnavailableError
 from prunekit.graph_pruning.execute import (
     CODE_NOT_EXECUTED_NOTE,
@@ -19,7 +21,6 @@ from prunekit.graph_pruning.execute import (
 from prunekit.graph_pruning.pools import get_pool
 from prunekit.graph_pruning.task import AgentTask
 from prunekit.graph_pruning.topology import Topology, chain, complete, single
-
 from tests.graph_pruning.fakes import RecordingModel
 from tests.graph_pruning.test_sandbox import need_sandbox
 
@@ -43,8 +44,14 @@ def test_pruned_agents_make_zero_calls() -> None:
     assert set(result.per_agent) == {0, 3, 7}
     for pruned in topology.pruned:
         assert all(pool.roles[pruned].prompt not in system for system in model.roles_called())
-    assert result.llm_calls == 3 and result.answer == "B"
-    assert result.tokens == sum(t.prompt_tokens + t.completion_tokens for t in result.turns) > 0
+    assert result.usage.calls == 3 and result.answer == "B"
+    assert result.usage.total_tokens == sum(t.prompt_tokens + t.completion_tokens for t in result.turns) > 0
+    assert all(u.calls == 1 for u in result.per_agent.values())  # one round: one call per kept agent
+    per_agent = sum(result.per_agent.values(), Usage())
+    assert (per_agent.calls, per_agent.total_tokens) == (result.usage.calls, result.usage.total_tokens)
+    summary = result.to_dict()
+    assert (summary["llm_calls"], summary["tokens"]) == (3, result.usage.total_tokens)
+    assert (summary["prompt_tokens"], summary["completion_tokens"]) == (30, result.usage.completion_tokens)
 
 
 def test_independent_agents_run_in_parallel() -> None:
@@ -56,7 +63,7 @@ def test_independent_agents_run_in_parallel() -> None:
         return "The answer is 5"
 
     result = run_agents("What is 2 + 3?", pool, Topology.build(pool.size, [0, 3]), RecordingModel(reply))
-    assert result.answer == "5" and result.llm_calls == 2
+    assert result.answer == "5" and result.usage.calls == 2
 
 
 def test_agents_read_their_predecessors_only() -> None:
@@ -73,7 +80,7 @@ def test_temporal_edges_carry_the_previous_round() -> None:
     pool = get_pool("math")
     model = RecordingModel("The answer is 3")
     result = run_agents("1 + 2?", pool, complete(pool.size, [0, 1], rounds=2, temporal=True), model)
-    assert result.llm_calls == 4
+    assert result.usage.calls == 4
     rounds = sorted(t.round for t in result.turns)
     assert rounds == [0, 0, 1, 1]
     later = [u for _, u, _ in model.calls if "previous round" in u]
@@ -166,7 +173,7 @@ def test_code_decision_picks_a_passing_candidate_without_an_llm_call() -> None:
     need_sandbox()
     model = RecordingModel(reply)
     result = run_agents(CODE_TASK, pool, chain(pool.size, [0, 2, 4]), model, SANDBOX)
-    assert "a + b" in result.answer and result.llm_calls == 3 and result.code_executed
+    assert "a + b" in result.answer and result.usage.calls == 3 and result.code_executed
     assert any("2/2 visible tests" in n for n in result.notes)
     bug_fixer_prompt = next(u for s, u, _ in model.calls if _role_of(s, pool) == 4)
     assert "visible tests passed: 0/2" in bug_fixer_prompt  # the fixer sees the test feedback
@@ -183,7 +190,7 @@ def test_code_decision_agent_writes_when_no_candidate_passes() -> None:
     need_sandbox()
     result = run_agents(CODE_TASK, pool, single(pool.size, 2), RecordingModel(reply), SANDBOX)
     assert "a + b" in result.answer
-    assert result.llm_calls == 2 and DECISION_AGENT in result.per_agent
+    assert result.usage.calls == 2 and DECISION_AGENT in result.per_agent
 
 
 def test_code_is_not_run_by_default(tmp_path, monkeypatch) -> None:
@@ -199,7 +206,7 @@ def test_code_is_not_run_by_default(tmp_path, monkeypatch) -> None:
     model = RecordingModel(reply)
     result = run_agents(PAYLOAD_TASK, pool, chain(pool.size, [0, 2, 4]), model)
     assert "a + b" in result.answer and result.answer.startswith("import os")  # the latest, completed as text
-    assert result.llm_calls == 3 and DECISION_AGENT not in result.per_agent
+    assert result.usage.calls == 3 and DECISION_AGENT not in result.per_agent
     assert not result.code_executed and CODE_NOT_EXECUTED_NOTE in result.notes
     assert result.to_dict()["code_executed"] is False
     assert all("visible tests" not in user for _, user, _ in model.calls)
@@ -250,5 +257,5 @@ def test_full_debate_on_the_largest_pool() -> None:
     model = RecordingModel("A")
     task = AgentTask("Pick one.\nOption A: a\nOption B: b", "choice")
     result = run_agents(task, pool, complete(pool.size, rounds=3, temporal=True), model)
-    assert result.llm_calls == 27 and result.answer == "A"
+    assert result.usage.calls == 27 and result.answer == "A"
     assert result.to_dict()["llm_calls"] == 27

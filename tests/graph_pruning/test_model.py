@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+
 from prunekit.graph_pruning.errors import UnknownDomainError
 from prunekit.graph_pruning.model import WEIGHTS_DIR, GraphPruner, keep_decision, normalized_adjacency
 from prunekit.graph_pruning.pools import DOMAINS, get_pool

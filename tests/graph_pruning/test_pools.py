@@ -6,20 +6,15 @@ import json
 
 import numpy as np
 import pytest
+
+from prunekit.graph_pruning.data import AGP_STAGE1_FILES
 from prunekit.graph_pruning.errors import InvalidTopologyError, UnknownDomainError
 from prunekit.graph_pruning.pools import DOMAINS, get_pool
-
 from tests.conftest import require_data
-
-AGP_FILES = {
-    "math": "agp/stage1_math_reasoning.json",
-    "general": "agp/stage1_general_reasoning.json",
-    "code": "agp/stage1_coding.json",
-}
 
 
 def _arrays(domain: str) -> tuple[np.ndarray, np.ndarray]:
-    raw = json.loads(require_data(AGP_FILES[domain]).read_text())
+    raw = json.loads(require_data(AGP_STAGE1_FILES[domain]).read_text())
     return np.array([r["mask"] for r in raw]), np.array([r["edge_weight"] for r in raw])
 
 

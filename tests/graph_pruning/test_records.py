@@ -5,23 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from prunekit.graph_pruning.data import AGP_STAGE1_FILES
 from prunekit.graph_pruning.errors import InvalidRecordError
 from prunekit.graph_pruning.records import StageRecord, load_records, record_from_topology, save_records
 from prunekit.graph_pruning.topology import Topology
-
 from tests.conftest import require_data
 
 
 @pytest.mark.data
-@pytest.mark.parametrize(
-    ("name", "n", "count"),
-    [("stage1_math_reasoning.json", 4, 94), ("stage1_general_reasoning.json", 9, 138), ("stage1_coding.json", 5, 140)],
-)
-def test_agp_records_load(name: str, n: int, count: int) -> None:
-    records = load_records(require_data(f"agp/{name}"), n)
+@pytest.mark.parametrize(("domain", "n", "count"), [("math", 4, 94), ("general", 9, 138), ("code", 5, 140)])
+def test_agp_records_load(domain: str, n: int, count: int) -> None:
+    records = load_records(require_data(AGP_STAGE1_FILES[domain]), n)
     assert len(records) == count and all(r.score is None for r in records)
     with pytest.raises(InvalidRecordError, match="the pool has"):
-        load_records(require_data(f"agp/{name}"), n + 1)
+        load_records(require_data(AGP_STAGE1_FILES[domain]), n + 1)
 
 
 def test_round_trip_keeps_agp_layout(tmp_path) -> None:

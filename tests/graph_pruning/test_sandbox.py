@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from prunekit.decoding.cancel import CancelToken, RequestCancelledError, cancellable
 from prunekit.graph_pruning.errors import SandboxUnavailableError
 from prunekit.graph_pruning.sandbox import require_sandbox, run_python, run_tests
-
 from tests.conftest import REPO, skip_or_fail
 
 SECRET_VAR = "PRUNEKIT_TEST_SECRET"

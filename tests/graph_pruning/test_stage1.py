@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from prunekit.graph_pruning.data import BenchmarkItem
 from prunekit.graph_pruning.errors import LeakageError
 from prunekit.graph_pruning.pools import get_pool
 from prunekit.graph_pruning.records import load_records
 from prunekit.graph_pruning.stage1 import Stage1Config, collect_stage1, sample_topologies
 from prunekit.graph_pruning.task import AgentTask
-
 from tests.graph_pruning.fakes import RecordingModel
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from prunekit.graph_pruning.data import BenchmarkItem, load_benchmark, normalize_task, training_items
 from prunekit.graph_pruning.errors import UnknownBenchmarkError
 from prunekit.graph_pruning.model import GraphPruner
@@ -13,7 +14,6 @@ from prunekit.graph_pruning.pools import get_pool
 from prunekit.graph_pruning.records import RECORDS_DIR, load_records, shipped_record_files
 from prunekit.graph_pruning.stage1 import Stage1Config, collect_domain, collect_stage1
 from prunekit.graph_pruning.task import AgentTask
-
 from tests.conftest import require_data
 from tests.graph_pruning.fakes import RecordingModel
 

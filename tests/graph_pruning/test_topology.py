@@ -7,6 +7,7 @@ import random
 import networkx as nx
 import numpy as np
 import pytest
+
 from prunekit.graph_pruning.errors import InvalidTopologyError
 from prunekit.graph_pruning.topology import (
     Topology,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from prunekit.graph_pruning.errors import InvalidRecordError
 from prunekit.graph_pruning.pools import get_pool
 from prunekit.graph_pruning.records import StageRecord, save_records
@@ -22,7 +23,6 @@ from prunekit.graph_pruning.train import (
     train_domain,
     train_pruner,
 )
-
 from tests.graph_pruning.test_model import fake_embed
 
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
+
 from prunekit.decoding.types import ChatChunk, ChatResult, Usage
 
 

@@ -5,22 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql import prompts
-from prunekit.nl2sql.agent import (
-    AgentConfig,
-    Candidate,
-    NL2SQLAgent,
-    answer_question,
-    build_nl2sql_graph,
-    choose_candidate,
-    fix_identifiers,
-    result_signature,
-)
+from prunekit.nl2sql.agent import NL2SQLAgent, answer_question, build_nl2sql_graph
+from prunekit.nl2sql.agent_config import AgentConfig
 from prunekit.nl2sql.errors import DatabaseNotFoundError
 from prunekit.nl2sql.retrieval import DemoIndex, TrainExample
-from prunekit.nl2sql.schema import introspect_sqlite
-
 from tests.nl2sql.fakes import ScriptedModel, bag_of_words
 from tests.nl2sql.toydb import make_toy_db
 
@@ -61,10 +52,11 @@ def test_happy_path_records_calls_and_answers(db: Path) -> None:
     assert result.answer == "The answer is 4."
     assert result.error is None
     assert [c["node"] for c in result.calls] == ["draft", "decompose"]  # no index: no re-ranked candidate
-    assert result.llm_calls == len(model.calls) == 2
-    assert result.tokens == sum(c["prompt_tokens"] + c["completion_tokens"] for c in result.calls) > 0
+    assert result.usage.calls == len(model.calls) == 2
+    assert result.usage.total_tokens == sum(c["prompt_tokens"] + c["completion_tokens"] for c in result.calls) > 0
     assert [s for _, s in result.steps][-1] == GOOD
     assert {c["source"] for c in result.candidates} == {"draft", "decompose"}
+    assert result.truncated_reason is None and "truncated_reason" not in result.to_dict()
 
 
 def test_prompt_holds_linked_tables_only(db: Path) -> None:
@@ -86,20 +78,6 @@ def test_a_schema_over_its_budget_is_shown_without_example_values(db: Path) -> N
     agent_for(model, link=False, budget=prompts.PromptBudget(max_schema_chars=50)).answer(QUESTION, db)
     prompt = model.calls[0][0][-1]["content"]
     assert "CREATE TABLE singer" in prompt and "-- e.g." not in prompt
-
-
-def test_votes_pick_the_result_most_candidates_agree_on() -> None:
-    a = Candidate("draft", "a", "ok", rows=[(1,)])
-    b = Candidate("decompose", "b", "ok", rows=[(2,)])
-    c = Candidate("direct_skeleton", "c", "ok", rows=[(2.0,)])
-    assert choose_candidate([a, b, c]) == 1
-    assert choose_candidate([a, b]) == 0  # a tie goes to the earlier candidate
-    err = Candidate("draft", "x", "error", error="boom")
-    empty = Candidate("decompose", "y", "empty")
-    assert choose_candidate([err, empty, Candidate("z", "z", "ok", rows=[(3,)])]) == 2
-    assert choose_candidate([err, empty]) == 1
-    assert choose_candidate([err]) == 0
-    assert result_signature([(1, "a"), (2, "b")]) == result_signature([("b", 2), ("a", 1)])
 
 
 def test_two_agreeing_candidates_outvote_the_draft(db: Path) -> None:
@@ -127,6 +105,56 @@ def test_two_agreeing_candidates_outvote_the_draft(db: Path) -> None:
     ]
     assert result.sql == GOOD and result.rows == [(4,)]
     assert result.demos == [0]
+
+
+def test_demonstrations_are_ranked_once_per_question_and_reused(db: Path) -> None:
+    examples = [
+        TrainExample(0, "x", "How many students are from Spain?", "SELECT count(*) FROM student WHERE c = 'S'"),
+        TrainExample(1, "y", "List all teachers", "SELECT count(*) FROM teacher"),
+    ]
+    index = DemoIndex.build(examples, bag_of_words)
+    rankings: list[str | None] = []
+    retrieve = index.retrieve
+
+    def counting_retrieve(question, k=3, **kwargs):
+        rankings.append(kwargs.get("draft_sql"))
+        return retrieve(question, k, **kwargs)
+
+    index.retrieve = counting_retrieve  # type: ignore[method-assign]
+    only_questions = "Sub-question 1: Which singers are from France?\nSub-question 2: How many are they?"
+
+    def respond(messages, params):
+        system = messages[0]["content"]
+        return only_questions if system == prompts.SYSTEM_STEPS else "SELECT count(*) FROM singer"
+
+    model = ScriptedModel(respond)
+    cfg = AgentConfig(k_demos=1, skeleton_weight=5.0, step_mode="per_step")
+    NL2SQLAgent(model, index=index, embed=bag_of_words, config=cfg).answer(QUESTION, db)
+    assert rankings == [None, "SELECT count(*) FROM singer"]  # by the question, then once by the draft's skeleton
+    names = ["draft", "decompose", "write_step", "write_step2", "direct_skeleton"]
+    assert len(model.calls) == len(names)
+    shown = {
+        name: " ".join(m["content"] for m in messages) for name, (messages, _) in zip(names, model.calls, strict=True)
+    }
+    assert "teacher" not in shown["draft"] and "student" in shown["draft"]
+    for name in ("decompose", "write_step", "write_step2", "direct_skeleton"):  # the re-ranked demonstration
+        assert "teacher" in shown[name] and "student" not in shown[name], name
+
+
+def test_a_truncated_result_says_why(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "big.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            "CREATE TABLE big (x INTEGER);"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001) "
+            "INSERT INTO big SELECT i FROM n"
+        )
+    model = ScriptedModel(lambda messages, params: "SELECT x FROM big")
+    result = agent_for(model, candidates=("draft",), link=False).answer("List every x.", db)
+    assert len(result.rows) == 50 and result.truncated_reason == "the row cap of 10000 rows"
+    assert result.to_dict()["truncated_reason"] == result.truncated_reason
 
 
 def test_unknown_identifier_is_repaired_without_a_call(db: Path) -> None:
@@ -202,16 +230,6 @@ def test_bad_inputs_are_refused(db: Path, tmp_path: Path) -> None:
         AgentConfig(candidates=("oracle",))
 
 
-def test_fix_identifiers(db: Path) -> None:
-    schema = introspect_sqlite(db)
-    assert fix_identifiers("SELECT nam FROM singer", "no such column: nam", schema) == "SELECT name FROM singer"
-    assert fix_identifiers("SELECT T1.nam FROM singer AS T1", "no such column: T1.nam", schema) == (
-        "SELECT T1.name FROM singer AS T1"
-    )
-    assert fix_identifiers("SELECT * FROM singers", "no such table: singers", schema) == "SELECT * FROM singer"
-    assert fix_identifiers("SELECT 1", "syntax error", schema) is None
-
-
 def test_graph_shape_and_convenience(db: Path) -> None:
     graph = build_nl2sql_graph(ScriptedModel(responder()), embed=bag_of_words)
     assert {"link", "retrieve", "draft", "decompose", "write_steps", "compose", "execute", "repair", "answer"} <= set(
@@ -233,7 +251,7 @@ def test_answer_with_llm_adds_one_call(db: Path) -> None:
 
 def test_real_embedded_model_runs_the_graph(embedded_model, db: Path) -> None:
     result = agent_for(embedded_model, max_repairs=1, max_tokens_steps=200).answer(QUESTION, db)
-    assert result.llm_calls >= 2 and result.tokens > 0
+    assert result.usage.calls >= 2 and result.usage.total_tokens > 0
     assert all(c["prompt_tokens"] > 0 for c in result.calls)
     assert result.sql is None or result.sql.lower().startswith(("select", "with"))
 
@@ -247,17 +265,3 @@ def test_linking_embeds_schema_names_once_per_database(db: Path) -> None:
     first = embed.n_texts
     agent.answer("How many stadiums are there?", db)
     assert first > 10 and embed.n_texts == first + 1  # only the new question
-
-
-def test_the_database_cache_reads_an_edited_file_again_and_forgets_the_old_one(db: Path) -> None:
-    import os
-
-    from prunekit.nl2sql.agent import _DatabaseCache
-
-    cache = _DatabaseCache(n_examples=0)
-    first = cache.get(db)
-    assert cache.get(db) is first
-    stat = db.stat()
-    os.utime(db, (stat.st_atime, stat.st_mtime + 5))  # as if edited
-    second = cache.get(db)
-    assert second is not first and list(cache._items.values()) == [second]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from prunekit.nl2sql.ast_margin import (
     REWARD_ALPHA,
     REWARD_BETA,

@@ -9,11 +9,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from prunekit.nl2sql.decompose import STEP_KINDS, decompose, is_partial_subtree
 from prunekit.nl2sql.errors import SQLParseError
 from prunekit.nl2sql.safe_exec import SafeDatabase
 from prunekit.nl2sql.sqlast import canonical_sql, parse_sql
-
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 

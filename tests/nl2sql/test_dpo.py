@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql.dpo import DPOConfig, completion_logps, encode_pair, margin_dpo_loss, train_margin_dpo
 from prunekit.nl2sql.synthesis import PreferencePair

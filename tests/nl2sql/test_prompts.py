@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+
 from prunekit.nl2sql import prompts
 from prunekit.nl2sql.decompose import decompose
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from prunekit.nl2sql.retrieval import (
     DemoIndex,
     RetrievalError,
@@ -15,7 +16,6 @@ from prunekit.nl2sql.retrieval import (
     sql_skeleton,
 )
 from prunekit.nl2sql.schema import Column, Schema, Table
-
 from tests.conftest import require_data
 from tests.nl2sql.fakes import CountingEmbedder, bag_of_words
 

@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql import safe_exec
 from prunekit.nl2sql.errors import (
@@ -20,7 +21,6 @@ from prunekit.nl2sql.errors import (
     UnsafeSQLError,
 )
 from prunekit.nl2sql.safe_exec import QueryResult, SafeDatabase, SafeExecConfig, check_sql, execute_sql
-
 from tests.nl2sql.toydb import file_hash, make_toy_db
 
 TIMEOUT = 0.5
@@ -43,8 +43,11 @@ def db(hostile_dir: Path):
 
 
 def _hostile(tmp: str) -> list[tuple[str, str]]:
-    big_like = "%a" * 2000
-    deep = "SELECT " + "(" * 3000 + "1" + ")" * 3000
+    return _hostile_statements(tmp) + _hostile_workloads(tmp)
+
+
+def _hostile_statements(tmp: str) -> list[tuple[str, str]]:
+    """What is not one read-only query: writes, attachments, pragmas, transactions, hidden second statements."""
     return [
         # writes of every kind
         ("insert", "INSERT INTO singer VALUES (99, 'x', 'y', 1, 'T')"),
@@ -97,6 +100,14 @@ def _hostile(tmp: str) -> list[tuple[str, str]]:
         ("nul_byte", "SELECT 1\x00; DELETE FROM singer"),
         ("fullwidth_semicolon", "SELECT 1\uff1b DROP TABLE singer"),
         ("quoted_alias", 'SELECT name AS "x; DROP TABLE singer" FROM singer'),
+    ]
+
+
+def _hostile_workloads(tmp: str) -> list[tuple[str, str]]:
+    """Queries that try to read files or exhaust time and memory, and inputs the parser must survive."""
+    big_like = "%a" * 2000
+    deep = "SELECT " + "(" * 3000 + "1" + ")" * 3000
+    return [
         # dangerous functions
         ("load_extension", "SELECT load_extension('/tmp/evil.so')"),
         ("readfile", "SELECT readfile('/etc/passwd')"),

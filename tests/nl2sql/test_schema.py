@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from prunekit.nl2sql.errors import DatabaseNotFoundError
 from prunekit.nl2sql.schema import (
     Column,
@@ -21,7 +22,6 @@ from prunekit.nl2sql.schema import (
     render_schema,
     with_examples,
 )
-
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 
@@ -171,9 +171,10 @@ def test_link_schema_uses_the_embedder(toy: Schema) -> None:
 @pytest.mark.data
 def test_spider_tables_json_and_linking_recall_on_dev() -> None:
     """No oracle: how often the linked tables cover the gold query's tables on Spider dev."""
+    from sqlglot import exp
+
     from prunekit.eval.spider.data import load_spider
     from prunekit.nl2sql.sqlast import parse_sql
-    from sqlglot import exp
 
     tables = load_spider_tables(require_data("spider/tables.json"))
     assert len(tables) == 166

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from prunekit.nl2sql.errors import SQLParseError
 from prunekit.nl2sql.sqlast import canonical_sql, conjuncts, double_quotes_to_strings, parse_sql
 

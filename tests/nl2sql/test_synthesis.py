@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql.synthesis import (
     PreferencePair,

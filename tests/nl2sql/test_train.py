@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from prunekit.nl2sql.dpo import DPOConfig
 from prunekit.nl2sql.retrieval import RetrievalError
 from prunekit.nl2sql.schema import introspect_sqlite
 from prunekit.nl2sql.synthesis import SearchConfig, load_pairs, read_done
 from prunekit.nl2sql.train import synthesize, train_dpo
-
 from tests.nl2sql.fakes import ScriptedModel
 from tests.nl2sql.toydb import make_toy_db
 

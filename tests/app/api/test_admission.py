@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from prunekit.app.api.admission import Admission
 from prunekit.app.api.errors import ApiError
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
 from prunekit.eval.bench.attack import _hang_up_after
-
 from tests.conftest import LiveServer, free_port
 
 LONG = {"model": "prunekit-chat", "messages": [{"role": "user", "content": "Write a very long story."}]}
@@ -127,7 +127,7 @@ def test_a_hang_up_frees_the_place_and_the_model_within_a_second(small_service, 
 @pytest.mark.slow
 def test_a_hang_up_before_the_first_token_cancels_an_agent_team(small_service):
     """The agents route works for seconds before its first token; a client that leaves then is noticed too."""
-    from prunekit.app.agents import make_task, pruner_for
+    from prunekit.graph_pruning import make_task, pruner_for
 
     pruner_for("math").choose(make_task("math", "What is 1 + 1?"))  # loading the pruner is once, and not cancellable
     body = {

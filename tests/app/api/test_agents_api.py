@@ -10,14 +10,12 @@ import sys
 
 import httpx
 import pytest
-from prunekit.app.agents import make_task
+
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
-from prunekit.decoding.errors import InvalidRequestError
 from prunekit.graph_pruning.execute import CODE_NOT_EXECUTED_NOTE
 from prunekit.graph_pruning.model import GraphPruner
 from prunekit.graph_pruning.records import StageRecord, save_records
-
 from tests.conftest import REPO, SERVICE_KEY, LiveServer
 from tests.graph_pruning.fakes import RecordingModel
 from tests.graph_pruning.test_sandbox import need_sandbox
@@ -57,16 +55,8 @@ def test_bad_agent_requests(live_service, body, fragment):
     assert response.status_code == 400 and fragment in response.json()["error"]["message"]
 
 
-def test_make_task_formats():
-    assert make_task("math", "1+1?").answer_format == "number"
-    assert make_task("general", "Which?", choices=("A", "B")).answer_format == "choice"
-    assert make_task("code", "def f(): ...").answer_format == "code"
-    with pytest.raises(InvalidRequestError):
-        make_task("math", "   ")
-
-
 def _train_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from app.cli import main; main()", "train", "agp", *args]
+    command = [sys.executable, "-c", "from prunekit.app.cli import main; main()", "train", "agp", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
 
 
@@ -84,6 +74,15 @@ def test_train_agp_bad_input_is_one_line(args, fragment):
     lines = done.stderr.strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1 and fragment in lines[0], done.stderr
     assert lines[0].startswith("prunekit: error:")
+
+
+def test_eval_agents_refuses_a_folder_without_a_pruner(tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # a config alone is not a pruner: its weights are missing
+    command = [sys.executable, "-c", "from prunekit.app.cli import main; main()", "eval", "agents"]
+    done = subprocess.run([*command, "--pruner", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("prunekit: error:"), done.stderr
+    assert "--pruner" in lines[0] and "holds no trained pruner (config.json + pruner.safetensors)" in lines[0]
 
 
 @pytest.mark.slow
@@ -164,7 +163,7 @@ def test_sandbox_mode_without_bwrap_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_cli_code_execution_option(tmp_path):
-    command = [sys.executable, "-c", "from app.cli import main; main()", "agents", PAYLOAD, "--domain", "code"]
+    command = [sys.executable, "-c", "from prunekit.app.cli import main; main()", "agents", PAYLOAD, "--domain", "code"]
     env = os.environ | {"PATH": str(tmp_path)}  # no bwrap: the sandbox refuses before a model loads
     done = subprocess.run([*command, "--code-execution", "sandbox"], capture_output=True, text=True, env=env, cwd=REPO)
     lines = done.stderr.strip().splitlines()

@@ -6,9 +6,9 @@ import json
 
 import httpx
 import pytest
+
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
-
 from tests.conftest import LiveServer
 from tests.fault_server import FaultServer, delta, error, reply, sleep, sse, stream
 
@@ -41,7 +41,6 @@ def test_backend_failures_become_clean_5xx_and_service_recovers(tmp_path, behavi
 
 def test_backend_down(tmp_path):
     from prunekit.decoding import OpenAIModel
-
     from tests.conftest import free_port
 
     model = OpenAIModel(f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from prunekit.app.api.errors import redact_paths, status_of
 from prunekit.decoding.errors import BackendError, InvalidRequestError
 

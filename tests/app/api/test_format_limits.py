@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
 from prunekit.decoding import ChatChunk, ChatResult, GenerationParams, Usage
 from prunekit.decoding.decog import CompileBudget, TokenVocabulary
 from prunekit.decoding.decog.guided import FormatGuide
-
 from tests.conftest import LiveServer
 
 BOMBS = {

@@ -8,10 +8,10 @@ import logging
 import time
 
 import httpx
+
 from prunekit.app.api.middleware import RateLimit, key_matches
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
-
 from tests.conftest import LiveServer
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from prunekit.decoding.types import ChatChunk, Usage, collect
 
+from prunekit.decoding.types import ChatChunk, Usage, collect
 from tests.conftest import REPO, free_port, skip_or_fail
 
 

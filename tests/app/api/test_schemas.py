@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from prunekit.app.api.schemas import ChatCompletionRequest
 from pydantic import ValidationError
+
+from prunekit.app.api.schemas import ChatCompletionRequest
 
 BASE = {"model": "prunekit-chat", "messages": [{"role": "user", "content": "Hi"}]}
 

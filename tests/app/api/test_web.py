@@ -23,8 +23,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from prunekit.app.api.web import web_router
 
+from prunekit.app.api.web import web_router
 from tests.conftest import SERVICE_KEY, LiveServer, skip_or_fail
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

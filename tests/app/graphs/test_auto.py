@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from prunekit.app.graphs.auto import ROUTE_EXAMPLES, AutoRouter
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+
 from prunekit.app.graphs.chat import _most_that_fit, build_chat_graph, fit_history
 from prunekit.decoding import GenerationParams, InvalidRequestError
 from prunekit.decoding.backends.context_window import CHARS_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, prompt_tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+
 from prunekit.app.graphs.rag import (
     DEFAULT_INSTRUCTION,
     RagSystem,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from prunekit.app.databases import DatabaseRegistry
 from prunekit.app.graphs.router import RouterResources, build_router_graph
 from prunekit.decoding import InvalidRequestError, NotFoundError
-
 from tests.nl2sql.fakes import ScriptedModel, bag_of_words
 from tests.nl2sql.toydb import make_toy_db
 
@@ -106,3 +106,27 @@ def test_registry_reads_a_folder_and_named_entries(tmp_path: Path) -> None:
     registry = DatabaseRegistry({"gone": tmp_path / "nope.sqlite"})
     with pytest.raises(NotFoundError, match="missing"):
         registry.path("gone")
+
+
+def test_resources_from_settings_take_what_the_settings_name(tmp_path: Path) -> None:
+    from prunekit.app.settings import Settings
+
+    db = make_toy_db(tmp_path / "shop.sqlite")
+    settings = Settings(sql_databases=f"shop={db}", rag_collection="notes", code_execution="sandbox", data_dir=tmp_path)
+    model = ScriptedModel(respond)
+    resources = RouterResources.from_settings(settings, model)
+    assert resources.model is model and resources.databases.names() == ["shop"]
+    assert (resources.default_collection, resources.code_execution) == ("notes", "sandbox")
+    assert resources.vector_store is None and not (tmp_path / "qdrant").exists()  # the store opens on first use
+
+
+def test_a_blank_last_question_is_refused_not_replaced_by_an_earlier_one(graph) -> None:
+    g, model = graph
+    messages = [
+        {"role": "user", "content": "How many singers are there?"},
+        {"role": "assistant", "content": "Six."},
+        {"role": "user", "content": " "},
+    ]
+    with pytest.raises(InvalidRequestError, match="last user message must be non-empty"):
+        run(g, messages=messages, route="sql", database="toy")
+    assert model.calls == []

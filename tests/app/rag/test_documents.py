@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+
 from prunekit.app.rag.documents import chunk_text, read_document
 from prunekit.decoding.errors import InvalidRequestError
 

@@ -1,4 +1,5 @@
 import pytest
+
 from prunekit.app.rag.documents import Chunk
 from prunekit.app.rag.store import VectorStore
 from prunekit.decoding.backends.embeddings import load_embedder

@@ -1,4 +1,5 @@
 import numpy as np
+
 from prunekit.decoding.backends.embeddings import load_embedder
 
 

@@ -4,9 +4,9 @@ import threading
 
 import pytest
 import torch
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import GenerationParams
-
 from tests.conftest import require_llamacpp
 
 llamacpp = require_llamacpp()
@@ -30,6 +30,21 @@ def ask(q: str) -> list[dict[str, str]]:
 def test_chat_template_and_tokens_match_transformers(embedded_model, hf_model):
     for q in QUESTIONS:
         assert embedded_model.encode_chat(ask(q)) == hf_model.encode_chat(ask(q))
+
+
+def test_both_backends_are_local_backends_that_agree_on_tokens(embedded_model, hf_model):
+    from prunekit.decoding import as_local
+
+    assert as_local(embedded_model) is embedded_model and as_local(hf_model) is hf_model
+    text = "The answer is 42. <|im_end|> ok"
+    assert embedded_model.tokenize(text) == hf_model.tokenize(text)  # the marker is the special token
+    assert embedded_model.tokenize(text, special=False) == hf_model.tokenize(text, special=False)  # plain text
+    assert 2 in hf_model.tokenize(text) and 2 not in hf_model.tokenize(text, special=False)
+    ids = hf_model.tokenize("Paris, France")
+    assert embedded_model.detokenize([2, *ids]) == hf_model.detokenize([2, *ids]) == "Paris, France"
+    assert embedded_model.eos_token_id == hf_model.eos_token_id == 2
+    assert embedded_model.vocabulary().size == hf_model.vocabulary().size == 49152
+    assert hf_model.reused_prompt_tokens is None and embedded_model.reused_prompt_tokens >= 0  # only llama.cpp caches
 
 
 def test_f16_greedy_output_equals_transformers(fidelity_model, hf_model):

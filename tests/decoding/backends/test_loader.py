@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from prunekit.decoding.backends.embedded import embedded_hf_dir
 from prunekit.decoding.backends.loader import load_local_model
 from prunekit.decoding.decog import HMM
@@ -12,7 +13,6 @@ from prunekit.decoding.decog.errors import VocabularyMismatchError
 from prunekit.decoding.decog.guided import DEFAULT_HMM_DIR
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import GenerationParams
-
 from tests.conftest import require_llamacpp
 
 llamacpp = require_llamacpp()

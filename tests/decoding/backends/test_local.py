@@ -4,6 +4,7 @@ import threading
 
 import pytest
 import torch
+
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import GenerationParams
 

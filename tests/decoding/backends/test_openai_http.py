@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+
 from prunekit.decoding import OpenAIModel
 from prunekit.decoding.errors import (
     BackendConnectionError,
@@ -16,7 +17,6 @@ from prunekit.decoding.errors import (
     InvalidRequestError,
 )
 from prunekit.decoding.types import GenerationParams
-
 from tests.conftest import SERVICE_KEY, free_port
 from tests.fault_server import HI, FaultServer, delta, error, ok, reply, sleep, sse, stream
 

@@ -1,4 +1,5 @@
 import torch
+
 from prunekit.decoding.backends.sampling import make_generator, pick_next_token
 
 

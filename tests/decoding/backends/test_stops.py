@@ -1,4 +1,5 @@
 import pytest
+
 from prunekit.decoding.backends.stops import StopMatcher
 
 

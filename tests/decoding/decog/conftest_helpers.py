@@ -9,8 +9,9 @@ from tests.conftest import skip_or_fail
 
 @functools.lru_cache(maxsize=1)
 def _load():
-    from prunekit.decoding.backends.embedded import embedded_hf_dir
     from transformers import AutoTokenizer
+
+    from prunekit.decoding.backends.embedded import embedded_hf_dir
 
     return AutoTokenizer.from_pretrained(embedded_hf_dir())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from prunekit.decoding.decog.formats import compile_format
 
 _SPECS = ["regex:[a-c]+é中", "pivot:<free>é<int>", "choice:naïve|café|😀!", "pivot:<free:4>x", "regex:[^a]b"]

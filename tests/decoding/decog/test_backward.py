@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+
 from prunekit.decoding.decog.backward import BackwardTables, get_backward_tables, log_matmul_exp
 from prunekit.decoding.decog.errors import VocabularyMismatchError
 from prunekit.decoding.decog.hmm import HMM
-
 from tests.decoding.decog.toy import all_sequences, finishes, seq_prob_by_start, toy_dfa
 
 SPECS = ["regex:a+b?", "choice:ab|a 1|12", "pivot:<free>b<int>"]

@@ -9,6 +9,8 @@ import threading
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from prunekit.decoding.decog.distill import (
     DistillConfig,
     GenerationRecorder,
@@ -19,11 +21,9 @@ from prunekit.decoding.decog.distill import (
     unigram_loglik,
 )
 from prunekit.decoding.decog.hmm import HMM
-from prunekit.decoding.decog.prompts import LeakedDataError, build_judge_items, distillation_prompts, load_squad
-from prunekit.decoding.errors import InvalidRequestError
+from prunekit.decoding.decog.prompts import build_judge_items, distillation_prompts, load_squad
+from prunekit.decoding.errors import InvalidRequestError, LeakageError
 from prunekit.decoding.types import ChatResult, GenerationParams, Usage
-from safetensors.torch import load_file, save_file
-
 from tests.conftest import require_llamacpp, require_module
 
 V, EOS = 10, 0
@@ -173,9 +173,9 @@ def test_unigram_baseline_is_exact() -> None:
 def test_distillation_prompts_refuse_evaluation_files(tmp_path) -> None:
     write_training_data(tmp_path)
     (tmp_path / "agp/multiarith_test.json").write_text("[]")
-    with pytest.raises(LeakedDataError):
+    with pytest.raises(LeakageError):
         distillation_prompts(5, math_paths=[tmp_path / "agp/multiarith_test.json"])
-    with pytest.raises(LeakedDataError):
+    with pytest.raises(LeakageError):
         distillation_prompts(5, squad_path=tmp_path / "qa/squad_v1.1/dev-v1.1.half_A.json")
     prompts = distillation_prompts(
         40,

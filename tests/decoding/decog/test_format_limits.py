@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+
 from prunekit.decoding.decog import (
     CompileBudget,
     FormatCompileTimeoutError,

@@ -10,13 +10,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from prunekit.decoding.decog import guidance
 from prunekit.decoding.decog.errors import FormatBudgetError, GuidanceError, VocabularyMismatchError
 from prunekit.decoding.decog.formats import parse_format
 from prunekit.decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.decoding.errors import InvalidRequestError
-
 from tests.decoding.decog.toy import TOY_EOS, TOY_TOKENS, all_sequences, finishes, seq_prob, toy_dfa
 
 V = len(TOY_TOKENS)

@@ -1,6 +1,7 @@
 """`GenerationParams.format` on the local backends: the answer follows the format, whatever the prompt."""
 
 import pytest
+
 from prunekit.decoding.decog import parse_format
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import GenerationParams
@@ -37,7 +38,6 @@ def test_bad_format_specs_are_refused():
 def test_decog_uses_the_weight_stored_with_the_hmm(tmp_path):
     from prunekit.decoding.decog import HMM, TokenVocabulary
     from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP, FormatGuide
-
     from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
     tok = smollm2_tokenizer()

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from prunekit.decoding.decog.errors import HMMFileError, VocabularyMismatchError
 from prunekit.decoding.decog.hmm import HMM, assignment_counts
 

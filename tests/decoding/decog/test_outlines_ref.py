@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import regex
 import torch
+
 from prunekit.decoding.decog.errors import GuidanceError
 from prunekit.decoding.decog.formats import Format, parse_format
 from prunekit.decoding.decog.guidance import HardMaskProcessor
 from prunekit.decoding.decog.outlines_ref import OutlinesMaskProcessor, _ascii_classes, outlines_regex
 from prunekit.decoding.decog.token_dfa import compile_token_dfa
 from prunekit.decoding.decog.vocab import TokenVocabulary
-
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
 # Formats whose regex outlines-core reads exactly as we do (no wildcard before a pivot): pivots spanning tokens,

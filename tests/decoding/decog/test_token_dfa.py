@@ -7,13 +7,13 @@ import time
 import numpy as np
 import pytest
 import torch
+
 from prunekit.decoding.decog.errors import FormatTooLargeError, UnsatisfiableFormatError
 from prunekit.decoding.decog.formats import parse_format
 from prunekit.decoding.decog.guidance import DecoGProcessor, HardMaskProcessor
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.decoding.decog.token_dfa import compile_token_dfa
 from prunekit.decoding.decog.vocab import TokenVocabulary
-
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
 

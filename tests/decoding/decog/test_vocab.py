@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from prunekit.decoding.decog.errors import VocabularyMismatchError
 from prunekit.decoding.decog.vocab import TokenVocabulary, gpt2_byte_decoder
-
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 
 

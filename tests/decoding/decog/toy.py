@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.decoding.decog.token_dfa import TokenDFA, compile_token_dfa
 from prunekit.decoding.decog.vocab import TokenVocabulary

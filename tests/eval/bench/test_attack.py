@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
 from prunekit.eval.bench.attack import run_attacks
-
 from tests.conftest import LiveServer
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from prunekit.eval.bench.decode import ttft_messages
+from tests.eval.test_decoding import FakeLocalBackend
 
 TEMPLATE_TOKENS = 7
 
 
-class WordModel:
-    """A fake chat model whose tokens are whitespace words, plus a fixed chat template."""
+class WordModel(FakeLocalBackend):
+    """A fake local backend whose tokens are whitespace words, plus a fixed chat template."""
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         return list(range(TEMPLATE_TOKENS + sum(len(m["content"].split()) for m in messages)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prunekit.eval.bench.decog_step import run_benchmark
-
 from tests.decoding.decog.toy import TOY_EOS, toy_vocab
 
 

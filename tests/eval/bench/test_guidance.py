@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+
 from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP
 from prunekit.decoding.decog.hmm import HMM
 from prunekit.eval.bench.guidance import NoEOSProcessor, bench_guidance
-
 from tests.decoding.decog.conftest_helpers import smollm2_tokenizer
 from tests.eval.test_decoding import ScriptedModel
 

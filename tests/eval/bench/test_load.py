@@ -16,11 +16,11 @@ from contextlib import contextmanager
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
+
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
 from prunekit.decoding.types import ChatChunk, Usage, collect
 from prunekit.eval.bench.load import LoadTestError, main, percentile, run_load
-
 from tests.conftest import SERVICE_KEY, LiveServer, free_port
 
 TOKENS, DELAY_S, MAX_TOKENS = 4, 0.01, 8

@@ -1,6 +1,5 @@
 from prunekit.context_pruner.pruner import ContextPruner
 from prunekit.eval.bench.pruner import bench_prune, synthetic_passages
-
 from tests.context_pruner.helpers import tiny_model
 
 

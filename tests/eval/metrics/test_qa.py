@@ -1,4 +1,5 @@
 import pytest
+
 from prunekit.eval.metrics.qa import exact_match, max_over_golds, normalize_answer, token_f1
 
 

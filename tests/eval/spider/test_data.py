@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from prunekit.eval.spider.data import database_path, load_spider, load_tables
 
+from prunekit.eval.spider.data import database_path, load_spider, load_tables
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 

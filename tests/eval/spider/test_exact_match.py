@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from prunekit.eval.spider.data import load_tables
 from prunekit.eval.spider.exact_match import components, exact_match, fk_canonical_map
 from prunekit.nl2sql.schema import introspect_sqlite
-
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from prunekit.eval.spider.data import load_spider
 from prunekit.eval.spider.exec_match import (
     ExecEvaluator,
@@ -16,7 +17,6 @@ from prunekit.eval.spider.exec_match import (
     remove_distinct,
     results_match,
 )
-
 from tests.conftest import require_data
 from tests.nl2sql.toydb import make_toy_db
 

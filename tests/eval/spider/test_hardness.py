@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+
 from prunekit.eval.spider.hardness import (
     HardnessCounts,
     count_components,
@@ -13,7 +14,6 @@ from prunekit.eval.spider.hardness import (
     hardness,
     hardness_of_spider_sql,
 )
-
 from tests.conftest import require_data
 
 JOIN = "FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id"

@@ -7,12 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from prunekit.eval.spider.data import SpiderExample, load_spider
 from prunekit.eval.spider.run import METHODS, evaluate_examples, evaluate_spider, stratified_sample
 from prunekit.nl2sql import prompts
-from prunekit.nl2sql.agent import AgentConfig, NL2SQLAgent
+from prunekit.nl2sql.agent import NL2SQLAgent
+from prunekit.nl2sql.agent_config import AgentConfig
 from prunekit.nl2sql.retrieval import DemoIndex, TrainExample, load_train_examples
-
 from tests.conftest import require_data
 from tests.nl2sql.fakes import ScriptedModel, bag_of_words
 from tests.nl2sql.toydb import make_toy_db

@@ -1,0 +1,56 @@
+"""What the graphs share: the question a conversation asks, an answer streamed token by token, and the usage a
+graph's final state carries.
+
+>>> last_user_text([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+...                 {"role": "user", "content": "How are you?"}])
+'How are you?'
+>>> usage_state(Usage.call(9, 2))
+{'prompt_tokens': 9, 'completion_tokens': 2}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langgraph.config import get_stream_writer
+
+from prunekit.decoding import ChatModel, ChatResult, GenerationParams, InvalidRequestError, Usage
+
+__all__ = ["last_user_text", "stream_answer", "usage_state"]
+
+
+def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The content of the conversation's last user message: the question the RAG, SQL, agents and auto routes
+    answer. A blank last message is refused rather than skipped: answering an older question instead would hide it.
+    """
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str) and content.strip():
+                return content
+            raise InvalidRequestError("the last user message must be non-empty text: it is the question to answer")
+    raise InvalidRequestError("the conversation has no user message to answer")
+
+
+def stream_answer(model: ChatModel, messages: list[dict[str, str]], params: GenerationParams) -> ChatResult:
+    """Stream the model's answer as `{"delta": text}` custom events; return the whole answer, why it ended and
+    what it cost (zero tokens when the backend reports none)."""
+    write = get_stream_writer()
+    parts: list[str] = []
+    finish, usage = "stop", Usage()
+    for chunk in model.stream(messages, params):
+        if chunk.text:
+            parts.append(chunk.text)
+            write({"delta": chunk.text})
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return ChatResult("".join(parts), finish, usage)
+
+
+def usage_state(usage: Usage) -> dict[str, int]:
+    """`usage` as the graphs' final states carry it: the LLM's prompt and completion tokens, as plain data
+    (the service adds `total_tokens` on the wire, `Usage.as_openai`)."""
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
