@@ -1,4 +1,4 @@
-"""The HTTP API: OpenAI's `/v1/models` and `/v1/chat/completions`, and prunekit's own endpoints.
+"""The HTTP API: OpenAI's `/v1/models`, `/v1/chat/completions` and `/v1/embeddings`, and prunekit's own endpoints.
 
 Every chat model (`prunekit-chat`, `-rag`, `-sql`, `-agents`, `-auto`) runs through one LangGraph router graph
 (`app.graphs.router`). Model calls are blocking, so they run in worker threads. Extensions to OpenAI's chat
@@ -20,9 +20,17 @@ from fastapi.concurrency import run_in_threadpool
 
 from prunekit.app.api.admission import ClientGoneError, Ticket, run_cancellable
 from prunekit.app.api.completions import completion_body, stream_completion
+from prunekit.app.api.embeddings import EMBEDDING_MODEL, embed_request, request_texts
 from prunekit.app.api.errors import ApiError
 from prunekit.app.api.middleware import key_matches
-from prunekit.app.api.schemas import THREAD_ID_PATTERN, AgentsRequest, ChatCompletionRequest, PruneRequest, SqlRequest
+from prunekit.app.api.schemas import (
+    THREAD_ID_PATTERN,
+    AgentsRequest,
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    PruneRequest,
+    SqlRequest,
+)
 from prunekit.app.graphs.params import request_params
 from prunekit.app.graphs.router import MODEL_ROUTES, RouterResources
 from prunekit.app.settings import Settings
@@ -60,7 +68,9 @@ async def health(request: Request) -> dict[str, Any]:
 async def models() -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "prunekit"} for m in MODEL_ROUTES],
+        "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "prunekit"} for m in (*MODEL_ROUTES, EMBEDDING_MODEL)
+        ],
     }
 
 
@@ -192,6 +202,14 @@ async def prune(request: Request, body: PruneRequest) -> dict[str, Any] | Respon
         "results": [[r.to_dict() for r in rs] for rs in results],
         "usage": {"context_tokens": before, "kept_tokens": after, "removed_tokens": before - after},
     }
+
+
+@api_router.post("/v1/embeddings", dependencies=[Depends(require_key)], response_model=None)
+async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any] | Response:
+    from prunekit.decoding.backends.embeddings import load_embedder
+
+    texts = request_texts(body)  # cheap checks before a place is taken
+    return await _admitted(request, "embeddings", lambda: embed_request(body, texts, load_embedder()))
 
 
 @api_router.get("/v1/threads/{thread_id}")

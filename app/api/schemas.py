@@ -14,6 +14,7 @@ __all__ = [
     "AgentsRequest",
     "ChatCompletionRequest",
     "ChatMessageIn",
+    "EmbeddingsRequest",
     "PruneItem",
     "PruneRequest",
     "SqlRequest",
@@ -95,8 +96,7 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     # vLLM's extra field (CTRL's penalty over the answer's last 64 tokens, `decoding.backends.penalties`).
-    # None: the server's
-    # loop guard (PRUNEKIT_REPETITION_PENALTY) on free text; 1 turns it off.
+    # None: the server's loop guard (PRUNEKIT_REPETITION_PENALTY) on free text; 1 turns it off.
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
     n: Literal[1] = 1
     stream: bool = False
@@ -170,3 +170,27 @@ class PruneRequest(BaseModel):
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     top_k: Annotated[int, Field(ge=1, le=64)] | None = None
     reorder: bool = False
+
+
+# OpenAI's own per-request cap on inputs is 2048; each input here costs a MiniLM forward pass on the server's CPU.
+MAX_EMBEDDING_INPUTS = 256
+EmbeddingText = Annotated[str, Field(max_length=20_000)]  # far past what the encoder embeds: the token check says so
+
+
+class EmbeddingsRequest(BaseModel):
+    """POST /v1/embeddings, OpenAI's shape. `input`: a string or a list of strings. Token-id input (what OpenAI's
+    tokenizer would produce) is accepted by the schema only to be refused with a message saying so
+    (`app.api.embeddings`): prunekit's encoder has its own tokenizer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    input: (
+        EmbeddingText
+        | Annotated[list[EmbeddingText], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+        | Annotated[list[int], Field(min_length=1, max_length=8192)]
+        | Annotated[list[list[int]], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: Annotated[str, Field(max_length=256)] | None = None  # OpenAI's end-user id: accepted, not used

@@ -60,6 +60,15 @@ class Embedder:
             )
         return vectors.astype(np.float32)  # (N, D)
 
+    @property
+    def max_tokens(self) -> int:
+        """The longest input, in the encoder's own tokens (with its special tokens), that it embeds whole."""
+        return int(self.model.max_seq_length)
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Each text's length in the encoder's tokens, special tokens included (what `max_tokens` bounds)."""
+        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+
     def __call__(self, texts: list[str]) -> np.ndarray:
         return self.encode(texts)
 

@@ -68,6 +68,7 @@ def test_models_and_health(client, live_service):
         "prunekit-sql",
         "prunekit-agents",
         "prunekit-auto",
+        "prunekit-embed",
     ]
     assert httpx.get(f"{live_service.url}/health").json()["status"] == "ok"  # no key needed
 
