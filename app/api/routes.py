@@ -1,4 +1,5 @@
-"""The HTTP API: OpenAI's `/v1/models`, `/v1/chat/completions` and `/v1/embeddings`, and prunekit's own endpoints.
+"""The HTTP API: OpenAI's `/v1/models`, `/v1/chat/completions` and `/v1/embeddings`, the common `/v1/rerank`,
+and prunekit's own endpoints.
 
 Every chat model (`prunekit-chat`, `-rag`, `-sql`, `-agents`, `-auto`) runs through one LangGraph router graph
 (`app.graphs.router`). Model calls are blocking, so they run in worker threads. Extensions to OpenAI's chat
@@ -23,12 +24,14 @@ from prunekit.app.api.completions import completion_body, stream_completion
 from prunekit.app.api.embeddings import EMBEDDING_MODEL, embed_request, request_texts
 from prunekit.app.api.errors import ApiError
 from prunekit.app.api.middleware import key_matches
+from prunekit.app.api.rerank import RERANK_MODEL, document_texts, rerank_body
 from prunekit.app.api.schemas import (
     THREAD_ID_PATTERN,
     AgentsRequest,
     ChatCompletionRequest,
     EmbeddingsRequest,
     PruneRequest,
+    RerankRequest,
     SqlRequest,
 )
 from prunekit.app.graphs.params import request_params
@@ -69,7 +72,8 @@ async def models() -> dict[str, Any]:
     return {
         "object": "list",
         "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "prunekit"} for m in (*MODEL_ROUTES, EMBEDDING_MODEL)
+            {"id": m, "object": "model", "created": 0, "owned_by": "prunekit"}
+            for m in (*MODEL_ROUTES, EMBEDDING_MODEL, RERANK_MODEL)
         ],
     }
 
@@ -210,6 +214,19 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> dict[str, Any
 
     texts = request_texts(body)  # cheap checks before a place is taken
     return await _admitted(request, "embeddings", lambda: embed_request(body, texts, load_embedder()))
+
+
+@api_router.post("/v1/rerank", dependencies=[Depends(require_key)], response_model=None)
+async def rerank(request: Request, body: RerankRequest) -> dict[str, Any] | Response:
+    from prunekit.context_pruner import default_pruner
+
+    documents = document_texts(body)
+
+    def run() -> dict[str, Any]:
+        results = default_pruner().prune(body.query, documents, threshold=body.threshold)
+        return rerank_body(results, documents, body.top_n, body.return_documents)
+
+    return await _admitted(request, "rerank", run)
 
 
 @api_router.get("/v1/threads/{thread_id}")

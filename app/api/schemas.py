@@ -17,6 +17,7 @@ __all__ = [
     "EmbeddingsRequest",
     "PruneItem",
     "PruneRequest",
+    "RerankRequest",
     "SqlRequest",
     "StreamOptions",
 ]
@@ -194,3 +195,24 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: Annotated[str, Field(max_length=256)] | None = None  # OpenAI's end-user id: accepted, not used
+
+
+class RerankDocument(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # Cohere-style objects may carry fields of their own
+
+    text: Annotated[str, Field(max_length=20_000)]
+
+
+class RerankRequest(BaseModel):
+    """POST /v1/rerank: the common rerank format (Cohere's; Jina and text-embeddings-inference take it too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    query: Annotated[str, Field(min_length=1, max_length=2_000)]
+    documents: Annotated[
+        list[Annotated[str, Field(max_length=20_000)] | RerankDocument], Field(min_length=1, max_length=128)
+    ]
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # prunekit's: how hard the documents are pruned

@@ -69,6 +69,7 @@ def test_models_and_health(client, live_service):
         "prunekit-agents",
         "prunekit-auto",
         "prunekit-embed",
+        "prunekit-rerank",
     ]
     assert httpx.get(f"{live_service.url}/health").json()["status"] == "ok"  # no key needed
 
