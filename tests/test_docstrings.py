@@ -36,7 +36,7 @@ def module_names() -> list[str]:
 def test_every_package_module_is_listed() -> None:
     names = module_names()
     assert {
-        "app",
+        "prunekit.app",
         "prunekit.decoding.backends.llamacpp",
         "prunekit.nl2sql.safe_exec",
         "prunekit.eval.spider.exact_match",
