@@ -13,7 +13,9 @@ State contract (what the service router sends and reads):
   then `{"delta": text}` per answer token;
 - final state: `messages` (the answer appended), `answer`, `finish_reason`, `usage` (LLM tokens), `savings`
   (`context_tokens` of the retrieved chunks, `context_tokens_removed`, `passages_retrieved`, `passages_kept`),
-  `citations` (`source`, `chunk`, `text`, `score`), plus `retrieved` and `passages` (what each stage chose).
+  `citations` (`source`, `chunk`, `text`, `score`), plus `retrieved` and `passages` (what each stage chose) and
+  `marked`: every retrieved passage, best-ranked first, with its sentences marked kept (the LLM read them) or dropped
+  (`app.graphs.details.marked_passage`: what the chat page draws).
 
 Token counts in `savings` use the retrieval encoder's tokenizer (MiniLM WordPiece, the pruner's own vocabulary), so
 both arms are counted alike; the LLM's own count of its whole prompt is `usage.prompt_tokens`.
@@ -53,6 +55,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from prunekit.app.graphs.common import last_user_text, stream_answer, usage_state
+from prunekit.app.graphs.details import marked_passage
 from prunekit.app.graphs.params import generation_params
 from prunekit.app.rag.documents import Chunk
 from prunekit.app.rag.store import VectorStore
@@ -85,6 +88,7 @@ class RagState(TypedDict, total=False):
     collection: str
     retrieved: list[dict[str, Any]]  # retrieve: source, chunk, title, text, score (cosine), best first
     passages: list[dict[str, Any]]  # prune: the kept passages, with their kept sentences, in prompt order
+    marked: list[dict[str, Any]]  # prune: every retrieved passage, its sentences marked kept or dropped
     answer: str
     finish_reason: str
     usage: dict[str, int]
@@ -163,8 +167,9 @@ class RagNodes:
         retrieved = state["retrieved"]
         if self.pruner is None:  # the baseline: nearest first, whole chunks
             passages = [{**r, "sentences": _sentences(r["text"])} for r in retrieved[: self.keep]]
+            marked = [_marked_whole(r, used=n < self.keep) for n, r in enumerate(retrieved)]
         else:
-            passages = self._pruned_passages(last_user_text(state["messages"]).strip(), retrieved)
+            passages, marked = self._pruned_passages(last_user_text(state["messages"]).strip(), retrieved)
         before = sum(self._count(r["text"]) for r in retrieved)
         after = sum(self._count(p["text"]) for p in passages)
         savings = {
@@ -174,7 +179,7 @@ class RagNodes:
             "passages_kept": len(passages),
         }
         get_stream_writer()({"progress": {"stage": "prune", "pruned": self.pruner is not None, **savings}})
-        return {"passages": passages, "savings": savings}
+        return {"passages": passages, "marked": marked, "savings": savings}
 
     def answer(self, state: RagState) -> RagState:
         """Stream the LLM's answer to the question over the kept passages."""
@@ -189,21 +194,28 @@ class RagNodes:
             "usage": usage_state(result.usage),
         }
 
-    def _pruned_passages(self, question: str, retrieved: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The pruner's `keep` best-reranked chunks that keep any sentence, cut to those sentences."""
+    def _pruned_passages(
+        self, question: str, retrieved: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The pruner's `keep` best-reranked chunks that keep any sentence, cut to those sentences; and every
+        retrieved chunk, best-reranked first, its sentences marked kept or dropped."""
         results = self.pruner.prune(
             question, [r["text"] for r in retrieved], titles=[r["title"] or None for r in retrieved],
             threshold=self.threshold, reorder=True,
         )  # fmt: skip
         passages: list[dict[str, Any]] = []
+        marked: list[dict[str, Any]] = []
         for res in results:  # best rerank score first; a chunk with no kept sentence has nothing to say
-            if len(passages) == self.keep:
-                break
-            if res.kept_sentences:
-                r = retrieved[res.index]
+            r = retrieved[res.index]
+            used = len(passages) < self.keep and bool(res.kept_sentences)
+            if used:
                 sentences = [r["text"][a:b] for a, b in res.kept_spans]
                 passages.append({**r, "text": res.pruned_text, "score": res.rerank_score, "sentences": sentences})
-        return passages
+            marked.append(
+                marked_passage(r, res.sentence_spans, set(res.kept_sentences), used=used, score=res.rerank_score,
+                               probs=res.sentence_probs)
+            )  # fmt: skip
+        return passages, marked
 
     def _count(self, text: str) -> int:
         """Tokens of `text` for the tokenizer of the retrieval encoder (the pruner's vocabulary: both arms alike)."""
@@ -247,6 +259,12 @@ def build_prompt(instruction: str, passages: Sequence[Mapping[str, Any]], questi
 
 def _sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in split_sentences(text)]
+
+
+def _marked_whole(retrieved: Mapping[str, Any], *, used: bool) -> dict[str, Any]:
+    """A retrieved chunk of the no-pruning baseline: every sentence read when the chunk was sent, none otherwise."""
+    spans = split_sentences(retrieved["text"])
+    return marked_passage(retrieved, spans, range(len(spans)), used=used, score=retrieved["score"])
 
 
 class RagSystem:

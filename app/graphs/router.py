@@ -8,7 +8,8 @@ through LangGraph's custom stream: `{"delta": text}` for the final answer's toke
 `{"progress": {"stage": ..., ...}}` for the steps before it. Every route ends with the same keys:
 `answer`, `finish_reason`, `usage` (LLM tokens of the whole request), `savings` (what the pruning
 stages saved: context tokens removed, agent calls avoided, SQL repair calls) and `details` (route
-specific: citations, the SQL and its rows, the agent team). `messages` is a thread
+specific, bounded views from `app.graphs.details`: citations and every retrieved passage with its sentences
+marked kept or dropped, the SQL and its result table, the agent team as a graph). `messages` is a thread
 (`app.threads.ThreadMessages`): with a checkpointer and a `thread_id` every route keeps the conversation, and
 a turn is stored only when its route answers (a failed run leaves the thread as it was). Only the chat route
 sends the history to the model, fitted to its context (`details["history_dropped_turns"]`); the others answer
@@ -33,6 +34,7 @@ from prunekit.app.databases import DatabaseRegistry
 from prunekit.app.graphs.auto import AutoRouter
 from prunekit.app.graphs.chat import answer_in_context
 from prunekit.app.graphs.common import last_user_text, usage_state
+from prunekit.app.graphs.details import agent_team, sql_table
 from prunekit.app.threads import ThreadMessages, commit
 from prunekit.decoding import ChatModel, InvalidRequestError, Usage
 
@@ -59,6 +61,10 @@ class RouterState(TypedDict, total=False):
     collection: Annotated[str | None, UntrackedValue(object)]  # rag
     database: Annotated[str | None, UntrackedValue(object)]  # sql: a name on the allow-list
     domain: Annotated[str | None, UntrackedValue(object)]  # agents: math | general | code
+    # app.graphs.params.OutputConstraint.output: what to do with a constrained answer (JSON check, tool calls)
+    output: Annotated[dict[str, Any] | None, UntrackedValue(object)]
+    tool_calls: Annotated[list[dict[str, Any]] | None, UntrackedValue(object)]  # OpenAI's, when the answer calls
+    logprobs: Annotated[list[dict[str, Any]] | None, UntrackedValue(object)]  # decoding.TokenLogprob's, as asked
     answer: str
     finish_reason: str
     usage: dict[str, int]
@@ -252,7 +258,8 @@ class RouterNodes:
                 final = payload
         answer, finish = final.get("answer", ""), final.get("finish_reason", "stop")
         usage, savings = Usage(**final.get("usage", {})), dict(final.get("savings", {}))
-        return _finish(state, answer, usage, savings, {"citations": final.get("citations", [])}, finish=finish)
+        details = {"citations": final.get("citations", []), "passages": final.get("marked", [])}
+        return _finish(state, answer, usage, savings, details, finish=finish)
 
     def sql(self, state: RouterState) -> dict[str, Any]:
         """The NL2SQL agent on a database of the allow-list: the answer, the query and its first rows."""
@@ -268,17 +275,14 @@ class RouterNodes:
             answer += f"\n\n```sql\n{result.sql}\n```"
         write({"delta": answer})
         savings = {"sql_llm_calls": result.usage.calls, "sql_repair_calls": repairs}
-        details = {
-            "sql": result.sql,
-            "columns": list(result.columns),
-            "rows": [list(r) for r in result.rows[:50]],
-            "error": result.error,
-        }
+        # columns, rows (the first 50, JSON-safe), rows_total, columns_total, rows_truncated
+        details = {"sql": result.sql, **sql_table(result.columns, result.rows, result.truncated_reason)}
+        details["error"] = result.error
         return _finish(state, answer, result.usage, savings, details)
 
     def agents(self, state: RouterState) -> dict[str, Any]:
         """The AGP-pruned agent team of the request's domain; savings: the agents and calls the pruner left out."""
-        from prunekit.graph_pruning import make_task, solve
+        from prunekit.graph_pruning import get_pool, make_task, solve
 
         write = get_stream_writer()
         domain = state.get("domain") or "math"
@@ -296,6 +300,7 @@ class RouterNodes:
         }
         details = {
             "graph": run["graph"],
+            "team": agent_team(run, get_pool(domain).role_names),  # who ran, who was pruned, who reads whom
             "turns": run["turns"],
             "llm_calls": run["llm_calls"],
             "code_executed": run["code_executed"],

@@ -290,6 +290,241 @@
     }
   }
 
+  // ---------------------------------------------------------------- what the pruning did
+
+  // Bounds of what one answer draws, whatever the server sends (it caps these too).
+  const MAX_PASSAGES = 20;
+  const MAX_AGENTS = 32;
+  const MAX_EDGES = 256;
+  const MAX_ROWS = 50;
+  const MAX_COLUMNS = 50;
+  const MAX_CELL_CHARS = 200;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  let graphCount = 0; // each graph's arrowhead needs an id of its own in the document
+
+  function clip(text, max) {
+    const s = String(text);
+    return s.length > max ? s.slice(0, max) + "…" : s;
+  }
+
+  function svg(tag, attributes) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
+    return node;
+  }
+
+  function svgTitle(text) {
+    const title = svg("title");
+    title.textContent = text;
+    return title;
+  }
+
+  /** Under the answer: the views its route's details allow (passages, the agent team, the SQL result). */
+  function showViews(item, extra) {
+    const views = [];
+    if (Array.isArray(extra.passages) && extra.passages.length) views.push(passagesView(extra.passages));
+    const team = extra.team;
+    if (team && typeof team === "object" && Array.isArray(team.agents) && team.agents.length) views.push(teamView(team));
+    if (Array.isArray(extra.columns) && extra.columns.length) views.push(tableView(extra));
+    if (!views.length) return;
+    const box = el("details", "views");
+    box.open = true;
+    const label = extra.route === "sql" ? "The query's result" : "What the pruning did";
+    box.append(el("summary", null, label), ...views);
+    item.querySelector(".meta").before(box);
+    item.scrollIntoView({ block: "end" });
+  }
+
+  /** Each retrieved passage: the sentences the model read highlighted, the dropped ones greyed out. */
+  function passagesView(passages) {
+    const shown = passages.slice(0, MAX_PASSAGES).filter((p) => p && typeof p === "object");
+    const sent = shown.filter((p) => p.used === true).length;
+    const section = el("section", "view passages");
+    section.append(el("h3", null, "Retrieved passages: " + sent + " of " + shown.length + " sent to the model"));
+    const legend = el("p", "legend");
+    legend.append(el("mark", "sentence kept", "kept"), " ", el("span", "sentence dropped", "dropped"));
+    section.append(legend);
+    for (const p of shown) {
+      const card = el("article", "passage " + (p.used === true ? "used" : "unused"));
+      const head = el("div", "passage-head");
+      head.append(el("span", "source", p.source ?? "?"));
+      if (p.chunk !== undefined && p.chunk !== null) head.append(el("span", "muted", "#" + p.chunk));
+      head.append(el("span", "tag", p.used === true ? "sent" : "not sent"));
+      if (typeof p.score === "number") head.append(el("span", "score", "score " + formatNumber(p.score)));
+      const body = el("p", "sentences");
+      for (const s of Array.isArray(p.sentences) ? p.sentences : []) {
+        if (!s || typeof s !== "object") continue;
+        if (body.childNodes.length) body.append(" ");
+        const kept = s.kept === true;
+        const node = el(kept ? "mark" : "span", "sentence " + (kept ? "kept" : "dropped"), s.text ?? "");
+        if (typeof s.p === "number") node.title = "keep probability " + formatNumber(s.p);
+        body.append(node);
+      }
+      if (p.truncated === true) body.append(el("span", "muted", " (cut)"));
+      card.append(head, body);
+      section.append(card);
+    }
+    return section;
+  }
+
+  /** Layers of the agents that ran: an agent sits one column right of the agents it reads (longest path). */
+  function layers(kept, edges) {
+    const depth = new Map(kept.map((a) => [a.id, 0]));
+    for (let pass = 0; pass < kept.length; pass++) {
+      let changed = false;
+      for (const [u, v] of edges) {
+        if (depth.has(u) && depth.has(v) && depth.get(v) < depth.get(u) + 1 && depth.get(u) < kept.length) {
+          depth.set(v, depth.get(u) + 1);
+          changed = true;
+        }
+      }
+      if (!changed) break;
+    }
+    const columns = [];
+    for (const a of kept) (columns[depth.get(a.id)] ||= []).push(a);
+    return columns.filter(Boolean);
+  }
+
+  /** Where each agent sits: agents that ran in layers, left to right, the pruned ones in a last column. */
+  function teamLayout(team) {
+    const agents = team.agents
+      .slice(0, MAX_AGENTS)
+      .filter((a) => a && typeof a === "object" && Number.isInteger(a.id));
+    const byId = new Map(agents.map((a) => [a.id, a]));
+    const kept = agents.filter((a) => a.kept === true);
+    const pruned = agents.filter((a) => a.kept !== true);
+    const edges = (Array.isArray(team.edges) ? team.edges : [])
+      .slice(0, MAX_EDGES)
+      .map((e, index) => ({ e, index }))
+      .filter(({ e }) => Array.isArray(e) && e[0] !== e[1] && byId.has(e[0]) && byId.has(e[1]));
+    const columns = layers(kept, edges.map(({ e }) => e));
+    if (pruned.length) columns.push(pruned);
+    const [dx, dy, r, pad] = [150, 74, 18, 34];
+    const tallest = Math.max(1, ...columns.map((c) => c.length));
+    const where = new Map();
+    columns.forEach((column, i) => {
+      column.forEach((a, k) => where.set(a.id, [dx / 2 + i * dx, pad / 2 + r + (k + (tallest - column.length) / 2) * dy]));
+    });
+    const width = columns.length * dx;
+    const height = (tallest - 1) * dy + 2 * r + pad + 16; // room for the last row's labels
+    return { agents, byId, kept, pruned, edges, where, r, width, height };
+  }
+
+  /** An arrow per edge, from the agent that speaks to the one that reads it; its weight in the tooltip. */
+  function drawEdges(graph, layout, weights) {
+    const arrow = "arrow-" + ++graphCount;
+    const marker = svg("marker", {
+      id: arrow, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse",
+    });
+    marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }));
+    const defs = svg("defs");
+    defs.append(marker);
+    graph.append(defs);
+    const r = layout.r;
+    for (const { e: [u, v], index } of layout.edges) {
+      const [x1, y1] = layout.where.get(u);
+      const [x2, y2] = layout.where.get(v);
+      const length = Math.hypot(x2 - x1, y2 - y1) || 1;
+      const [ux, uy] = [(x2 - x1) / length, (y2 - y1) / length];
+      const line = svg("line", {
+        class: "edge", x1: x1 + ux * r, y1: y1 + uy * r, x2: x2 - ux * (r + 2), y2: y2 - uy * (r + 2),
+        "marker-end": `url(#${arrow})`,
+      });
+      const weight = typeof weights[index] === "number" ? ", weight " + formatNumber(weights[index]) : "";
+      line.append(svgTitle(String(layout.byId.get(u).name) + " → " + String(layout.byId.get(v).name) + weight));
+      graph.append(line);
+    }
+  }
+
+  /** A circle per agent with its index, its name below: filled when it ran, dashed when pruned. */
+  function drawAgents(graph, layout) {
+    const r = layout.r;
+    for (const a of layout.agents) {
+      const [x, y] = layout.where.get(a.id);
+      const node = svg("g", { class: "agent " + (a.kept === true ? "kept" : "pruned") });
+      node.dataset.agent = String(a.id);
+      const calls = Number.isInteger(a.calls) ? a.calls : 0;
+      const status = a.kept === true ? calls + " LLM call(s)" : "pruned: never ran";
+      node.append(svgTitle(String(a.name ?? "agent " + a.id) + " (" + status + ")"));
+      node.append(svg("circle", { cx: x, cy: y, r }));
+      const number = svg("text", { x, y: y + 4, class: "agent-id" });
+      number.textContent = String(a.id);
+      const label = svg("text", { x, y: y + r + 14, class: "agent-name" });
+      label.textContent = clip(a.name ?? "agent " + a.id, 20);
+      node.append(number, label);
+      graph.append(node);
+    }
+  }
+
+  /** The agent team as a node-link graph (AGP's picture of a pruned team), drawn as inline SVG. */
+  function teamView(team) {
+    const layout = teamLayout(team);
+    const { width, height, kept, pruned, agents } = layout;
+    const graph = svg("svg", { class: "team-graph", viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+    graph.append(svgTitle(kept.length + " of " + agents.length + " agents ran"));
+    drawEdges(graph, layout, Array.isArray(team.weights) ? team.weights : []);
+    drawAgents(graph, layout);
+    const rounds = Number.isInteger(team.rounds) ? team.rounds : 1;
+    let caption = "Agent team: " + kept.length + " of " + agents.length + " agents ran, " + rounds + " round(s)";
+    if (pruned.length) caption += "; pruned agents are dashed";
+    if (Number.isInteger(team.decision_calls) && team.decision_calls > 0) {
+      caption += "; a decision agent combined their answers";
+    }
+    const wrap = el("div", "graph-wrap");
+    wrap.append(graph);
+    const figure = el("figure", "view team");
+    figure.append(el("figcaption", null, caption), wrap);
+    return figure;
+  }
+
+  function cellText(value) {
+    if (typeof value === "string") return value;
+    if (typeof value === "number" || typeof value === "boolean") return String(value);
+    return JSON.stringify(value);
+  }
+
+  /** The SQL result as a table: its first rows and columns, long values cut (the whole value in the tooltip). */
+  function tableView(details) {
+    const columns = details.columns.slice(0, MAX_COLUMNS);
+    const rows = (Array.isArray(details.rows) ? details.rows : []).slice(0, MAX_ROWS).filter(Array.isArray);
+    const total = Number.isInteger(details.rows_total) ? details.rows_total : rows.length;
+    let heading = "Result: " + total + " row(s)";
+    if (total > rows.length) heading += ", the first " + rows.length + " shown";
+    if (Number.isInteger(details.columns_total) && details.columns_total > columns.length) {
+      heading += "; " + columns.length + " of " + details.columns_total + " columns";
+    }
+    const section = el("section", "view sql");
+    section.append(el("h3", null, heading));
+    const table = el("table", "sql-result");
+    const head = table.createTHead().insertRow();
+    for (const name of columns) {
+      const th = el("th", null, clip(name, MAX_CELL_CHARS));
+      th.scope = "col";
+      head.append(th);
+    }
+    const body = table.createTBody();
+    for (const row of rows) {
+      const tr = body.insertRow();
+      for (let i = 0; i < columns.length; i++) {
+        const value = row[i];
+        const td = tr.insertCell();
+        if (value === null || value === undefined) {
+          td.className = "null";
+          td.textContent = "NULL";
+          continue;
+        }
+        const text = cellText(value);
+        if (typeof value === "number") td.className = "num";
+        td.textContent = clip(text, MAX_CELL_CHARS);
+        if (text.length > MAX_CELL_CHARS) td.title = clip(text, 2000);
+      }
+    }
+    const wrap = el("div", "table-wrap");
+    wrap.append(table);
+    section.append(wrap);
+    return section;
+  }
+
   /** Apply one parsed stream chunk to the page (an in-band error ends the turn). */
   function applyChunk(chunk, turn) {
     if (chunk.error) {
@@ -314,6 +549,7 @@
         turn.savings = { ...turn.savings, ...extra.savings };
         renderFigures(ui.savings, turn.savings);
       }
+      if (extra.route !== undefined) showViews(turn.item, extra); // the finish chunk: the route's details
     }
     if (chunk.usage) turn.usage = chunk.usage;
   }

@@ -1,9 +1,11 @@
 """The web chat page in headless Chromium, driven over the Chrome DevTools Protocol.
 
 No browser-automation package: Chromium's own DevTools websocket is enough (the `websockets` client).
-One test runs the page against the real service on the embedded model; one runs it against a scripted
-server that emits every part of the stream contract (progress, citations, savings, usage, in-band
-and HTTP errors, markup in the answer) and records what the page sent.
+One test runs the page against the real service on the embedded model; one runs the RAG, agents and SQL routes
+of the real service (real store, context pruner, graph pruner and SQLite; a scripted LLM, for speed) and checks
+what the page draws of their pruning; one runs it against a scripted server that emits every part of the stream
+contract (progress, citations, savings, usage, in-band and HTTP errors, markup in the answer and the details)
+and records what the page sent.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -292,6 +295,126 @@ def test_chat_end_to_end_on_the_embedded_model(page, embedded_model, tmp_path):
     assert errors == []
 
 
+# ------------------------------------------------------------------------------------------ what the pruning did
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+NOTES = {
+    "eiffel.txt": (
+        "The Eiffel Tower was completed in 1889 as the entrance to the World Fair. "
+        "It is named after the engineer Gustave Eiffel. "
+        f"The stock market fell sharply on Monday after weak earnings reports {HOSTILE}."
+    ),
+    "nile.txt": "The Nile is a long river in Africa. It flows into the Mediterranean Sea.",
+    "bananas.txt": "Bananas are rich in potassium. They grow in tropical climates.",
+}
+
+
+def scripted_reply(messages: list[dict], params: object) -> str:
+    """The LLM's part, scripted: the routes' own machinery (retrieval, pruning, teams, SQL execution) is real."""
+    prompt = "\n".join(m["content"] for m in messages)
+    if "Passages:" in prompt:
+        return "It was completed in 1889."
+    if "SQL" in prompt or "sql" in prompt:
+        return "SELECT id, title FROM notes ORDER BY id"
+    return "The answer is 42."
+
+
+@pytest.fixture(scope="module")
+def routes_service(tmp_path_factory):
+    """The real service with a collection of notes and a database whose values carry markup."""
+    from prunekit.app.api.service import create_app
+    from prunekit.app.rag.documents import Chunk
+    from prunekit.app.rag.store import VectorStore
+    from prunekit.app.settings import Settings
+    from prunekit.decoding.backends.embeddings import load_embedder
+    from tests.nl2sql.fakes import ScriptedModel
+
+    root = tmp_path_factory.mktemp("routes-page")
+    db = root / "notes.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT)")
+        titles = ["plain", HOSTILE, "<b>bold</b>", None, "x" * 300]
+        connection.executemany("INSERT INTO notes VALUES (?, ?)", list(enumerate(titles, 1)))
+    connection.close()
+    settings = Settings(
+        api_keys=[SERVICE_KEY], data_dir=root / "data", rate_limit_per_minute=0, sql_databases=f"notes={db}"
+    )
+    store = VectorStore(load_embedder(), **settings.vector_store_location())
+    store.add("notes", [Chunk(text=t, source=name, index=0, title=name.split(".")[0]) for name, t in NOTES.items()])
+    store.close()  # local Qdrant locks its folder: the service opens it on first use
+    with LiveServer(create_app(settings, model=ScriptedModel(scripted_reply))) as server:
+        yield server
+
+
+def ask_on_page(page: Page, model: str, question: str, turn: int, **fields: str) -> None:
+    page.choose("#model", model)
+    for name, value in fields.items():
+        if name == "domain":
+            page.choose("#domain", value)
+        else:
+            page.type_into(f"#{name}", value)
+    page.type_into("#prompt", question)
+    page.evaluate("document.getElementById('send').click()")
+    page.wait_for(f"document.body.dataset.turns === '{turn}'", timeout=180)
+    assert page.evaluate("document.body.dataset.state") == "idle", page.evaluate("document.body.textContent")
+
+
+def last_answer(selector: str) -> str:
+    """The elements matching `selector` inside the last answer, as an array expression."""
+    return f"[...[...document.querySelectorAll('.msg.assistant')].at(-1).querySelectorAll('{selector}')]"
+
+
+def test_page_draws_the_passages_the_team_and_the_table_of_the_real_routes(page, routes_service, tmp_path):
+    script = f"localStorage.setItem('prunekit.apiKey', {json.dumps(SERVICE_KEY)})"
+    added = page.send("Page.addScriptToEvaluateOnNewDocument", source=script)
+    try:
+        page.open(f"{routes_service.url}/")
+        page.wait_for("document.querySelectorAll('#model option[value=\"prunekit-rag\"]').length === 1")
+
+        # RAG: every retrieved passage, the sentences the model read highlighted, the rest greyed out.
+        ask_on_page(page, "prunekit-rag", "When was the Eiffel Tower completed?", 1, collection="notes")
+        passages = page.evaluate(last_answer(".passage") + ".length")
+        kept = page.evaluate(last_answer(".passage mark.sentence.kept") + ".map((m) => m.textContent)")
+        dropped = page.evaluate(last_answer(".passage .sentence.dropped") + ".map((m) => m.textContent)")
+        cited = page.evaluate("[...document.querySelectorAll('#citations blockquote')].map((q) => q.textContent)")
+        savings = figures(page, "#savings")
+        assert passages == int(savings["passages_retrieved"]) == len(NOTES)
+        assert page.evaluate(last_answer(".passage.used") + ".length") == int(savings["passages_kept"]) >= 1
+        assert kept == cited and "The Eiffel Tower was completed in 1889 as the entrance to the World Fair." in kept
+        assert "Bananas are rich in potassium." in dropped  # an off-topic passage, greyed out
+        shown = page.evaluate(last_answer(".passage .sentence") + ".map((m) => m.textContent)")
+        assert any(HOSTILE in text for text in shown)  # markup in a passage stays text
+        save_screenshot(page, tmp_path, "chat-rag-passages.png")
+
+        # Agents: the team as a graph, one node per agent of the pool, the pruned ones marked.
+        ask_on_page(page, "prunekit-agents", "What is 40 plus 2?", 2, domain="math")
+        savings = figures(page, "#savings")
+        nodes = page.evaluate(last_answer("svg.team-graph g.agent") + ".length")
+        ran = page.evaluate(last_answer("svg.team-graph g.agent.kept") + ".length")
+        assert nodes == int(savings["agents_total"]) >= 2 and ran == int(savings["agents_kept"]) >= 1
+        assert page.evaluate(last_answer("svg.team-graph g.agent.pruned") + ".length") == nodes - ran
+        names = page.evaluate(last_answer("svg.team-graph .agent-name") + ".map((t) => t.textContent)")
+        assert "Math Solver" in names
+        save_screenshot(page, tmp_path, "chat-agents-team.png")
+
+        # SQL: the result as a table, every value as text.
+        ask_on_page(page, "prunekit-sql", "List the notes.", 3, database="notes")
+        header = page.evaluate(last_answer("table.sql-result th") + ".map((th) => th.textContent)")
+        cells = page.evaluate(
+            last_answer("table.sql-result tbody tr") + ".map((tr) => [...tr.cells].map((td) => td.textContent))"
+        )
+        assert header == ["id", "title"]
+        assert [row[1] for row in cells[:4]] == ["plain", HOSTILE, "<b>bold</b>", "NULL"]
+        assert cells[4][1] == "x" * 200 + "…"  # a long value is cut on the page
+        save_screenshot(page, tmp_path, "chat-sql-table.png")
+
+        assert page.evaluate("document.querySelectorAll('#messages img, #messages b').length") == 0
+        assert page.evaluate("window.__pwned === undefined") is True
+        assert page.console_errors() == []
+    finally:
+        page.send("Page.removeScriptToEvaluateOnNewDocument", identifier=added["identifier"])
+
+
 # ------------------------------------------------------------------------------------------ the stream contract
 
 KEY = "k1"
@@ -328,6 +451,20 @@ def rag_stream() -> list[Any]:
         chunk(
             choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
             prunekit={
+                "route": "rag",
+                "passages": [
+                    {
+                        "source": "notes/<script>.md",
+                        "chunk": 2,
+                        "score": 0.8123,
+                        "used": True,
+                        "sentences": [
+                            {"text": "The tower is here.", "kept": True, "p": 0.91},
+                            {"text": "<i>Nothing</i> else.", "kept": False, "p": 0.02},
+                        ],
+                    },
+                    {"source": "b.md", "used": False, "sentences": [{"text": "Off topic.", "kept": False}, "junk"]},
+                ],
                 "citations": [
                     {"source": "notes/<script>.md", "chunk": 2, "text": "The tower is here.", "score": 0.8123}
                 ],
@@ -335,6 +472,32 @@ def rag_stream() -> list[Any]:
             },
         ),
         chunk(choices=[], usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}),
+        "[DONE]",
+    ]
+
+
+TEAM = {
+    "agents": [
+        {"id": 0, "name": "Solver", "kept": True, "calls": 1},
+        {"id": 1, "name": "Analyst", "kept": True, "calls": 1},
+        {"id": 2, "name": "<b>Coder</b>", "kept": True, "calls": 1},
+        {"id": 3, "name": "Inspector", "kept": True, "calls": 1},
+        {"id": 4, "name": "Idle", "kept": False, "calls": 0},
+        {"id": "x", "name": "not an agent"},
+    ],
+    "edges": [[0, 1], [0, 2], [1, 3], [2, 3], [0, 99], [3, 3]],  # the last two join nothing the page can draw
+    "weights": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+    "rounds": 1,
+    "decision_calls": 1,
+}
+
+
+def team_stream() -> list[Any]:
+    finish = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    return [
+        delta("", role="assistant"),
+        delta("42"),
+        chunk(choices=[finish], prunekit={"route": "agents", "team": TEAM}),
         "[DONE]",
     ]
 
@@ -380,7 +543,10 @@ def scripted_server():
         app.state.requests.append(body)
         if body["model"] == "prunekit-sql" and not body.get("database"):
             return JSONResponse({"error": {"message": "database is required", "type": "invalid"}}, status_code=400)
-        events = rag_stream() if body["model"] == "prunekit-rag" else agents_stream()
+        if body["model"] == "prunekit-rag":
+            events = rag_stream()
+        else:
+            events = team_stream() if body.get("domain") == "math" else agents_stream()
 
         async def produce():
             for piece in sse(events):
@@ -428,6 +594,12 @@ def test_page_follows_the_stream_contract(page, scripted_server, tmp_path):
     assert page.evaluate("document.querySelector('.msg.assistant .text').textContent") == "".join(ANSWER_PARTS)
     # markup in the answer (and in a citation's source) stayed text
     assert page.evaluate("document.querySelectorAll('#messages b, #messages img, #citations script').length") == 0
+    kept = "[...document.querySelectorAll('.passage mark.sentence.kept')].map((m) => m.textContent)"
+    dropped = "[...document.querySelectorAll('.passage .sentence.dropped')].map((m) => m.textContent)"
+    assert page.evaluate(kept) == ["The tower is here."]
+    assert page.evaluate(dropped) == ["<i>Nothing</i> else.", "Off topic."]  # markup stayed text, junk was skipped
+    assert page.evaluate("document.querySelectorAll('.passage.used').length") == 1
+    assert page.evaluate("document.querySelector('.passage .source').textContent") == "notes/<script>.md"
     assert page.evaluate("window.__pwned === undefined") is True
     stages = page.evaluate("[...document.querySelectorAll('#progress li')].map((li) => li.textContent)")
     assert stages == ["retrieve k=8", "prune kept=3"]
@@ -471,3 +643,35 @@ def test_page_follows_the_stream_contract(page, scripted_server, tmp_path):
     assert page.evaluate("document.querySelectorAll('.msg.user').length") == 2  # the refused question is not kept
 
     assert page.console_errors(allowed_network=("401 /v1/models", "400 /v1/chat/completions")) == []
+
+
+def test_the_team_graph_draws_layers_and_skips_what_it_cannot_draw(page, scripted_server, tmp_path):
+    added = page.send(
+        "Page.addScriptToEvaluateOnNewDocument", source=f"localStorage.setItem('prunekit.apiKey', '{KEY}')"
+    )
+    try:
+        page.open(f"{scripted_server.url}/")
+        page.wait_for("document.querySelectorAll('#model option').length === 4")
+        page.choose("#model", "prunekit-agents")
+        page.choose("#domain", "math")
+        page.type_into("#prompt", "What is 40 plus 2?")
+        page.evaluate("document.getElementById('send').click()")
+        page.wait_for("document.body.dataset.turns === '1'")
+        assert page.evaluate("document.body.dataset.state") == "idle"
+    finally:
+        page.send("Page.removeScriptToEvaluateOnNewDocument", identifier=added["identifier"])
+    graph = "document.querySelector('svg.team-graph')"
+    assert page.evaluate(f"{graph}.querySelectorAll('g.agent').length") == 5  # the one without an integer id: out
+    assert page.evaluate(f"{graph}.querySelectorAll('g.agent.pruned').length") == 1
+    assert page.evaluate(f"{graph}.querySelectorAll('line.edge').length") == 4
+    x = page.evaluate(
+        f"Object.fromEntries([...{graph}.querySelectorAll('g.agent')]"
+        ".map((g) => [g.dataset.agent, Number(g.querySelector('circle').getAttribute('cx'))]))"
+    )
+    assert x["0"] < x["1"] == x["2"] < x["3"] < x["4"]  # layers left to right, the pruned agent last
+    names = page.evaluate(f"[...{graph}.querySelectorAll('.agent-name')].map((t) => t.textContent)")
+    assert "<b>Coder</b>" in names and page.evaluate("document.querySelectorAll('#messages b').length") == 0
+    caption = page.evaluate("document.querySelector('.team figcaption').textContent")
+    assert caption.startswith("Agent team: 4 of 5 agents ran")
+    save_screenshot(page, tmp_path, "chat-team-layers.png")
+    assert page.console_errors() == []
