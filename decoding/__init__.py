@@ -28,7 +28,7 @@ from prunekit.decoding.errors import (
     PrunekitError,
 )
 from prunekit.decoding.protocol import ChatModel, LocalBackend, PromptEncoder, as_local, model_name, require_local
-from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Message, Usage
+from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Message, TokenLogprob, Usage
 
 if TYPE_CHECKING:
     from prunekit.decoding.backends.local import LocalModel
@@ -55,6 +55,7 @@ __all__ = [
     "PromptEncoder",
     "PrunekitError",
     "RequestCancelledError",
+    "TokenLogprob",
     "Usage",
     "as_local",
     "cancellable",

@@ -14,6 +14,7 @@ __all__ = [
     "FinishReason",
     "GenerationParams",
     "Message",
+    "TokenLogprob",
     "Usage",
     "normalize_messages",
 ]
@@ -22,6 +23,7 @@ Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
 _ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
 FORMAT_METHODS = ("decog", "decog_pruned", "hard_mask")
+MAX_TOP_LOGPROBS = 20  # OpenAI's own cap
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # OpenAI's seed is an int64
 
 
@@ -73,7 +75,11 @@ class GenerationParams:
     after the penalties; remote backends reject them. `format` is a format spec (see
     `decoding.decog.formats`, e.g. `pivot:<free>The answer is <int>` or `json:{"answer": "string"}`)
     that the local backends enforce with `format_method`: `decog` (HMM lookahead), `decog_pruned`
-    (the same with hidden-state pruning) or `hard_mask` (the DFA alone, no lookahead).
+    (the same with hidden-state pruning) or `hard_mask` (the DFA alone, no lookahead). `grammar` is an llguidance
+    grammar (`decoding.structured`: a JSON schema or tool calls), enforced by a hard mask; with both set,
+    `format` is the same constraint for Deco-G, used when its automaton compiles within budget, and `grammar` the
+    fallback (`decoding.decog.guided.FormatGuide.resolve`). `logprobs` asks the local backends for each
+    answer token's log-probability, `top_logprobs` (0 to 20) for that many most likely alternatives at each step.
     """
 
     max_tokens: int = 256
@@ -87,6 +93,9 @@ class GenerationParams:
     logits_processors: tuple[Any, ...] = field(default=(), compare=False)
     format: str | None = None
     format_method: str = "decog"
+    grammar: str | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         # Params arrive from JSON (the service, graph state): wrong types get the same clear error as wrong values.
@@ -121,6 +130,13 @@ class GenerationParams:
             raise InvalidRequestError(
                 f"format_method must be one of {list(FORMAT_METHODS)}, got {self.format_method!r}"
             )
+        if self.grammar is not None and not (isinstance(self.grammar, str) and self.grammar.strip()):
+            raise InvalidRequestError("grammar must be a non-empty llguidance grammar string")
+        if not isinstance(self.logprobs, bool):
+            raise InvalidRequestError(f"logprobs must be true or false, got {self.logprobs!r}")
+        top = self.top_logprobs
+        if not (_is_int(top) and 0 <= top <= MAX_TOP_LOGPROBS):
+            raise InvalidRequestError(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], got {top!r}")
         if len(self.stop) > 4:
             raise InvalidRequestError(f"at most 4 stop sequences are allowed, got {len(self.stop)}")
 
@@ -184,20 +200,35 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One answer token's log-probability under the model (what OpenAI's `logprobs.content[i]` holds): its text,
+    its UTF-8 bytes (a token may end inside a character), and the `top` most likely tokens at that step as
+    (text, log-probability, bytes), best first."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class ChatResult:
     text: str
     finish_reason: FinishReason
     usage: Usage
     model: str = ""
+    logprobs: tuple[TokenLogprob, ...] | None = None  # set when the request asked for them
 
 
 @dataclass(frozen=True)
 class ChatChunk:
-    """A streamed piece of an answer. The last chunk carries `finish_reason` and `usage`."""
+    """A streamed piece of an answer. The last chunk carries `finish_reason` and `usage`; `logprobs`, when asked
+    for, the log-probabilities of the tokens whose text this chunk carries."""
 
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 def collect(chunks: Sequence[ChatChunk] | Iterable[ChatChunk], model: str = "") -> ChatResult:
@@ -205,10 +236,19 @@ def collect(chunks: Sequence[ChatChunk] | Iterable[ChatChunk], model: str = "") 
     parts: list[str] = []
     finish: FinishReason = "stop"
     usage = Usage()
+    logprobs: list[TokenLogprob] | None = None
     for chunk in chunks:
         parts.append(chunk.text)
+        if chunk.logprobs is not None:
+            logprobs = [*(logprobs or []), *chunk.logprobs]
         if chunk.finish_reason is not None:
             finish = chunk.finish_reason
         if chunk.usage is not None:
             usage = chunk.usage
-    return ChatResult(text="".join(parts), finish_reason=finish, usage=usage, model=model)
+    return ChatResult(
+        text="".join(parts),
+        finish_reason=finish,
+        usage=usage,
+        model=model,
+        logprobs=None if logprobs is None else tuple(logprobs),
+    )

@@ -22,8 +22,9 @@ from sse_starlette import EventSourceResponse
 
 from prunekit.app.api.admission import ClientGoneError, Ticket, until_done_or_gone
 from prunekit.app.api.errors import error_body, status_of
-from prunekit.decoding import Usage
+from prunekit.decoding import TokenLogprob, Usage
 from prunekit.decoding.cancel import CancelToken, cancellable
+from prunekit.decoding.structured import check_json_output
 
 __all__ = ["completion_body", "stream_completion"]
 
@@ -40,8 +41,9 @@ def completion_body(final: dict[str, Any], completion_id: str, model_id: str) ->
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": final["answer"]},
+                "message": _message(final),
                 "finish_reason": final["finish_reason"],
+                "logprobs": None if final.get("logprobs") is None else _logprobs(final["logprobs"]),
             }
         ],
         "usage": _usage(final["usage"], final.get("savings")),
@@ -57,9 +59,45 @@ def _usage(usage: dict[str, int], savings: dict[str, int] | None = None) -> dict
     return out
 
 
+def _message(final: dict[str, Any]) -> dict[str, Any]:
+    if final.get("tool_calls"):
+        return {"role": "assistant", "content": None, "tool_calls": final["tool_calls"]}
+    return {"role": "assistant", "content": final["answer"]}
+
+
+def _logprobs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI's `logprobs` object of the graph's plain-data `TokenLogprob`s."""
+    from prunekit.app.api.logprobs import openai_logprobs  # TODO(lead): top-level once the module lands
+
+    return openai_logprobs([TokenLogprob(**item) for item in items])
+
+
 def _extension(final: dict[str, Any]) -> dict[str, Any]:
-    """The `prunekit` object of a response: route taken, savings, the route's details."""
-    return {"route": final.get("route"), "savings": final.get("savings", {}), **final.get("details", {})}
+    """The `prunekit` object of a response: route taken, savings, the route's details, and for a constrained
+    answer how the constraint was enforced (`format`)."""
+    extension = {"route": final.get("route"), "savings": final.get("savings", {}), **final.get("details", {})}
+    report = _format_report(final)
+    if report is not None:
+        extension["format"] = report
+    return extension
+
+
+def _format_report(final: dict[str, Any]) -> dict[str, Any] | None:
+    """How a `response_format` or tools answer was enforced (`method`, `states` for Deco-G's automaton) and
+    whether it complies: tool calls that parsed, or JSON valid under the schema (checked again here, with
+    `jsonschema`, independently of the enforcement)."""
+    output = final.get("output")
+    if not output:
+        return None
+    report = dict(output.get("enforcement", {}))
+    if final.get("tool_calls"):
+        report.update(compliance=True, tool_calls=len(final["tool_calls"]))
+    elif output.get("schema") is not None:
+        error = check_json_output(output["schema"], final.get("answer", ""))
+        report["compliance"] = error is None
+        if error is not None:
+            report["error"] = error
+    return report
 
 
 async def stream_completion(
@@ -117,14 +155,16 @@ class _Chunks:
         finish: str | None = None,
         usage: dict[str, int] | None = None,
         extension: dict[str, Any] | None = None,
+        logprobs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One chunk; `delta=None` gives one with `choices: []` (a progress or usage chunk)."""
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         body: dict[str, Any] = {
             "id": self.completion_id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model_id,
-            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [] if delta is None else [choice],
         }
         if usage is not None:
             body["usage"] = usage
@@ -142,8 +182,12 @@ async def _sse_events(
     final: dict[str, Any] = {}
     try:
         async for mode, payload in events:
-            if mode == "custom" and payload.get("delta"):
-                yield chunk({"content": payload["delta"]})
+            if mode == "custom" and (payload.get("delta") or payload.get("logprobs")):
+                logprobs = _logprobs(payload["logprobs"]) if payload.get("logprobs") else None
+                yield chunk({"content": payload.get("delta", "")}, logprobs=logprobs)
+            elif mode == "custom" and payload.get("tool_calls"):
+                for delta in _tool_call_deltas(payload["tool_calls"]):
+                    yield chunk(delta)
             elif mode == "custom" and progress and "progress" in payload:
                 yield chunk(None, extension={"progress": payload["progress"]})
             elif mode == "values":
@@ -165,6 +209,24 @@ async def _sse_events(
     yield {"data": "[DONE]"}
 
 
+def _tool_call_deltas(calls: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Tool calls as OpenAI streams them: per call, a delta with its index, id, type and name (arguments empty),
+    then one with its arguments; clients join the deltas of each index."""
+    for index, call in enumerate(calls):
+        function = call["function"]
+        yield {
+            "tool_calls": [
+                {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": function["name"], "arguments": ""},
+                }
+            ]
+        }
+        yield {"tool_calls": [{"index": index, "function": {"arguments": function["arguments"]}}]}
+
+
 async def _until_first_event(
     request: Request, token: CancelToken, events: AsyncIterator[Any], buffered: list[Any], progress: bool
 ) -> None:
@@ -175,7 +237,9 @@ async def _until_first_event(
         while (event := await anext(events, None)) is not None:
             buffered.append(event)
             mode, payload = event
-            if mode == "custom" and (payload.get("delta") or (progress and "progress" in payload)):
+            if mode == "custom" and (
+                payload.get("delta") or payload.get("tool_calls") or (progress and "progress" in payload)
+            ):
                 return
 
     work = asyncio.ensure_future(fill())

@@ -34,9 +34,9 @@ from prunekit.app.api.schemas import (
     RerankRequest,
     SqlRequest,
 )
-from prunekit.app.graphs.params import request_params
+from prunekit.app.graphs.params import generation_params, output_constraint, request_params
 from prunekit.app.graphs.router import MODEL_ROUTES, RouterResources
-from prunekit.app.settings import Settings
+from prunekit.decoding import as_local
 
 __all__ = ["api_router"]
 
@@ -89,9 +89,8 @@ async def chat_completions(
             404, f"model {body.model!r} does not exist; GET /v1/models lists the models", code="model_not_found"
         )
     _refuse_unsupported(body)
-    # Cheap checks first, so a bad database or collection is a 4xx even for a stream.
-    await run_in_threadpool(_check_route, served.resources, route, body)
-    state = _router_state(body, route, served.settings)
+    # Checks first, so a bad database, collection or output format is a 4xx even for a stream.
+    state = await run_in_threadpool(_checked_state, served, route, body)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     graph, config = served.chat_graph, None
     if body.thread_id is not None:
@@ -106,16 +105,46 @@ async def chat_completions(
     return final if isinstance(final, Response) else completion_body(final, completion_id, body.model)
 
 
-def _router_state(body: ChatCompletionRequest, route: str, settings: Settings) -> dict[str, Any]:
-    """The router graph's input for a chat completion (`app.graphs.router.RouterState`)."""
+def _checked_state(served: Any, route: str, body: ChatCompletionRequest) -> dict[str, Any]:
+    """The router graph's input for a chat completion (`app.graphs.router.RouterState`), refused early (a 4xx)
+    when the route would fail on it: `_check_route`, and an output constraint the backend cannot enforce."""
+    _check_route(served.resources, route, body)
+    constraint = output_constraint(body)
+    params = request_params(body, served.settings, constraint)
+    output = constraint.output
+    if output is not None:
+        params, output = _enforcement(served.resources.model, route, params, output)
     return {
         "messages": [m.as_message() for m in body.messages],
-        "params": request_params(body, settings),
+        "params": params,
+        "output": output,
         "route": route,
         "collection": body.collection,
         "database": body.database,
         "domain": body.domain,
     }
+
+
+def _enforcement(
+    model: Any, route: str, params: dict[str, Any], output: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`params` with the one constraint the local backend will enforce, and `output` with how
+    (`FormatGuide.resolve`: Deco-G when the schema's automaton compiles, else llguidance's mask)."""
+    allowed = ("chat",) if output["kind"] == "tools" else ("chat", "rag")
+    if route not in allowed:
+        what = "tools" if output["kind"] == "tools" else "response_format"
+        models = " and ".join(f"prunekit-{r}" for r in allowed)
+        raise ApiError(400, f"{what} applies to {models}, whose answer is the model's text", code="invalid_request")
+    local = as_local(model)
+    if local is None:
+        raise ApiError(
+            400,
+            "response_format and tools are enforced by the local backends; this server's backend is remote",
+            code="unsupported_parameter",
+        )
+    resolved, report = local.format_guide().resolve(generation_params(params))
+    params = {**params, "format": resolved.format, "grammar": resolved.grammar}
+    return params, {**output, "enforcement": report}
 
 
 def _refuse_unsupported(body: ChatCompletionRequest) -> None:

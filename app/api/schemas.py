@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from prunekit.decoding.types import SEED_MAX, SEED_MIN
+from prunekit.decoding.structured.tools import MAX_TOOLS, tool_calls_text, tool_result_text
+from prunekit.decoding.types import MAX_TOP_LOGPROBS, SEED_MAX, SEED_MIN
 
 __all__ = [
     "THREAD_ID_PATTERN",
@@ -31,43 +32,52 @@ class TextPart(BaseModel):
 
 
 class ChatMessageIn(BaseModel):
+    """One message of a chat completion request. An assistant turn may carry `tool_calls` (then `content` may be
+    null), and a `role: "tool"` message carries a call's result; both are written into the conversation the way
+    the model reads them (`decoding.structured.tools`)."""
+
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[TextPart]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[TextPart] | None = None
     name: str | None = None
-    tool_calls: list[Any] | None = None  # refused when not empty: prunekit has no tool calls yet
+    tool_calls: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_call_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
 
-    @field_validator("tool_calls")
-    @classmethod
-    def _no_tool_calls(cls, value: list[Any] | None) -> None:
-        if value:
-            raise ValueError("tool calls are not supported by prunekit yet: send plain text messages")
-        return None
+    @model_validator(mode="after")
+    def _content_or_calls(self) -> ChatMessageIn:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content (only an assistant's tool calls may stand alone)")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
     def as_message(self) -> dict[str, str]:
-        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        if self.role == "tool":
+            return {"role": "user", "content": tool_result_text(self.text(), self.tool_call_id)}
+        if self.tool_calls:
+            return {"role": "assistant", "content": self.text() + tool_calls_text(self.tool_calls)}
         # OpenAI's newer "developer" role plays the part of "system" for chat templates.
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content}
+        return {"role": role, "content": self.text()}
 
 
 def _set(value: Any) -> bool:
     return value is not None and value != [] and value != {}
 
 
-# OpenAI chat-completion fields prunekit does not implement yet, each with the test of whether a value asks for
-# something. Such a request is a 400 that names the field: ignored, a client would believe JSON mode (or a tool,
-# or log-probs) is on when it is not. Values that ask for nothing (`logprobs: false`, `tool_choice: "none"`,
-# `response_format: {"type": "text"}`) pass. Harmless fields (`user`, `metadata`, `store`, ...) are ignored.
+# OpenAI chat-completion fields prunekit does not implement, each with the test of whether a value asks for
+# something. Such a request is a 400 that names the field: ignored, a client would believe it had what it asked
+# for. Values that ask for nothing (`modalities: ["text"]`) pass. Harmless fields (`user`, `metadata`, `store`,
+# ...) are ignored. The legacy `functions` / `function_call` pair is refused with a pointer to `tools`.
 UNSUPPORTED_FIELDS: dict[str, Any] = {
-    "response_format": lambda v: _set(v) and not (isinstance(v, dict) and v.get("type") == "text"),
-    "tools": _set,
     "functions": _set,
-    "tool_choice": lambda v: _set(v) and v not in ("none", "auto"),
     "function_call": lambda v: _set(v) and v not in ("none", "auto"),
-    "logprobs": lambda v: bool(v),
-    "top_logprobs": lambda v: bool(v),
     "logit_bias": _set,
     "audio": _set,
     "modalities": lambda v: _set(v) and v != ["text"],
@@ -102,6 +112,14 @@ class ChatCompletionRequest(BaseModel):
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # Structured outputs and tool calls, enforced while decoding (`decoding.structured`); checked in
+    # `app.graphs.params.output_constraint`, so the shapes here stay loose and the errors specific.
+    response_format: dict[str, Any] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     # prunekit extensions. `format`: a format spec the answer must follow (Deco-G guidance on the local
     # backends), e.g. "pivot:<free>The answer is <int>" or 'json:{"answer": "string"}'.
     format: str | None = Field(None, min_length=1, max_length=2000)

@@ -12,11 +12,12 @@ messages and the newest turns that fit; `details["history_dropped_turns"]` says 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Annotated, Any, TypedDict
 
 from langgraph.channels.untracked_value import UntrackedValue
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from prunekit.app.graphs.common import stream_answer, usage_state
@@ -24,13 +25,18 @@ from prunekit.app.graphs.params import generation_params
 from prunekit.app.threads import ThreadMessages, commit, split_turns
 from prunekit.decoding import ChatModel
 from prunekit.decoding.backends.context_window import prompt_budget, prompt_tokens
+from prunekit.decoding.structured import parse_tool_calls
 
-__all__ = ["ChatState", "FittedHistory", "answer_in_context", "build_chat_graph", "fit_history"]
+__all__ = ["ChatState", "FittedHistory", "answer_in_context", "build_chat_graph", "fit_history", "with_system_text"]
 
 
 class ChatState(TypedDict, total=False):
     messages: Annotated[list[dict[str, str]], ThreadMessages()]  # history + this run's messages; answers commit
     params: Annotated[dict[str, Any], UntrackedValue(dict)]  # app.graphs.params' plain data; per run, not stored
+    # app.graphs.params.OutputConstraint.output: what to do with a constrained answer (JSON check, tool calls)
+    output: Annotated[dict[str, Any] | None, UntrackedValue(object)]
+    tool_calls: Annotated[list[dict[str, Any]] | None, UntrackedValue(object)]  # OpenAI's, when the answer calls
+    logprobs: Annotated[list[dict[str, Any]] | None, UntrackedValue(object)]  # decoding.TokenLogprob's, as asked
     answer: str
     finish_reason: str
     usage: dict[str, int]
@@ -89,18 +95,41 @@ def fit_history(model: ChatModel, messages: Sequence[Mapping[str, Any]], max_tok
 
 
 def answer_in_context(model: ChatModel, state: Mapping[str, Any]) -> dict[str, Any]:
-    """Fit the conversation, stream the answer, and commit the turn: the chat node of both graphs."""
+    """Fit the conversation, stream the answer, and commit the turn: the chat node of both graphs. A request with
+    tools shows them in the system prompt, and an answer in the tool-call envelope comes back as `tool_calls`
+    (also written as a `{"tool_calls": [...]}` custom event, for streams)."""
     params = generation_params(state.get("params"))
+    output = state.get("output") or {}
+    calling = output.get("kind") == "tools"
     conversation = state.get("messages", [])
-    fitted = fit_history(model, conversation, params.max_tokens)
-    result = stream_answer(model, fitted.messages, params)
+    prompt = with_system_text(conversation, output["system"]) if calling else conversation
+    fitted = fit_history(model, prompt, params.max_tokens)
+    result = stream_answer(model, fitted.messages, params, hold_calls=calling)
+    calls = parse_tool_calls(result.text) if calling else None
+    if calls:
+        get_stream_writer()({"tool_calls": [call.as_openai() for call in calls]})
     return {
         "messages": commit(conversation, [{"role": "assistant", "content": result.text}]),
-        "answer": result.text,
-        "finish_reason": result.finish_reason,
+        "answer": "" if calls else result.text,
+        "tool_calls": [call.as_openai() for call in calls] if calls else None,
+        "finish_reason": "tool_calls" if calls else result.finish_reason,
         "usage": usage_state(result.usage),
+        "logprobs": None if result.logprobs is None else [asdict(item) for item in result.logprobs],
         "details": {"history_dropped_turns": fitted.dropped_turns},
     }
+
+
+def with_system_text(messages: Sequence[Mapping[str, Any]], text: str) -> list[dict[str, Any]]:
+    """`messages` with `text` added to the leading system message (one is made when there is none).
+
+    >>> with_system_text([{"role": "user", "content": "Hi"}], "Tools: none")
+    [{'role': 'system', 'content': 'Tools: none'}, {'role': 'user', 'content': 'Hi'}]
+    """
+    out = [dict(m) for m in messages]
+    if out and out[0].get("role") == "system":
+        out[0]["content"] = f"{out[0]['content']}\n\n{text}"
+        return out
+    return [{"role": "system", "content": text}, *out]
 
 
 def build_chat_graph(model: ChatModel, checkpointer: Any = None) -> Any:

@@ -11,11 +11,12 @@ graph's final state carries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from langgraph.config import get_stream_writer
 
-from prunekit.decoding import ChatModel, ChatResult, GenerationParams, InvalidRequestError, Usage
+from prunekit.decoding import ChatModel, ChatResult, GenerationParams, InvalidRequestError, TokenLogprob, Usage
 
 __all__ = ["last_user_text", "stream_answer", "usage_state"]
 
@@ -33,21 +34,42 @@ def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     raise InvalidRequestError("the conversation has no user message to answer")
 
 
-def stream_answer(model: ChatModel, messages: list[dict[str, str]], params: GenerationParams) -> ChatResult:
-    """Stream the model's answer as `{"delta": text}` custom events; return the whole answer, why it ended and
-    what it cost (zero tokens when the backend reports none)."""
+def stream_answer(
+    model: ChatModel, messages: list[dict[str, str]], params: GenerationParams, *, hold_calls: bool = False
+) -> ChatResult:
+    """Stream the model's answer as `{"delta": text}` custom events (with `"logprobs"`, `TokenLogprob`s as
+    dicts, when the params ask for them); return the whole answer, why it ended and what it cost (zero tokens when
+    the backend reports none).
+
+    With `hold_calls` (a request with tools), nothing is streamed until the answer's first character shows it is
+    text: an answer that opens the tool-call envelope (`<`, which a text answer may not start with) is not text,
+    and the caller turns it into tool calls."""
     write = get_stream_writer()
     parts: list[str] = []
     finish, usage = "stop", Usage()
+    logprobs: list[TokenLogprob] | None = [] if params.logprobs else None
+    held: list[dict[str, Any]] | None = [] if hold_calls else None
     for chunk in model.stream(messages, params):
-        if chunk.text:
-            parts.append(chunk.text)
-            write({"delta": chunk.text})
+        event: dict[str, Any] = {"delta": chunk.text} if chunk.text else {}
+        parts.append(chunk.text)
+        if chunk.logprobs:
+            event["logprobs"] = [asdict(item) for item in chunk.logprobs]
+            if logprobs is not None:
+                logprobs.extend(chunk.logprobs)
+        if event and held is not None:
+            held.append(event)
+            opened = "".join(parts).lstrip()
+            if opened and not opened.startswith("<"):
+                for waiting in held:
+                    write(waiting)
+                held = None
+        elif event:
+            write(event)
         if chunk.finish_reason is not None:
             finish = chunk.finish_reason
         if chunk.usage is not None:
             usage = chunk.usage
-    return ChatResult("".join(parts), finish, usage)
+    return ChatResult("".join(parts), finish, usage, logprobs=None if logprobs is None else tuple(logprobs))
 
 
 def usage_state(usage: Usage) -> dict[str, int]:

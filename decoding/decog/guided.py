@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunekit.decoding.decog.errors import FormatTooLargeError
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.decoding.types import GenerationParams
 
@@ -71,6 +72,30 @@ class FormatGuide:
                 self._weight = stored_guidance_weight(meta)
             return self._hmm
 
+    def resolve(self, params: GenerationParams) -> tuple[GenerationParams, dict[str, Any]]:
+        """Decide how `params`' output constraint is enforced, and check it can be: `params` left with the one
+        constraint that will run, and the report a response carries (`method`, and `states` for an automaton).
+
+        A `format` runs as asked (`format_method`). With a `grammar` beside it, the format is Deco-G's version of
+        the same constraint: it runs when its automaton compiles within the budget, else the grammar's hard mask
+        (llguidance) does. A grammar llguidance cannot enforce raises `FormatSpecError` (a 400). Compiled automata
+        are cached, so the generation that follows pays nothing more."""
+        from prunekit.decoding.decog import compile_token_dfa_bounded
+        from prunekit.decoding.structured.grammar_mask import check_grammar
+
+        if params.format is not None:
+            try:
+                dfa = compile_token_dfa_bounded(params.format, self.vocab, budget=self.budget)
+                method = params.format_method
+                return replace(params, grammar=None), {"method": method, "states": int(dfa.num_states)}
+            except FormatTooLargeError:
+                if params.grammar is None:
+                    raise
+        if params.grammar is None:
+            return params, {}
+        check_grammar(params.grammar, self.vocab)
+        return replace(params, format=None), {"method": "llguidance"}
+
     def processor(self, spec: str, method: str, max_new_tokens: int) -> Any:
         from prunekit.decoding.decog import DecoGProcessor, HardMaskProcessor, compile_token_dfa_bounded
 
@@ -85,7 +110,14 @@ class FormatGuide:
 
     def apply(self, params: GenerationParams) -> GenerationParams:
         """`params` with the format's processor appended (unchanged when no format is asked for)."""
-        if params.format is None:
+        if params.format is None and params.grammar is None:
             return params
-        guide = self.processor(params.format, params.format_method, params.max_tokens)
+        if params.format is not None and params.grammar is not None:
+            params, _ = self.resolve(params)
+        if params.grammar is not None:
+            from prunekit.decoding.structured.grammar_mask import GrammarMaskProcessor
+
+            guide: Any = GrammarMaskProcessor(params.grammar, self.vocab)
+        else:
+            guide = self.processor(params.format, params.format_method, params.max_tokens)
         return replace(params, logits_processors=(*params.logits_processors, guide))

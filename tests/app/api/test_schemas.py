@@ -1,4 +1,5 @@
-"""The chat request schema: OpenAI fields prunekit does not implement are named, never silently dropped."""
+"""The chat request schema: OpenAI fields prunekit does not implement are named, never silently dropped; the ones
+it does (response_format, tools, logprobs) are fields, and tool turns in the history are written for the model."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ BASE = {"model": "prunekit-chat", "messages": [{"role": "user", "content": "Hi"}
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"response_format": {"type": "json_object"}}, ["response_format"]),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, ["response_format"]),
-        (
-            {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
-            ["tools", "tool_choice"],
-        ),
-        ({"logprobs": True, "top_logprobs": 3}, ["logprobs", "top_logprobs"]),
         ({"logit_bias": {"50256": -100}}, ["logit_bias"]),
         ({"functions": [{"name": "f"}], "function_call": {"name": "f"}}, ["functions", "function_call"]),
         ({"modalities": ["text", "audio"]}, ["modalities"]),
@@ -52,10 +46,46 @@ def test_seed_is_a_64_bit_signed_integer(seed):
     assert ChatCompletionRequest(**BASE, seed=2**63 - 1).seed == 2**63 - 1
 
 
-def test_an_assistant_tool_call_in_the_history_is_refused():
-    messages = [*BASE["messages"], {"role": "assistant", "content": "", "tool_calls": [{"id": "1"}]}]
-    with pytest.raises(ValidationError, match="tool calls are not supported"):
-        ChatCompletionRequest(model="prunekit-chat", messages=messages)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {"type": "json_object"}},
+        {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+        {"logprobs": True, "top_logprobs": 3},
+    ],
+)
+def test_structured_output_fields_are_fields(extra):
+    request = ChatCompletionRequest(**BASE, **extra)
+    assert request.unsupported_fields() == [] and not set(extra) & set(request.model_extra or {})
+
+
+def test_tool_turns_are_written_for_the_model():
+    call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    messages = [
+        *BASE["messages"],
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "2"},
+    ]
+    request = ChatCompletionRequest(model="prunekit-chat", messages=messages)
+    written = [m.as_message() for m in request.messages]
+    assert written[1] == {
+        "role": "assistant",
+        "content": '<tool_call>[{"name": "add", "arguments": {"a": 1}}]</tool_call>',
+    }
+    assert written[2] == {"role": "user", "content": '<tool_response id="c1">\n2\n</tool_response>'}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "user", "content": None},
+        {"role": "user", "content": "x", "tool_calls": [{"id": "1"}]},
+        {"role": "tool", "content": "x", "tool_call_id": "bad id with spaces"},
+    ],
+)
+def test_malformed_tool_turns_are_refused(message):
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest(model="prunekit-chat", messages=[message])
 
 
 @pytest.mark.parametrize("value", [0, -0.5, 2.01, "lots"])

@@ -1,0 +1,63 @@
+"""The llguidance hard mask on the embedded model's vocabulary, and how `FormatGuide.resolve` picks between it and
+Deco-G."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prunekit.decoding import GenerationParams
+from prunekit.decoding.decog.errors import FormatSpecError
+from prunekit.decoding.structured.grammar_mask import GrammarMaskProcessor, check_grammar
+from prunekit.decoding.structured.json_output import json_output_spec
+
+NESTED = {
+    "type": "object",
+    "properties": {"tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}},
+    "required": ["tags"],
+}
+FLAT = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+def _spec(schema):
+    return json_output_spec({"type": "json_schema", "json_schema": {"name": "s", "schema": schema}})
+
+
+def test_masked_greedy_steps_spell_a_valid_answer(embedded_model):
+    """Drive the mask by hand over random scores: whatever the model would prefer, only the grammar's tokens win,
+    and the text they spell is valid."""
+    vocab = embedded_model.vocabulary()
+    processor = GrammarMaskProcessor(_spec(NESTED).grammar, vocab)
+    generator = torch.Generator().manual_seed(0)
+    # Random preferences, leaning towards closing tokens and EOS so that strings end (the mask knows no budget).
+    closing = torch.tensor([any(c in (b or b"") for c in b'"]}') for b in vocab.token_bytes], dtype=torch.float32)
+    lean = 3.0 * closing
+    lean[list(vocab.eos_token_ids)] = 5.0
+    ids = [1, 2, 3]  # a stand-in prompt
+    for _ in range(200):
+        scores = processor(torch.tensor([ids]), torch.randn(1, vocab.size, generator=generator) + lean)
+        token = int(scores[0].argmax())
+        if token in vocab.eos_token_ids:
+            break
+        ids.append(token)
+    text = b"".join(vocab.token_bytes[t] for t in ids[3:]).decode()
+    assert processor.is_complete() and isinstance(json.loads(text)["tags"], list)
+
+
+def test_resolve_prefers_decog_and_falls_back_to_the_grammar(embedded_model):
+    guide = embedded_model.format_guide()
+    flat, nested = _spec(FLAT), _spec(NESTED)
+    params, report = guide.resolve(GenerationParams(format=flat.decog_format, grammar=flat.grammar))
+    assert report["method"] == "decog" and report["states"] > 0 and params.grammar is None
+    params, report = guide.resolve(GenerationParams(format=nested.decog_format, grammar=nested.grammar))
+    assert report == {"method": "llguidance"} and params.format is None and params.grammar
+
+
+def test_a_grammar_llguidance_cannot_enforce_is_refused(embedded_model):
+    from llguidance import LLMatcher
+
+    grammar = LLMatcher.grammar_from_json_schema({"type": "object", "if": {"type": "object"}, "then": {}})
+    with pytest.raises(FormatSpecError, match="cannot be enforced"):
+        check_grammar(grammar, embedded_model.vocabulary())
