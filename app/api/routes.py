@@ -4,7 +4,9 @@ and prunekit's own endpoints.
 Every chat model (`prunekit-chat`, `-rag`, `-sql`, `-agents`, `-auto`) runs through one LangGraph router graph
 (`app.graphs.router`). Model calls are blocking, so they run in worker threads. Extensions to OpenAI's chat
 completion (all optional): request fields `collection`, `database`, `domain`, `format`, `format_method`,
-`thread_id`, `progress`, and vLLM's `repetition_penalty` (default: the loop guard, `app.backends`); what the
+`thread_id`, `progress`, and vLLM's `repetition_penalty` (default: the loop guard, `app.backends`). OpenAI's
+`response_format` and `tools` become an output constraint checked here, before a place in the queue is taken
+(`app.graphs.params.output_constraint`, then the backend's `FormatGuide.resolve`); what the
 response adds is in `app.api.completions`. Handlers find the model, the graphs and the settings on `request.app.state`
 (set up by `app.api.service.create_app`).
 """

@@ -560,33 +560,8 @@ def scripted_server():
         yield server
 
 
-def test_page_follows_the_stream_contract(page, scripted_server, tmp_path):
-    url, app = scripted_server.url, scripted_server.app
-    page.open(f"{url}/")
-    # No key yet: the model list is refused and the page says what to do.
-    page.wait_for("document.body.dataset.state === 'error'")
-    assert "API key" in page.evaluate("document.getElementById('status').textContent")
-
-    page.type_into("#api-key", KEY)
-    page.evaluate("document.getElementById('api-key').dispatchEvent(new Event('change'))")
-    page.wait_for("document.querySelectorAll('#model option').length === 4")
-    page.open(f"{url}/")  # the key survives a reload
-    page.wait_for("document.querySelectorAll('#model option').length === 4")
-    assert page.evaluate("document.getElementById('api-key').value") == KEY
-    assert page.evaluate("document.getElementById('model').value") == "prunekit-chat"
-
-    # prunekit-rag: only the collection field shows, and it is sent.
-    page.choose("#model", "prunekit-rag")
-    visible = (
-        "[...document.querySelectorAll('#extras [data-models]')].filter((e) => !e.hidden).map((e) => e.dataset.models)"
-    )
-    assert page.evaluate(visible) == ["prunekit-rag"]
-    page.type_into("#collection", "notes")
-    page.type_into("#prompt", "Where is the tower?")
-    page.evaluate("document.getElementById('send').click()")
-    page.wait_for("document.body.dataset.turns === '1'")
-
-    sent = app.state.requests[0]
+def _check_the_rag_turn(page, sent):
+    """The first turn of `test_page_follows_the_stream_contract`: what was sent, and what the page shows."""
     assert sent["model"] == "prunekit-rag" and sent["collection"] == "notes"
     assert "database" not in sent and "domain" not in sent
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True} and sent["progress"] is True
@@ -617,6 +592,35 @@ def test_page_follows_the_stream_contract(page, scripted_server, tmp_path):
     }
     usage = figures(page, "#usage")
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == ("10", "5", "15")
+
+
+def test_page_follows_the_stream_contract(page, scripted_server, tmp_path):
+    url, app = scripted_server.url, scripted_server.app
+    page.open(f"{url}/")
+    # No key yet: the model list is refused and the page says what to do.
+    page.wait_for("document.body.dataset.state === 'error'")
+    assert "API key" in page.evaluate("document.getElementById('status').textContent")
+
+    page.type_into("#api-key", KEY)
+    page.evaluate("document.getElementById('api-key').dispatchEvent(new Event('change'))")
+    page.wait_for("document.querySelectorAll('#model option').length === 4")
+    page.open(f"{url}/")  # the key survives a reload
+    page.wait_for("document.querySelectorAll('#model option').length === 4")
+    assert page.evaluate("document.getElementById('api-key').value") == KEY
+    assert page.evaluate("document.getElementById('model').value") == "prunekit-chat"
+
+    # prunekit-rag: only the collection field shows, and it is sent.
+    page.choose("#model", "prunekit-rag")
+    visible = (
+        "[...document.querySelectorAll('#extras [data-models]')].filter((e) => !e.hidden).map((e) => e.dataset.models)"
+    )
+    assert page.evaluate(visible) == ["prunekit-rag"]
+    page.type_into("#collection", "notes")
+    page.type_into("#prompt", "Where is the tower?")
+    page.evaluate("document.getElementById('send').click()")
+    page.wait_for("document.body.dataset.turns === '1'")
+
+    _check_the_rag_turn(page, app.state.requests[0])
     save_screenshot(page, tmp_path, "chat-contract.png")
 
     # prunekit-agents: the domain goes along, the history too; an error mid-stream is shown, the partial answer kept.
