@@ -60,8 +60,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from prunekit.decoding.backends.llamacpp_amx import amx_kernels_work, cpu_has_amx
 from prunekit.decoding.backends.penalties import TokenPenalties
-from prunekit.decoding.backends.sampling import make_generator, pick_next_token
+from prunekit.decoding.backends.sampling import make_generator, pick_next_token, sample_with_logprobs
 from prunekit.decoding.backends.stops import StopMatcher
+from prunekit.decoding.backends.token_logprobs import LogprobAligner, token_logprob
 from prunekit.decoding.cancel import CancelToken, RequestCancelledError, current_token
 from prunekit.decoding.decog.guided import FormatGuide
 from prunekit.decoding.errors import BackendError, InvalidRequestError
@@ -154,6 +155,7 @@ class _Job:
     decoder: Any = None
     generator: torch.Generator | None = None
     penalties: TokenPenalties | None = None
+    logprobs: LogprobAligner | None = None  # set when the request asks for log-probs
 
     @property
     def abandoned(self) -> bool:
@@ -222,6 +224,7 @@ class LlamaCppModel:
         self.eos_token_id = int(llama.llama_vocab_eos(self._vocab))  # the one that ends a reply (HMM distillation)
 
         self._cached: list[list[int]] = [[] for _ in range(slots)]  # tokens each sequence's cache holds
+        self._token_names: dict[int, tuple[str, tuple[int, ...]]] = {}  # logprobs' token texts (scheduler thread)
         self.reused_prompt_tokens = 0  # prompt tokens not prefilled again thanks to a cached prefix (a counter)
 
         self._guide: FormatGuide | None = None
@@ -467,6 +470,8 @@ class LlamaCppModel:
             job.penalties = TokenPenalties.for_params(job.params)
         if job.params.logits_processors:
             job.input_ids = torch.tensor([job.prompt_ids])
+        if job.params.logprobs:
+            job.logprobs = LogprobAligner()
         self._advance(job, self._logits(last_row))
 
     def _decode_prompt(self, ids: list[int], seq: int, cached: int) -> int:
@@ -511,18 +516,19 @@ class LlamaCppModel:
             # in place, on the K <= window ids it touches: llama.cpp rewrites this row at the next decode and nothing
             # reads it before, so a copy of the whole vocabulary per token would buy nothing
             logits = job.penalties.apply(logits)
+        row: np.ndarray | torch.Tensor = logits  # (V,): the scores the token is drawn from
         if params.logits_processors:
             scores = torch.from_numpy(logits.copy())[None]  # (1, V)
             for processor in params.logits_processors:
                 scores = processor(job.input_ids, scores)
-            if params.greedy:  # numpy's argmax: torch's would wake its thread pool, which then spins against ours
-                token = int(np.argmax(scores[0].numpy()))
-            else:
-                token = pick_next_token(scores[0], params.temperature, params.top_p, job.generator)
-        elif params.greedy:
-            token = int(np.argmax(logits))
+            row = scores[0]
+        logprobs = None
+        if job.logprobs is not None:
+            token, logprobs = sample_with_logprobs(row, params.temperature, params.top_p, job.generator)
+        elif params.greedy:  # numpy's argmax: torch's would wake its thread pool, which then spins against ours
+            token = int(np.argmax(np.asarray(row)))
         else:
-            token = pick_next_token(torch.from_numpy(logits.copy()), params.temperature, params.top_p, job.generator)
+            token = pick_next_token(torch.as_tensor(row), params.temperature, params.top_p, job.generator)
 
         if token in self._eog:
             self._end(job, "stop")
@@ -532,9 +538,16 @@ class LlamaCppModel:
             job.penalties.observe(token)
         if job.input_ids is not None:
             job.input_ids = torch.cat([job.input_ids, torch.tensor([[token]])], dim=1)
-        delta = job.matcher.feed(job.decoder.decode(self._piece(token)))
-        if delta:
-            job.out.put(ChatChunk(delta))
+        text = job.decoder.decode(self._piece(token))
+        delta = job.matcher.feed(text)
+        if job.logprobs is None:
+            if delta:
+                job.out.put(ChatChunk(delta))
+        else:
+            job.logprobs.token(token_logprob(logprobs, token, params.top_logprobs, self._token_name), text)
+            shown = job.logprobs.release(delta, stopped=job.matcher.stopped)
+            if delta or shown:
+                job.out.put(ChatChunk(delta, logprobs=shown))
         if job.matcher.stopped:
             self._end(job, "stop")
         elif len(job.generated) >= params.max_tokens:
@@ -543,7 +556,8 @@ class LlamaCppModel:
     def _end(self, job: _Job, finish: str) -> None:
         tail = job.matcher.feed(job.decoder.decode(b"", final=True)) + job.matcher.flush()
         usage = Usage(len(job.prompt_ids), len(job.generated))
-        job.out.put(ChatChunk(tail, finish_reason=finish, usage=usage))
+        logprobs = None if job.logprobs is None else job.logprobs.release(tail, end=True)
+        job.out.put(ChatChunk(tail, finish_reason=finish, usage=usage, logprobs=logprobs))
         job.done = True
 
     def _fail(self, job: _Job, error: BaseException) -> None:
@@ -554,14 +568,24 @@ class LlamaCppModel:
         if self._model is None:
             raise BackendError("the model is closed")
 
-    def _piece(self, token: int) -> bytes:
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of `token`; `special`: control tokens as their names (`<|im_end|>`) rather than nothing."""
         self._check_open()
         buf = ctypes.create_string_buffer(64)
-        n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:  # rare long token: retry with the size llama.cpp asked for
             buf = ctypes.create_string_buffer(-n)
-            n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            n = llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
+
+    def _token_name(self, token: int) -> tuple[str, tuple[int, ...]]:
+        """How a log-prob entry names `token`: its text (a control token by its name) and its exact bytes (a token
+        may end inside a UTF-8 character, whose text then shows U+FFFD); cached, read by the scheduler thread only."""
+        named = self._token_names.get(token)
+        if named is None:
+            raw = self._piece(token, special=True)
+            named = self._token_names[token] = (raw.decode("utf-8", errors="replace"), tuple(raw))
+        return named
 
 
 def _cancelled(job: _Job) -> RequestCancelledError:

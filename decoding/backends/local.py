@@ -18,8 +18,9 @@ import torch
 
 from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, embedded_hf_dir
 from prunekit.decoding.backends.penalties import TokenPenalties
-from prunekit.decoding.backends.sampling import make_generator, pick_next_token
+from prunekit.decoding.backends.sampling import make_generator, pick_next_token, sample_with_logprobs
 from prunekit.decoding.backends.stops import StopMatcher
+from prunekit.decoding.backends.token_logprobs import LogprobAligner, token_logprob
 from prunekit.decoding.cancel import check_cancelled
 from prunekit.decoding.decog.guided import FormatGuide
 from prunekit.decoding.errors import InvalidRequestError
@@ -144,6 +145,8 @@ class LocalModel:
             raise InvalidRequestError("generate_batch does not apply formats: use chat() per request")
         if params.penalized:
             raise InvalidRequestError("generate_batch does not apply penalties: use chat() per request")
+        if params.logprobs:
+            raise InvalidRequestError("generate_batch does not report logprobs: use chat() per request")
         if params.logits_processors and len(conversations) > 1:
             raise InvalidRequestError("logits processors run one sequence at a time: use chat() per request")
         prompts = [self.encode_chat(c) for c in conversations]
@@ -197,9 +200,10 @@ class LocalModel:
         generator = make_generator(params.seed)
         penalties = TokenPenalties.for_params(params) if params.penalized else None
         matcher = StopMatcher(params.stop)
+        aligner = LogprobAligner() if params.logprobs else None
         sequence = torch.tensor([prompt_ids])  # (1, T): what the processors see
         generated: list[int] = []
-        shown = ""
+        text = shown = ""  # the answer decoded so far / the part of it fed to the stop matcher
         finish = "length"
         out = self.model(sequence, use_cache=True)
         for _ in range(params.max_tokens):
@@ -210,7 +214,10 @@ class LocalModel:
                 penalties.apply(scores[0])
             for processor in params.logits_processors:
                 scores = processor(sequence, scores)
-            token = pick_next_token(scores[0], params.temperature, params.top_p, generator)
+            if aligner is None:
+                token = pick_next_token(scores[0], params.temperature, params.top_p, generator)
+            else:
+                token, logprobs = sample_with_logprobs(scores[0], params.temperature, params.top_p, generator)
             if token in self.eos_token_ids:
                 finish = "stop"
                 break
@@ -219,17 +226,32 @@ class LocalModel:
                 penalties.observe(token)
             sequence = torch.cat([sequence, torch.tensor([[token]])], dim=1)
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-                delta = matcher.feed(text[len(shown) :])
-                shown = text
+            added = "" if text.endswith("\ufffd") else text[len(shown) :]  # wait for the rest of a character
+            shown += added
+            delta = matcher.feed(added)
+            if aligner is None:
                 if delta:
                     yield ChatChunk(delta)
-                if matcher.stopped:
-                    finish = "stop"
-                    break
+            else:
+                aligner.token(token_logprob(logprobs, token, params.top_logprobs, self._token_name), added)
+                released = aligner.release(delta, stopped=matcher.stopped)
+                if delta or released:
+                    yield ChatChunk(delta, logprobs=released)
+            if matcher.stopped:
+                finish = "stop"
+                break
             out = self.model(torch.tensor([[token]]), cache=out.cache, use_cache=True)
-        tail = matcher.flush()
-        yield ChatChunk(tail, finish_reason=finish, usage=Usage(len(prompt_ids), len(generated)))
+        tail = matcher.feed(text[len(shown) :]) + matcher.flush()  # a character cut short by max_tokens: U+FFFD
+        released = None if aligner is None else aligner.release(tail, end=True)
+        yield ChatChunk(tail, finish_reason=finish, usage=Usage(len(prompt_ids), len(generated)), logprobs=released)
+
+    def _token_name(self, token: int) -> tuple[str, tuple[int, ...]]:
+        """How a log-prob entry names `token`: its text (a special token by its name) and its exact bytes (a token
+        may end inside a UTF-8 character, whose text then shows U+FFFD)."""
+        raw = self.vocabulary().token_bytes[token]
+        if raw is None:  # special tokens have no bytes in the vocabulary: they never appear inside text
+            raw = str(self.tokenizer.convert_ids_to_tokens(token)).encode()
+        return raw.decode("utf-8", errors="replace"), tuple(raw)
 
 
 def _eos_ids(tokenizer: Any, generation_config: Any) -> frozenset[int]:
