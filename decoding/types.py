@@ -24,6 +24,7 @@ FinishReason = Literal["stop", "length"]
 _ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
 FORMAT_METHODS = ("decog", "decog_pruned", "hard_mask")
 MAX_TOP_LOGPROBS = 20  # OpenAI's own cap
+UPSTREAM_FIELDS = frozenset({"response_format", "tools", "tool_choice", "parallel_tool_calls"})
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # OpenAI's seed is an int64
 
 
@@ -80,6 +81,9 @@ class GenerationParams:
     `format` is the same constraint for Deco-G, used when its automaton compiles within budget, and `grammar` the
     fallback (`decoding.decog.guided.FormatGuide.resolve`). `logprobs` asks the local backends for each
     answer token's log-probability, `top_logprobs` (0 to 20) for that many most likely alternatives at each step.
+    `upstream_fields` are OpenAI request fields (`UPSTREAM_FIELDS`: response_format, tools, ...) that a remote
+    backend forwards as they are, for its server to enforce; the local backends enforce `format` / `grammar`
+    instead and refuse them.
     """
 
     max_tokens: int = 256
@@ -96,6 +100,7 @@ class GenerationParams:
     grammar: str | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    upstream_fields: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Params arrive from JSON (the service, graph state): wrong types get the same clear error as wrong values.
@@ -137,6 +142,9 @@ class GenerationParams:
         top = self.top_logprobs
         if not (_is_int(top) and 0 <= top <= MAX_TOP_LOGPROBS):
             raise InvalidRequestError(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], got {top!r}")
+        extra = self.upstream_fields
+        if extra is not None and not (isinstance(extra, Mapping) and set(extra) <= UPSTREAM_FIELDS):
+            raise InvalidRequestError(f"upstream_fields may hold only {sorted(UPSTREAM_FIELDS)}")
         if len(self.stop) > 4:
             raise InvalidRequestError(f"at most 4 stop sequences are allowed, got {len(self.stop)}")
 
@@ -218,6 +226,7 @@ class ChatResult:
     usage: Usage
     model: str = ""
     logprobs: tuple[TokenLogprob, ...] | None = None  # set when the request asked for them
+    tool_calls: tuple[dict[str, Any], ...] | None = None  # OpenAI's, from a remote server that called tools
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,7 @@ class ChatChunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    tool_calls: tuple[dict[str, Any], ...] | None = None  # whole calls (OpenAI's shape), on the last chunk
 
 
 def collect(chunks: Sequence[ChatChunk] | Iterable[ChatChunk], model: str = "") -> ChatResult:
@@ -237,8 +247,11 @@ def collect(chunks: Sequence[ChatChunk] | Iterable[ChatChunk], model: str = "") 
     finish: FinishReason = "stop"
     usage = Usage()
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: tuple[dict[str, Any], ...] | None = None
     for chunk in chunks:
         parts.append(chunk.text)
+        if chunk.tool_calls is not None:
+            tool_calls = chunk.tool_calls
         if chunk.logprobs is not None:
             logprobs = [*(logprobs or []), *chunk.logprobs]
         if chunk.finish_reason is not None:
@@ -251,4 +264,5 @@ def collect(chunks: Sequence[ChatChunk] | Iterable[ChatChunk], model: str = "") 
         usage=usage,
         model=model,
         logprobs=None if logprobs is None else tuple(logprobs),
+        tool_calls=tool_calls,
     )

@@ -22,7 +22,8 @@ from sse_starlette import EventSourceResponse
 
 from prunekit.app.api.admission import ClientGoneError, Ticket, until_done_or_gone
 from prunekit.app.api.errors import error_body, status_of
-from prunekit.decoding import TokenLogprob, Usage
+from prunekit.app.api.logprobs import openai_logprobs
+from prunekit.decoding import Usage
 from prunekit.decoding.cancel import CancelToken, cancellable
 from prunekit.decoding.structured import check_json_output
 
@@ -67,9 +68,7 @@ def _message(final: dict[str, Any]) -> dict[str, Any]:
 
 def _logprobs(items: list[dict[str, Any]]) -> dict[str, Any]:
     """OpenAI's `logprobs` object of the graph's plain-data `TokenLogprob`s."""
-    from prunekit.app.api.logprobs import openai_logprobs  # TODO(lead): top-level once the module lands
-
-    return openai_logprobs([TokenLogprob(**item) for item in items])
+    return openai_logprobs(items)
 
 
 def _extension(final: dict[str, Any]) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def _checked_state(served: Any, route: str, body: ChatCompletionRequest) -> dict
     params = request_params(body, served.settings, constraint)
     output = constraint.output
     if output is not None:
-        params, output = _enforcement(served.resources.model, route, params, output)
+        params, output = _enforcement(served.resources.model, route, params, output, body)
     return {
         "messages": [m.as_message() for m in body.messages],
         "params": params,
@@ -128,10 +128,11 @@ def _checked_state(served: Any, route: str, body: ChatCompletionRequest) -> dict
 
 
 def _enforcement(
-    model: Any, route: str, params: dict[str, Any], output: dict[str, Any]
+    model: Any, route: str, params: dict[str, Any], output: dict[str, Any], body: ChatCompletionRequest
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`params` with the one constraint the local backend will enforce, and `output` with how
-    (`FormatGuide.resolve`: Deco-G when the schema's automaton compiles, else llguidance's mask)."""
+    """`params` with the one constraint the backend will enforce, and `output` with how: on a local backend
+    `FormatGuide.resolve` (Deco-G when the schema's automaton compiles, else llguidance's mask); a remote one gets
+    the request's own fields to forward, and its server's enforcement is reported as such (`method: upstream`)."""
     allowed = ("chat",) if output["kind"] == "tools" else ("chat", "rag")
     if route not in allowed:
         what = "tools" if output["kind"] == "tools" else "response_format"

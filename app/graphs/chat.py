@@ -23,9 +23,9 @@ from langgraph.graph import END, START, StateGraph
 from prunekit.app.graphs.common import stream_answer, usage_state
 from prunekit.app.graphs.params import generation_params
 from prunekit.app.threads import ThreadMessages, commit, split_turns
-from prunekit.decoding import ChatModel
+from prunekit.decoding import ChatModel, ChatResult
 from prunekit.decoding.backends.context_window import prompt_budget, prompt_tokens
-from prunekit.decoding.structured import parse_tool_calls
+from prunekit.decoding.structured import parse_tool_calls, tool_calls_text
 
 __all__ = ["ChatState", "FittedHistory", "answer_in_context", "build_chat_graph", "fit_history", "with_system_text"]
 
@@ -102,21 +102,35 @@ def answer_in_context(model: ChatModel, state: Mapping[str, Any]) -> dict[str, A
     output = state.get("output") or {}
     calling = output.get("kind") == "tools"
     conversation = state.get("messages", [])
-    prompt = with_system_text(conversation, output["system"]) if calling else conversation
+    shown = calling and output.get("system")  # None: a remote server shows the tools its own way
+    prompt = with_system_text(conversation, output["system"]) if shown else conversation
     fitted = fit_history(model, prompt, params.max_tokens)
-    result = stream_answer(model, fitted.messages, params, hold_calls=calling)
-    calls = parse_tool_calls(result.text) if calling else None
+    result = stream_answer(model, fitted.messages, params, hold_calls=bool(shown))
+    calls = _tool_calls(result) if calling else None
     if calls:
-        get_stream_writer()({"tool_calls": [call.as_openai() for call in calls]})
+        get_stream_writer()({"tool_calls": calls})
     return {
-        "messages": commit(conversation, [{"role": "assistant", "content": result.text}]),
+        "messages": commit(conversation, [{"role": "assistant", "content": _turn_text(result)}]),
         "answer": "" if calls else result.text,
-        "tool_calls": [call.as_openai() for call in calls] if calls else None,
+        "tool_calls": calls,
         "finish_reason": "tool_calls" if calls else result.finish_reason,
         "usage": usage_state(result.usage),
         "logprobs": None if result.logprobs is None else [asdict(item) for item in result.logprobs],
         "details": {"history_dropped_turns": fitted.dropped_turns},
     }
+
+
+def _tool_calls(result: ChatResult) -> list[dict[str, Any]] | None:
+    """The answer's tool calls in OpenAI's shape: a remote server's own, or the envelope a local model wrote."""
+    if result.tool_calls:
+        return list(result.tool_calls)
+    calls = parse_tool_calls(result.text)
+    return [call.as_openai() for call in calls] if calls else None
+
+
+def _turn_text(result: ChatResult) -> str:
+    """What the thread keeps of the answer: its text, with a remote server's tool calls in the envelope."""
+    return result.text + tool_calls_text(result.tool_calls) if result.tool_calls else result.text
 
 
 def with_system_text(messages: Sequence[Mapping[str, Any]], text: str) -> list[dict[str, Any]]:

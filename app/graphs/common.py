@@ -49,7 +49,9 @@ def stream_answer(
     finish, usage = "stop", Usage()
     logprobs: list[TokenLogprob] | None = [] if params.logprobs else None
     held: list[dict[str, Any]] | None = [] if hold_calls else None
+    tool_calls = None  # a remote server's, whole, on its last chunk
     for chunk in model.stream(messages, params):
+        tool_calls = chunk.tool_calls or tool_calls
         event: dict[str, Any] = {"delta": chunk.text} if chunk.text else {}
         parts.append(chunk.text)
         if chunk.logprobs:
@@ -69,7 +71,8 @@ def stream_answer(
             finish = chunk.finish_reason
         if chunk.usage is not None:
             usage = chunk.usage
-    return ChatResult("".join(parts), finish, usage, logprobs=None if logprobs is None else tuple(logprobs))
+    logprobs_seen = None if logprobs is None else tuple(logprobs)
+    return ChatResult("".join(parts), finish, usage, logprobs=logprobs_seen, tool_calls=tool_calls)
 
 
 def usage_state(usage: Usage) -> dict[str, int]:

@@ -110,6 +110,11 @@ class FormatGuide:
 
     def apply(self, params: GenerationParams) -> GenerationParams:
         """`params` with the format's processor appended (unchanged when no format is asked for)."""
+        if params.upstream_fields:
+            raise InvalidRequestError(
+                f"{', '.join(params.upstream_fields)}: forwarded to a remote server only; a local backend enforces "
+                "`format` or `grammar` (the service turns those fields into them)"
+            )
         if params.format is None and params.grammar is None:
             return params
         if params.format is not None and params.grammar is not None:

@@ -55,8 +55,9 @@ def _schema_format(schema: dict, name: str = "answer") -> dict:
 
 
 def _ask(client, content: str, **kwargs):
+    kwargs.setdefault("max_tokens", 96)
     return client.chat.completions.create(
-        model="prunekit-chat", messages=[{"role": "user", "content": content}], max_tokens=96, **kwargs
+        model="prunekit-chat", messages=[{"role": "user", "content": content}], **kwargs
     )
 
 
@@ -200,3 +201,21 @@ def test_langgraph_react_agent_calls_its_tool_and_answers(live_service):
     assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"] and seen
     final = state["messages"][-1]
     assert isinstance(final, AIMessage) and final.content and not final.tool_calls
+
+
+def test_logprobs_come_in_openais_format(client):
+    reply = _ask(client, "Say hello.", logprobs=True, top_logprobs=3, max_tokens=8)
+    entries = reply.choices[0].logprobs.content
+    assert len(entries) == reply.usage.completion_tokens
+    assert "".join(e.token for e in entries) == reply.choices[0].message.content
+    for entry in entries:
+        assert entry.logprob <= 0 and 1 <= len(entry.top_logprobs) <= 3
+        assert entry.top_logprobs[0].token == entry.token  # greedy: the token taken is the likeliest
+    streamed = [
+        e.token
+        for chunk in _ask(client, "Say hello.", logprobs=True, max_tokens=8, stream=True)
+        if chunk.choices and chunk.choices[0].logprobs
+        for e in chunk.choices[0].logprobs.content
+    ]
+    assert streamed == [e.token for e in entries]
+    assert _ask(client, "Say hello.", max_tokens=4).choices[0].logprobs is None

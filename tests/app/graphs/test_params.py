@@ -39,6 +39,7 @@ def test_a_silent_request_gets_openai_defaults_and_the_loop_guard() -> None:
         "grammar": None,
         "logprobs": False,
         "top_logprobs": 0,
+        "upstream_fields": None,
     }
 
 
