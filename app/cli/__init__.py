@@ -1,4 +1,4 @@
-"""The `prunekit` command line: serve, chat, the methods' faces, bench, eval and train.
+"""The `prunekit` command line: serve, chat, proxy, the methods' faces, bench, eval and train.
 
 Heavy modules (torch, transformers, llama.cpp) are imported inside the commands, so `--help` and
 argument errors answer at once. Every known failure ends with a one-line `prunekit: error: ...`
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from prunekit.app.cli import agp, bench, chat, evals, faces, train  # noqa: F401  (registers the commands)
+from prunekit.app.cli import agp, bench, chat, evals, faces, proxy, train  # noqa: F401  (registers the commands)
 from prunekit.app.cli.common import UsageError, app, stderr
 from prunekit.decoding.errors import PrunekitError
 

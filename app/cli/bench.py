@@ -170,3 +170,62 @@ def bench_decoding_cmd(
             model, hmms, max_tokens=max_tokens, n_prompts=prompts, repeats=repeats, candidate_gap=candidate_gap or None
         )
     _report("bench decoding", figures, as_json)
+
+
+@bench_app.command("structured")
+def bench_structured_cmd(
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="rounds (figures: the median over rounds)")] = 3,
+    max_tokens: Annotated[int, typer.Option(min=8, max=512, help="tokens per output at most")] = 160,
+    compile_timeout: Annotated[float, typer.Option(min=0.1, max=120.0, help="seconds to compile a schema")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """Per-token cost of enforcing a JSON Schema on the embedded model: unconstrained vs llguidance's hard mask vs
+    Deco-G (small flat schema) vs outlines-core's mask, for a small and a large schema."""
+    from prunekit.eval.bench.structured import bench_structured
+
+    model = load_local(None)
+    with stderr.status("benchmarking structured outputs (a few minutes)"):
+        figures = bench_structured(model, rounds=rounds, max_tokens=max_tokens, compile_timeout_s=compile_timeout)
+    model.close()  # stop llama.cpp's scheduler before exit (see bench decode)
+    _report("bench structured", figures, as_json)
+
+
+@bench_app.command("openai-structured")
+def bench_openai_structured_cmd(
+    data: Annotated[Path, typer.Option("--data", help="the JSONSchemaBench folder (holding schemas.tar.xz)")] = Path(
+        "../shared/data/jsonschemabench"
+    ),
+    schemas: Annotated[int, typer.Option(min=1, max=200, help="JSONSchemaBench schemas (accepted ones, seeded)")] = 20,
+    requests: Annotated[int, typer.Option(min=1, max=1000, help="response_format requests over them")] = 100,
+    tool_requests: Annotated[int, typer.Option(min=0, max=500, help="tool_choice=required requests")] = 20,
+    stream_pairs: Annotated[int, typer.Option(min=0, max=100, help="streamed vs whole tool-call pairs")] = 5,
+    max_tokens: Annotated[int, typer.Option(min=16, max=2048, help="max_tokens of each request")] = 256,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="concurrent clients")] = 4,
+    records: Annotated[Path | None, typer.Option("--records", help="write each reply's record to this file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
+) -> None:
+    """The real service on 127.0.0.1 with the embedded model, through the official `openai` client: json_schema
+    strict replies that validate, tool_choice=required replies that are valid calls, streamed = whole tool calls."""
+    import json
+    import secrets
+    import tempfile
+
+    from prunekit.app.api.service import create_app
+    from prunekit.app.proxy.background import serve_in_background
+    from prunekit.eval.bench.openai_structured import bench_openai_structured, pick_schemas
+    from prunekit.eval.jsonschemabench import load_schemas
+
+    items = load_schemas(data)  # a bad path fails before the model loads
+    model = load_local(None)
+    chosen = pick_schemas(items, schemas, model.vocabulary())
+    key = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory() as scratch:
+        app = create_app(load_settings(api_keys=[key], data_dir=Path(scratch)), model=model)
+        with serve_in_background(app) as url, stderr.status(f"{requests + tool_requests} requests to {url}"):
+            figures, replies = bench_openai_structured(url + "/v1", chosen, api_key=key, requests=requests,
+                                                 tool_requests=tool_requests, stream_pairs=stream_pairs,
+                                                 max_tokens=max_tokens, concurrency=concurrency)  # fmt: skip
+    model.close()
+    if records is not None:
+        records.write_text(json.dumps(replies, indent=1))
+    _report("bench openai-structured", figures, as_json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -221,4 +222,65 @@ def eval_rag(
         concurrency=concurrency,
         pruner=default_pruner(),
     )
+    finish_eval(result, out, as_json)
+
+
+@eval_app.command("proxy")
+def eval_proxy(
+    data: DataOption = Path("../shared/data/qa/hotpotqa/test.jsonl"),
+    limit: LimitOption = 20,
+    out: OutOption = Path("runs/proxy"),
+    as_json: JsonOption = False,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream", help="an OpenAI base URL (default: start llama-cpp-python's server on the embedded GGUF)"
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="the model name the upstream knows")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=512, help="answer tokens")] = 24,
+) -> None:
+    """The pruning proxy vs. the same upstream reached directly, on HotpotQA as a user message and as tool results:
+    answer F1, prompt tokens reaching the upstream, end-to-end latency."""
+    from prunekit.app.proxy import ProxySettings, create_proxy_app
+    from prunekit.app.proxy.background import serve_in_background
+    from prunekit.app.proxy.llama_server import LLAMA_SERVER_MODEL, llama_server
+    from prunekit.eval.proxy import evaluate_proxy
+    from prunekit.eval.qa import load_qa
+
+    load_qa(data, 1)  # fail on a bad path before starting servers
+    with contextlib.ExitStack() as stack:
+        direct = upstream or stack.enter_context(llama_server())
+        proxy_app = create_proxy_app(ProxySettings(upstream=direct))
+        proxy_url = stack.enter_context(serve_in_background(proxy_app)) + "/v1"
+        result = evaluate_proxy(direct, proxy_url, data, model=model or LLAMA_SERVER_MODEL, limit=limit,
+                                max_tokens=max_tokens)  # fmt: skip
+    finish_eval(result, out, as_json)
+
+
+@eval_app.command("schemas")
+def eval_schemas(
+    data: Annotated[Path, typer.Option("--data", help="the JSONSchemaBench folder (holding schemas.tar.xz)")] = Path(
+        "../shared/data/jsonschemabench"
+    ),
+    limit_per_subset: Annotated[int, typer.Option("--limit-per-subset", min=1, help="seeded schemas per subset")] = 10,
+    generate: Annotated[int, typer.Option("--generate", min=0, help="outputs per subset and engine")] = 2,
+    compile_timeout: Annotated[
+        float, typer.Option("--compile-timeout", min=0.1, max=120.0, help="seconds each engine may compile a schema")
+    ] = 5.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=16, max=2048, help="tokens per output")] = 256,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    out: OutOption = Path("runs/schemas"),
+    as_json: JsonOption = False,
+    concurrency: ConcurrencyOption = 4,
+) -> None:
+    """JSON Schema coverage (schemas accepted within --compile-timeout) and compliance (outputs that validate) on
+    JSONSchemaBench, per subset: prunekit beside llguidance and outlines-core alone (embedded model)."""
+    from prunekit.eval.jsonschemabench import load_schemas
+    from prunekit.eval.schemas import evaluate_schemas
+
+    load_schemas(data, limit_per_subset=1)  # fail on a bad path before loading the model
+    result = evaluate_schemas(load_local(None), data, limit_per_subset=limit_per_subset, generate=generate,
+                              compile_timeout_s=compile_timeout, max_tokens=max_tokens, seed=seed,
+                              concurrency=concurrency)  # fmt: skip
     finish_eval(result, out, as_json)

@@ -4,14 +4,22 @@ Retries: connection errors, 429 and 5xx are retried with exponential backoff (a 
 is honoured, capped), up to `max_retries` times, and only before the first streamed token reaches
 the caller: once text has been shown, a retry would repeat it. Everything else raises a specific
 `BackendError` at once.
+
+A stream that ends without a `finish_reason` was cut by the server, not finished (llama-cpp-python's server does
+this to a stream when a newer request arrives, its default `interrupt_requests`): it is retried once when no text
+has reached the caller yet, else it raises `BackendProtocolError` (HTTP 502 in the service); never an empty answer
+reported as a success. A server that sends no `usage` gets one counted here: completion tokens as the number of
+streamed content deltas (servers stream one token per delta), prompt tokens by `count_tokens` over the messages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -27,12 +35,29 @@ from prunekit.decoding.errors import (
 )
 from prunekit.decoding.types import ChatChunk, ChatResult, GenerationParams, Usage, normalize_messages
 
-__all__ = ["OpenAIModel"]
+__all__ = ["OpenAIModel", "estimate_tokens"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 30.0
+_CUT_RETRIES = 1  # a cut stream is retried once: a server that cuts every stream is broken, not busy
+_PIECE = re.compile(r"\w+|[^\w\s]")
+_MESSAGE_OVERHEAD_TOKENS = 4  # role and template markers around each message, as chat templates add them
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free token count for servers that report no usage: words and punctuation marks (BPE
+    vocabularies hold most English words whole and split punctuation off).
+
+    >>> estimate_tokens("Hello, world!")
+    4
+    """
+    return len(_PIECE.findall(text))
+
+
+class _StreamCutError(BackendProtocolError):
+    """The server ended a stream without a finish_reason: it cut the answer."""
 
 
 class OpenAIModel:
@@ -59,6 +84,7 @@ class OpenAIModel:
         max_retries: int = 3,
         backoff_s: float = 0.5,
         transport: httpx.BaseTransport | None = None,
+        count_tokens: Callable[[str], int] = estimate_tokens,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidRequestError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -66,6 +92,7 @@ class OpenAIModel:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.count_tokens = count_tokens  # only for servers that report no usage
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -85,7 +112,11 @@ class OpenAIModel:
             with attempt:
                 response = self._client.post("/chat/completions", json=body)
                 _raise_for_status(response)
-                return _parse_completion(response, fallback_model=self.name)
+                result = _parse_completion(response, fallback_model=self.name)
+                if result.usage.total_tokens == 0:  # the server reported none: count here
+                    usage = Usage(self._prompt_tokens(body), self.count_tokens(result.text) if result.text else 0)
+                    result = dataclasses.replace(result, usage=usage)
+                return result
         raise AssertionError("unreachable: _attempts raises on the last failure")
 
     def stream(
@@ -99,11 +130,14 @@ class OpenAIModel:
             check_cancelled()
             with attempt, self._client.stream("POST", "/chat/completions", json=body) as response:
                 _raise_for_status(response)
-                lines = response.iter_lines()
-                first = _next_event(lines)  # errors before the first event are retried
-                attempt.committed = True
-                yield from _chunks_from_events(first, lines)
+                # errors before the first text (a cut stream included) are retried; `attempt.committed` after it
+                yield from _chunks_from_events(response.iter_lines(), attempt, lambda: self._prompt_tokens(body))
                 return
+
+    def _prompt_tokens(self, body: dict[str, Any]) -> int:
+        """The prompt's tokens counted here, for a server that reports no usage."""
+        messages = body["messages"]
+        return sum(self.count_tokens(m["content"]) + _MESSAGE_OVERHEAD_TOKENS for m in messages)
 
     # ----------------------------------------------------------------- helpers
     def _body(
@@ -112,6 +146,15 @@ class OpenAIModel:
         params = params or GenerationParams()
         if params.logits_processors or params.format is not None:
             raise InvalidRequestError("logits processors and format guidance run only on local backends, not over HTTP")
+        if params.grammar is not None:
+            raise InvalidRequestError(
+                "grammar is enforced only by the local backends, not over HTTP: use an in-process backend, or send "
+                "the server's own structured-output field to it directly"
+            )
+        if params.logprobs or params.top_logprobs > 0:
+            raise InvalidRequestError(
+                "logprobs and top_logprobs come only from the local backends, not over HTTP: use an in-process backend"
+            )
         body: dict[str, Any] = {
             "model": self.name,
             "messages": normalize_messages(messages),
@@ -135,8 +178,9 @@ class OpenAIModel:
         return body
 
     def _attempts(self) -> Iterator[_Attempt]:
+        cuts_left = [min(_CUT_RETRIES, self.max_retries)]  # shared by the attempts of one call
         for number in range(self.max_retries + 1):
-            attempt = _Attempt(last=number == self.max_retries)
+            attempt = _Attempt(last=number == self.max_retries, cuts_left=cuts_left)
             yield attempt
             if attempt.succeeded:
                 return
@@ -150,8 +194,9 @@ class OpenAIModel:
 class _Attempt:
     """One try of a request: a context manager that decides whether its failure may be retried."""
 
-    def __init__(self, last: bool) -> None:
+    def __init__(self, last: bool, cuts_left: list[int]) -> None:
         self.last = last
+        self.cuts_left = cuts_left
         self.committed = False  # set once output reached the caller: never retry after that
         self.succeeded = False
         self.error: BaseException | None = None
@@ -168,6 +213,10 @@ class _Attempt:
         retryable = isinstance(error, BackendConnectionError | BackendTimeoutError) or (
             isinstance(error, BackendHTTPError) and error.status_code in _RETRY_STATUS
         )
+        if isinstance(error, _StreamCutError):
+            retryable = self.cuts_left[0] > 0
+            if retryable and not self.committed:
+                self.cuts_left[0] -= 1
         if not retryable or self.last or self.committed or isinstance(exc, GeneratorExit):
             if error is exc:
                 return False
@@ -221,7 +270,7 @@ def _parse_completion(response: httpx.Response, fallback_model: str) -> ChatResu
 
 
 def _next_event(lines: Iterator[str]) -> dict[str, Any] | None:
-    """The next SSE `data:` payload as JSON; None at `[DONE]`."""
+    """The next SSE `data:` payload as JSON; None at `[DONE]` or where the stream ends without it."""
     for line in lines:
         if not line or line.startswith(":"):
             continue  # blank separators and SSE comments (keep-alives)
@@ -241,13 +290,18 @@ def _next_event(lines: Iterator[str]) -> dict[str, Any] | None:
         if "error" in event:
             raise BackendError(f"backend reported an error mid-stream: {event['error']}")
         return event
-    raise BackendProtocolError("the backend's stream ended without data: [DONE]")
+    return None
 
 
-def _chunks_from_events(first: dict[str, Any] | None, lines: Iterator[str]) -> Iterator[ChatChunk]:
+def _chunks_from_events(
+    lines: Iterator[str], attempt: _Attempt, prompt_tokens: Callable[[], int]
+) -> Iterator[ChatChunk]:
+    """The stream's text deltas, then a last chunk with the finish reason and usage. A stream that ends without a
+    finish reason raises `_StreamCutError` (retryable until `attempt.committed`, set at the first text)."""
     finish: str | None = None
-    usage = Usage()
-    event = first
+    usage: Usage | None = None
+    deltas = 0
+    event = _next_event(lines)
     while event is not None:
         try:
             if event.get("usage"):
@@ -256,9 +310,20 @@ def _chunks_from_events(first: dict[str, Any] | None, lines: Iterator[str]) -> I
                 text = (choice.get("delta") or {}).get("content") or ""
                 if text:
                     check_cancelled()  # closing the upstream stream (on the way out) ends its generation too
+                    attempt.committed = True
+                    deltas += 1
                     yield ChatChunk(text)
                 finish = choice.get("finish_reason") or finish
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BackendProtocolError(f"backend sent a malformed stream event: {event!r:.200}") from exc
         event = _next_event(lines)
+    if finish is None:
+        shown = f"after {deltas} streamed pieces of text" if deltas else "before any text"
+        raise _StreamCutError(
+            f"the backend's stream ended without a finish_reason {shown}: the server cut the answer "
+            "(llama-cpp-python's server cuts a stream when a newer request arrives: start it with "
+            "--interrupt_requests False)"
+        )
+    if usage is None or usage.total_tokens == 0:  # the server reported none: count here
+        usage = Usage(prompt_tokens(), deltas)
     yield ChatChunk("", finish_reason="length" if finish == "length" else "stop", usage=usage)
