@@ -17,6 +17,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 
 from prunekit.decoding import ChatModel, ChatResult, GenerationParams, InvalidRequestError, TokenLogprob, Usage
+from prunekit.decoding.structured import parse_tool_calls
 
 __all__ = ["last_user_text", "stream_answer", "usage_state"]
 
@@ -71,8 +72,12 @@ def stream_answer(
             finish = chunk.finish_reason
         if chunk.usage is not None:
             usage = chunk.usage
+    text = "".join(parts)
+    if held and parse_tool_calls(text) is None:  # held back, yet no call (cut short by max_tokens): it is text
+        for waiting in held:
+            write(waiting)
     logprobs_seen = None if logprobs is None else tuple(logprobs)
-    return ChatResult("".join(parts), finish, usage, logprobs=logprobs_seen, tool_calls=tool_calls)
+    return ChatResult(text, finish, usage, logprobs=logprobs_seen, tool_calls=tool_calls)
 
 
 def usage_state(usage: Usage) -> dict[str, int]:

@@ -219,3 +219,13 @@ def test_logprobs_come_in_openais_format(client):
     ]
     assert streamed == [e.token for e in entries]
     assert _ask(client, "Say hello.", max_tokens=4).choices[0].logprobs is None
+
+
+def test_a_call_cut_short_by_max_tokens_streams_as_text(client):
+    kwargs = {"tools": [WEATHER], "tool_choice": "required", "max_tokens": 4}
+    whole = _ask(client, "Weather in Oslo?", **kwargs).choices[0]
+    assert whole.finish_reason == "length" and whole.message.content.startswith("<tool_")
+    streamed = "".join(
+        c.choices[0].delta.content or "" for c in _ask(client, "Weather in Oslo?", stream=True, **kwargs) if c.choices
+    )
+    assert streamed == whole.message.content  # nothing held back is lost
