@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.concurrency import iterate_in_threadpool
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from sse_starlette import EventSourceResponse
 
 from prunekit.app.api.admission import ClientGoneError, Ticket, until_done_or_gone
@@ -202,7 +202,8 @@ async def _sse_events(
         # the graph's threads at their next step (the model's slot comes free), and the place goes back.
         ticket.token.cancel("the stream ended")
         ticket.release()
-    yield chunk({}, final.get("finish_reason", "stop"), extension=_extension(final))
+    extension = await run_in_threadpool(_extension, final)  # may check the answer against a client's schema
+    yield chunk({}, final.get("finish_reason", "stop"), extension=extension)
     if include_usage:
         yield chunk(None, usage=_usage(final.get("usage", {}), final.get("savings")))
     yield {"data": "[DONE]"}

@@ -104,7 +104,10 @@ async def chat_completions(
             request, ticket, graph, state, config, completion_id, body.model, include_usage, body.progress
         )
     final = await _run_admitted(request, ticket, graph.invoke, state, config)
-    return final if isinstance(final, Response) else completion_body(final, completion_id, body.model)
+    if isinstance(final, Response):
+        return final
+    # a worker thread: the body checks a constrained answer against its schema (client-sized work)
+    return await run_in_threadpool(completion_body, final, completion_id, body.model)
 
 
 def _checked_state(served: Any, route: str, body: ChatCompletionRequest) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ __all__ = [
 
 MAX_SCHEMA_CHARS = 100_000  # far above real-world schemas (JSONSchemaBench's largest Kubernetes ones are ~60k)
 MAX_SCHEMA_DEPTH = 40
-PATTERN_TIMEOUT_S = 0.5
+PATTERN_TIMEOUT_S = 0.5  # for all of a schema's `pattern` checks on one answer together
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for json_schema.name
 # Compact JSON: no whitespace between tokens. A small model given free whitespace can pad until the budget ends.
 GRAMMAR_OPTIONS: dict[str, Any] = {"whitespace_flexible": False}
@@ -121,11 +122,11 @@ def check_schema(schema: Any) -> None:
     """Raise `FormatSpecError` unless `schema` is a valid JSON Schema within the size and depth limits."""
     if not isinstance(schema, dict):
         raise FormatSpecError(f"the JSON schema must be an object, got {type(schema).__name__}")
+    if _depth(schema) > MAX_SCHEMA_DEPTH:  # first: the size check's json.dumps recurses
+        raise FormatSpecError(f"the JSON schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
     text = json.dumps(schema)
     if len(text) > MAX_SCHEMA_CHARS:
         raise FormatSpecError(f"the JSON schema has {len(text):,} characters; at most {MAX_SCHEMA_CHARS:,} are taken")
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
-        raise FormatSpecError(f"the JSON schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -184,7 +185,8 @@ def check_json_output(schema: Any, text: str) -> str | None:
     except json.JSONDecodeError as exc:
         return f"the answer is not JSON: {exc.msg} at character {exc.pos}"
     try:
-        error = jsonschema.exceptions.best_match(_bounded_validator(schema).iter_errors(value))
+        validator = _bounded_validator(schema, time.monotonic() + PATTERN_TIMEOUT_S)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     except TimeoutError:
         return "a `pattern` of the schema took too long to check"
     if error is None:
@@ -193,12 +195,18 @@ def check_json_output(schema: Any, text: str) -> str | None:
     return f"the answer does not match the schema at {where}: {error.message}"
 
 
-def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
-    """jsonschema's `pattern` keyword on the `regex` engine with a timeout (Python's `re` has none)."""
-    if isinstance(instance, str) and regex.search(pattern, instance, timeout=PATTERN_TIMEOUT_S) is None:
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+def _bounded_validator(schema: Any, deadline: float) -> Any:
+    """The schema's validator with `pattern` on the `regex` engine, every match sharing one deadline (Python's `re`
+    has no timeout, and an answer may hold many strings)."""
 
+    def pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+        if not isinstance(instance, str):
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        if regex.search(pattern, instance, timeout=left) is None:
+            yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
-def _bounded_validator(schema: Any) -> Any:
     base = jsonschema.validators.validator_for(schema)
-    return jsonschema.validators.extend(base, {"pattern": _bounded_pattern})(schema)
+    return jsonschema.validators.extend(base, {"pattern": pattern})(schema)

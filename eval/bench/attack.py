@@ -99,6 +99,21 @@ def _chat(content: str = "Say hello.", **extra: Any) -> dict[str, Any]:
     return {"model": CHAT_MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 8, **extra}
 
 
+def _schema_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "attack", "schema": schema}}
+
+
+def _nested_schema(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+def _tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
 # ------------------------------------------------------------------------------------------ the attacks
 def _code_execution(bench: _Bench) -> None:
     """A doctest that runs a shell command and copies the parent's environment to a file (the agents' code domain)."""
@@ -143,9 +158,11 @@ def _bad_fields(bench: _Bench) -> None:
         "seed_out_of_range": _chat(seed=2**64),
         "max_tokens_huge": _chat(max_tokens=10**12),
         "temperature_nan": {},  # sent raw below: JSON has no NaN, Python's parser takes it
-        "response_format_unsupported": _chat(response_format={"type": "json_object"}),
-        "tools_unsupported": _chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]),
-        "logprobs_unsupported": _chat(logprobs=True, top_logprobs=5),
+        "response_format_unenforceable_keyword": _chat(response_format=_schema_format({"not": {"type": "string"}})),
+        "response_format_schema_too_deep": _chat(response_format=_schema_format(_nested_schema(200))),
+        "tools_too_many": _chat(tools=[_tool(f"f{i}") for i in range(1_000)]),
+        "tool_choice_unknown_function": _chat(tools=[_tool("f")], tool_choice=_tool("g")),
+        "top_logprobs_over_20": _chat(logprobs=True, top_logprobs=10_000),
         "logit_bias_unsupported": _chat(logit_bias={"1": 100}),
         "too_many_messages": {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}] * 100_000},
     }

@@ -15,7 +15,7 @@ import pytest
 from prunekit.app.proxy import ProxySettings, create_proxy_app
 from prunekit.app.proxy.background import serve_in_background
 from prunekit.app.proxy.llama_server import LLAMA_SERVER_MODEL, llama_server, llama_server_available
-from tests.conftest import free_port, require_part
+from tests.conftest import free_port, require_module, require_part
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def test_langchain_and_litellm_work_through_the_proxy(proxy):
     llm = ChatOpenAI(base_url=proxy.url, api_key="sk-test", model=LLAMA_SERVER_MODEL, max_tokens=8, temperature=0)
     assert isinstance(llm.invoke(context_message()[0]["content"]).content, str)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
-    litellm = pytest.importorskip("litellm")
+    litellm = require_module("litellm", "LiteLLM as a client of the proxy")
     reply = litellm.completion(model=f"openai/{LLAMA_SERVER_MODEL}", api_base=proxy.url, api_key="sk-test",
                                messages=context_message(), max_tokens=8)  # fmt: skip
     assert isinstance(reply.choices[0].message.content, str)
