@@ -97,18 +97,22 @@ class Admission:
             self._gates[route] = _Gate(self.limit, asyncio.Semaphore(self.limit))
         return self._gates[route]
 
-    async def enter(self, route: str) -> Ticket:
-        """A place on `route`, after a bounded wait; else `ApiError(503)` with `Retry-After`."""
+    async def enter(self, route: str, request: Request | None = None) -> Ticket:
+        """A place on `route`, after a bounded wait; else `ApiError(503)` with `Retry-After`.
+
+        With `request`, a client that hangs up while waiting leaves the queue at once (`ClientGoneError`): its
+        waiting place goes to the next client instead of to a request nobody will read.
+        """
         gate = self._gate(route)
         if gate.semaphore.locked() and gate.waiting >= self.max_waiting:
             raise _overloaded(route, gate, "every place and every waiting place is taken")
         gate.waiting += 1
         try:
-            await asyncio.wait_for(gate.semaphore.acquire(), self.wait_s)
-        except TimeoutError:
-            raise _overloaded(route, gate, f"no place came free within {self.wait_s:g} s") from None
+            placed = await _acquire_unless_gone(gate.semaphore, request, self.wait_s)
         finally:
             gate.waiting -= 1
+        if not placed:
+            raise _overloaded(route, gate, f"no place came free within {self.wait_s:g} s")
         ticket = Ticket(self, gate)
         self.in_flight.add(ticket)
         return ticket
@@ -123,6 +127,26 @@ class Admission:
             route: {"running": gate.limit - _free(gate), "waiting": gate.waiting}
             for route, gate in sorted(self._gates.items())
         }
+
+
+async def _acquire_unless_gone(semaphore: asyncio.Semaphore, request: Request | None, wait_s: float) -> bool:
+    """Acquire `semaphore` within `wait_s` (True) or not (False); raise `ClientGoneError`, holding nothing, if the
+    client hangs up first."""
+    acquire = asyncio.ensure_future(semaphore.acquire())
+    gone = asyncio.ensure_future(wait_for_disconnect(request)) if request is not None else None
+    waits = {acquire} if gone is None else {acquire, gone}
+    try:
+        await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()  # a cancelled acquire whose place had just come free passes it on (asyncio's rule)
+        await asyncio.gather(*waits, return_exceptions=True)
+    placed = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+    if gone is not None and gone.done() and not gone.cancelled():
+        if placed:
+            semaphore.release()
+        raise ClientGoneError
+    return placed
 
 
 def _free(gate: _Gate) -> int:

@@ -97,7 +97,10 @@ async def chat_completions(
     graph, config = served.chat_graph, None
     if body.thread_id is not None:
         graph, config = served.thread_graph, _thread_config(owner, body.thread_id)
-    ticket = await served.admission.enter(f"chat:{route}")
+    try:
+        ticket = await served.admission.enter(f"chat:{route}", request)
+    except ClientGoneError:  # hung up while waiting for a place
+        return Response(status_code=499)
     if body.stream:  # the stream owns the ticket from here
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await stream_completion(
@@ -167,7 +170,10 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
 
 async def _admitted(request: Request, route: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Run blocking `fn(*args)` with a place on `route` (or a 503), cancelled if the client hangs up."""
-    ticket = await request.app.state.admission.enter(route)
+    try:
+        ticket = await request.app.state.admission.enter(route, request)
+    except ClientGoneError:
+        return Response(status_code=499)
     return await _run_admitted(request, ticket, fn, *args)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prunekit.app.api.admission import Admission
+from prunekit.app.api.admission import Admission, ClientGoneError
 from prunekit.app.api.errors import ApiError
 from prunekit.app.api.service import create_app
 from prunekit.app.settings import Settings
@@ -47,6 +47,40 @@ def test_places_then_bounded_waiting_then_503_with_retry_after():
         for ticket in (second, third, other):
             ticket.release()
         second.release()  # a second release changes nothing
+        assert admission.stats()["chat"] == {"running": 0, "waiting": 0}
+
+    asyncio.run(scenario())
+
+
+class _Hangable:
+    """A request whose `receive` reports the client's hang-up once `hang_up()` is called."""
+
+    def __init__(self) -> None:
+        self._gone = asyncio.Event()
+
+    def hang_up(self) -> None:
+        self._gone.set()
+
+    async def receive(self) -> dict:
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+
+def test_a_client_that_hangs_up_while_waiting_leaves_the_queue():
+    async def scenario() -> None:
+        admission = Admission(limit=1, max_waiting=1, wait_s=5)
+        running = await admission.enter("chat")
+        client = _Hangable()
+        waiter = asyncio.ensure_future(admission.enter("chat", client))
+        await asyncio.sleep(0.01)
+        assert admission.stats()["chat"] == {"running": 1, "waiting": 1}
+        client.hang_up()
+        with pytest.raises(ClientGoneError):
+            await waiter
+        assert admission.stats()["chat"] == {"running": 1, "waiting": 0}  # at once, not after `wait_s`
+        running.release()
+        nxt = await asyncio.wait_for(admission.enter("chat", _Hangable()), 1)  # the place was not kept for nobody
+        nxt.release()
         assert admission.stats()["chat"] == {"running": 0, "waiting": 0}
 
     asyncio.run(scenario())
