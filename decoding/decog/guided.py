@@ -122,7 +122,7 @@ class FormatGuide:
         if params.grammar is not None:
             from prunekit.decoding.structured.grammar_mask import GrammarMaskProcessor
 
-            guide: Any = GrammarMaskProcessor(params.grammar, self.vocab)
+            guide: Any = GrammarMaskProcessor(params.grammar, self.vocab, params.max_tokens)
         else:
             guide = self.processor(params.format, params.format_method, params.max_tokens)
         return replace(params, logits_processors=(*params.logits_processors, guide))

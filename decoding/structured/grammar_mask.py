@@ -25,6 +25,7 @@ import torch
 
 from prunekit.decoding.decog.errors import FormatSpecError, GuidanceError
 from prunekit.decoding.decog.vocab import TokenVocabulary
+from prunekit.decoding.structured.closing import LexState, closing_tokens, token_moves
 
 __all__ = ["LIMITS", "GrammarMaskProcessor", "check_grammar", "grammar_tokenizer"]
 
@@ -93,23 +94,33 @@ def check_grammar(grammar: str, vocab: TokenVocabulary) -> None:
 
 class GrammarMaskProcessor:
     """A transformers-style logits processor `(input_ids, scores) -> scores` that sets every token the grammar
-    does not allow next to -inf. One per request: it follows one sequence. Unlike Deco-G's masks it does not know
-    the token budget, so an answer cut by `max_tokens` may stop mid-structure (`finish_reason: length`)."""
+    does not allow next to -inf. One per request: it follows one sequence.
 
-    def __init__(self, grammar: str, vocab: TokenVocabulary) -> None:
+    Given the answer's token budget (`max_new_tokens`), it also makes sure the answer ends inside it: near the
+    end it measures how many tokens the shortest way to close needs (`closing.closing_tokens`), and once the
+    tokens left are about that many it allows only that way (then end-of-sequence), so `max_tokens` does not cut
+    a structure open. An answer that cannot close in what is left still ends as `length`.
+    """
+
+    def __init__(self, grammar: str, vocab: TokenVocabulary, max_new_tokens: int | None = None) -> None:
         self.vocab_size = vocab.size
         self.matcher = llguidance.LLMatcher(grammar_tokenizer(vocab), grammar, limits=LIMITS, log_level=0)
         self._raise_if_failed()
         self._bitmask = llg_numpy.allocate_token_bitmask(1, vocab.size)
         self._prompt_len: int | None = None
         self._consumed = 0
+        self._budget = _Budget(vocab, max_new_tokens) if max_new_tokens else None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for token in self._new_tokens(input_ids):
             self.matcher.consume_token(token)
+            if self._budget is not None:
+                self._budget.followed(token)
         llg_numpy.fill_next_token_bitmask(self.matcher, self._bitmask, 0)
         self._raise_if_failed()
         allowed = np.unpackbits(self._bitmask[0].view(np.uint8), bitorder="little")[: self.vocab_size]
+        if self._budget is not None:
+            allowed = self._budget.narrow(self.matcher, self._consumed, allowed)
         out = scores.clone()
         row = out[0]
         row[: self.vocab_size][torch.from_numpy(allowed == 0)] = -math.inf
@@ -136,3 +147,51 @@ class GrammarMaskProcessor:
             if "limit" in error.lower() or "fuel" in error.lower():
                 raise FormatSpecError(f"the output format is too complex to enforce: {error}")
             raise GuidanceError(f"the grammar mask failed: {error}")
+
+
+class _Budget:
+    """The end of the token budget, for `GrammarMaskProcessor`: when to measure the way to close, and when to
+    take it. Measuring walks the grammar (about a mask's time per token of the way), so it runs every
+    `_EVERY` tokens, and at every token once the budget left is within twice the last measured way."""
+
+    _EVERY = 16
+    _MARGIN = 4  # start closing a few tokens early: one token can open a structure that needs more to close
+
+    def __init__(self, vocab: TokenVocabulary, max_new_tokens: int) -> None:
+        self.moves = token_moves(vocab)
+        self.token_bytes = vocab.token_bytes
+        self.eos_ids = np.asarray(vocab.eos_token_ids, dtype=np.int64)
+        self.max_new_tokens = max_new_tokens
+        self.lex = LexState()  # where the answer so far leaves JSON's lexer
+        self.way_len = 0  # the last measured way to close, end-of-sequence included
+        self.plan: list[int] | None = None  # the way being taken, once closing has begun
+
+    def followed(self, token: int) -> None:
+        """Note a token the answer took: the plan's next one, while closing."""
+        self.lex = self.lex.after(self.token_bytes[token] or b"")
+        if self.plan:
+            if token != self.plan[0]:  # another token was chosen (a backend ignoring the mask): measure again
+                self.plan = None
+                return
+            self.plan.pop(0)
+
+    def narrow(self, matcher: llguidance.LLMatcher, produced: int, allowed: np.ndarray) -> np.ndarray:
+        """`allowed`, or only the next token of the way to close once the budget calls for it."""
+        left = self.max_new_tokens - produced  # tokens this step and the rest may still produce
+        if self.plan is None and (produced % self._EVERY == 0 or left <= 2 * self.way_len + self._MARGIN):
+            way = closing_tokens(matcher, self.moves, self.lex, limit=left)
+            if way is None:
+                self.way_len = left  # no way that short: keep checking, it may come back into reach
+                return allowed
+            self.way_len = len(way) + 1
+            if way and left <= self.way_len + self._MARGIN:  # (an answer already whole may go on, or end)
+                self.plan = way
+        if self.plan is None:
+            return allowed
+        only = np.zeros_like(allowed)
+        if self.plan:
+            only[self.plan[0]] = 1
+        else:  # the way is taken: the answer is whole, and ends here
+            eos = self.eos_ids[allowed[self.eos_ids] == 1]
+            only[eos[:1] if eos.size else self.eos_ids[:1]] = 1
+        return only

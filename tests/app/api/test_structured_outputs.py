@@ -229,3 +229,24 @@ def test_a_call_cut_short_by_max_tokens_streams_as_text(client):
         c.choices[0].delta.content or "" for c in _ask(client, "Weather in Oslo?", stream=True, **kwargs) if c.choices
     )
     assert streamed == whole.message.content  # nothing held back is lost
+
+
+def test_a_long_answer_closes_its_json_inside_max_tokens(client):
+    """The model would go on for hundreds of tokens; the mask knows the budget and closes the JSON in time."""
+    essay = {
+        "type": "object",
+        "properties": {"essay": {"type": "string"}, "keywords": {"type": "array", "items": {"type": "string"}}},
+        "required": ["essay", "keywords"],
+        "additionalProperties": False,
+    }
+    reply = _ask(
+        client,
+        "Write a very long essay about the history of Rome.",
+        response_format=_schema_format(essay),
+        max_tokens=48,
+    )
+    choice = reply.choices[0]
+    answer = json.loads(choice.message.content)
+    jsonschema.validate(answer, essay)
+    assert 30 <= reply.usage.completion_tokens <= 48  # it wrote until the budget called for the end
+    assert choice.finish_reason == "stop" and reply.model_extra["prunekit"]["format"]["compliance"] is True

@@ -61,3 +61,37 @@ def test_a_grammar_llguidance_cannot_enforce_is_refused(embedded_model):
     grammar = LLMatcher.grammar_from_json_schema({"type": "object", "if": {"type": "object"}, "then": {}})
     with pytest.raises(FormatSpecError, match="cannot be enforced"):
         check_grammar(grammar, embedded_model.vocabulary())
+
+
+def test_a_rambling_answer_still_closes_inside_its_budget(embedded_model):
+    """Scores that never favour ending (a small model writing one long string): with the budget known, the mask
+    steers into the shortest way to close in time, then ends; the answer is whole and valid."""
+    schema = {
+        "type": "object",
+        "properties": {"story": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["story", "tags"],
+    }
+    vocab = embedded_model.vocabulary()
+    ramble = torch.zeros(vocab.size)
+    ramble[[i for i, b in enumerate(vocab.token_bytes) if b and b.isalpha()]] = 4.0  # letters over anything else
+    ramble[list(vocab.eos_token_ids)] = -10.0
+    for budget in (12, 40):
+        processor = GrammarMaskProcessor(_spec(schema).grammar, vocab, max_new_tokens=budget)
+        generator = torch.Generator().manual_seed(budget)
+        ids = [1, 2, 3]
+        while len(ids) - 3 < budget:
+            token = int(
+                processor(torch.tensor([ids]), torch.randn(1, vocab.size, generator=generator) + ramble).argmax()
+            )
+            if token in vocab.eos_token_ids:
+                break
+            ids.append(token)
+        assert token in vocab.eos_token_ids, f"cut at {budget} tokens"
+        answer = json.loads(b"".join(vocab.token_bytes[t] for t in ids[3:]).decode())
+        assert set(answer) == {"story", "tags"}
+        assert budget < 20 or len(answer["story"]) > 20  # with room, the story is written until it must end
+
+
+def test_without_a_budget_the_mask_does_not_plan(embedded_model):
+    processor = GrammarMaskProcessor(_spec(FLAT).grammar, embedded_model.vocabulary())
+    assert processor._budget is None
