@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prunekit.decoding.cancel import RequestCancelledError
 from prunekit.decoding.errors import (
     BackendError,
+    BackendHTTPError,
     BackendTimeoutError,
     InvalidRequestError,
     NotFoundError,
@@ -87,6 +88,8 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
         return 404, "not_found", redact_paths(str(exc))
     if isinstance(exc, InvalidRequestError):
         return 400, "invalid_request_error", redact_paths(str(exc))
+    if isinstance(exc, BackendHTTPError) and exc.status_code in (400, 422):  # the request's fields, not the setup
+        return 400, "invalid_request_error", redact_paths(f"the upstream server refused the request: {exc}")
     if isinstance(exc, BackendTimeoutError):
         return 504, "backend_timeout", redact_paths(str(exc))
     if isinstance(exc, BackendError):

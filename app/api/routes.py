@@ -39,6 +39,7 @@ from prunekit.app.api.schemas import (
 from prunekit.app.graphs.params import generation_params, output_constraint, request_params
 from prunekit.app.graphs.router import MODEL_ROUTES, RouterResources
 from prunekit.decoding import as_local
+from prunekit.decoding.types import UPSTREAM_FIELDS
 
 __all__ = ["api_router"]
 
@@ -145,12 +146,10 @@ def _enforcement(
         models = " and ".join(f"prunekit-{r}" for r in allowed)
         raise ApiError(400, f"{what} applies to {models}, whose answer is the model's text", code="invalid_request")
     local = as_local(model)
-    if local is None:
-        raise ApiError(
-            400,
-            "response_format and tools are enforced by the local backends; this server's backend is remote",
-            code="unsupported_parameter",
-        )
+    if local is None:  # the remote server enforces its own fields; the report says so
+        fields = {name: getattr(body, name) for name in sorted(UPSTREAM_FIELDS) if getattr(body, name) is not None}
+        params = {**params, "format": None, "grammar": None, "upstream_fields": fields}
+        return params, {**output, "system": None, "enforcement": {"method": "upstream"}}
     resolved, report = local.format_guide().resolve(generation_params(params))
     params = {**params, "format": resolved.format, "grammar": resolved.grammar}
     return params, {**output, "enforcement": report}

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -173,6 +174,8 @@ class OpenAIModel:
             body["presence_penalty"] = params.presence_penalty
         if params.repetition_penalty is not None:  # vLLM's extra field, only when asked for: OpenAI's API 400s on it
             body["repetition_penalty"] = params.repetition_penalty
+        if params.upstream_fields:  # response_format, tools, ...: the server enforces them
+            body.update(params.upstream_fields)
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -259,11 +262,13 @@ def _parse_completion(response: httpx.Response, fallback_model: str) -> ChatResu
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
         usage = data.get("usage") or {}
+        calls = choice["message"].get("tool_calls")
         return ChatResult(
             text=text,
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
             model=data.get("model", fallback_model),
+            tool_calls=tuple(_whole_call(c) for c in calls) if calls else None,
         )
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise BackendProtocolError(f"backend sent a malformed completion: {response.text[:200]!r}") from exc
@@ -301,13 +306,18 @@ def _chunks_from_events(
     finish: str | None = None
     usage: Usage | None = None
     deltas = 0
+    calls = _CallPieces()
     event = _next_event(lines)
     while event is not None:
         try:
             if event.get("usage"):
                 usage = Usage(int(event["usage"]["prompt_tokens"]), int(event["usage"]["completion_tokens"]))
             for choice in event.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content") or ""
+                delta = choice.get("delta") or {}
+                for piece in delta.get("tool_calls") or []:
+                    attempt.committed = True
+                    calls.add(piece)
+                text = delta.get("content") or ""
                 if text:
                     check_cancelled()  # closing the upstream stream (on the way out) ends its generation too
                     attempt.committed = True
@@ -326,4 +336,37 @@ def _chunks_from_events(
         )
     if usage is None or usage.total_tokens == 0:  # the server reported none: count here
         usage = Usage(prompt_tokens(), deltas)
-    yield ChatChunk("", finish_reason="length" if finish == "length" else "stop", usage=usage)
+    whole = calls.whole()
+    yield ChatChunk("", finish_reason="length" if finish == "length" else "stop", usage=usage, tool_calls=whole)
+
+
+def _whole_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call in OpenAI's shape, as the server sent it (a missing id is made up: clients key results by it)."""
+    function = call["function"]
+    return {
+        "id": str(call.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
+        "type": "function",
+        "function": {"name": str(function["name"]), "arguments": str(function.get("arguments") or "")},
+    }
+
+
+class _CallPieces:
+    """Streamed `delta.tool_calls` pieces, joined by `index` into whole calls (OpenAI streams a call's id and name
+    first, then its arguments in pieces; llama-cpp-python's server repeats the name in every piece)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, piece: Mapping[str, Any]) -> None:
+        call = self._calls.setdefault(int(piece.get("index", 0)), {"function": {"name": "", "arguments": ""}})
+        if piece.get("id"):
+            call["id"] = piece["id"]
+        function = piece.get("function") or {}
+        if function.get("name") and not call["function"]["name"]:  # whole, once (some servers repeat it)
+            call["function"]["name"] = function["name"]
+        call["function"]["arguments"] += function.get("arguments") or ""
+
+    def whole(self) -> tuple[dict[str, Any], ...] | None:
+        if not self._calls:
+            return None
+        return tuple(_whole_call(self._calls[index]) for index in sorted(self._calls))

@@ -59,3 +59,14 @@ def test_garbage_mid_stream_is_reported_in_band(tmp_path):
     assert response.status_code == 200  # the stream had started
     assert json.loads(events[-2])["error"]["type"] == "backend_error"
     assert events[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize("upstream_status", [400, 422])
+def test_a_request_the_backend_refuses_is_a_400_in_its_words(tmp_path, upstream_status):
+    refusal = reply(upstream_status, json.dumps({"error": {"message": "tools: unknown type"}}).encode())
+    with FaultServer([refusal]) as backend:
+        with LiveServer(create_app(Settings(data_dir=tmp_path), model=backend.model(max_retries=0))) as server:
+            response = httpx.post(f"{server.url}/v1/chat/completions", json=BODY, timeout=30)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "tools: unknown type" in error["message"]

@@ -12,7 +12,7 @@ from prunekit.decoding import OpenAIModel
 from prunekit.decoding.errors import BackendError, BackendProtocolError, InvalidRequestError
 from prunekit.decoding.types import GenerationParams
 from tests.conftest import require_part
-from tests.fault_server import HI, FaultServer, delta, sse, stream
+from tests.fault_server import HI, FaultServer, delta, reply, sse, stream
 
 ROLE_ONLY = json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
 
@@ -81,3 +81,46 @@ def test_concurrent_streams_against_llama_cpp_server_are_answered_or_fail():
         assert "".join(c.text for c in chunks).strip() and chunks[-1].usage.completion_tokens > 0
         assert chunks[-1].usage.prompt_tokens > 0
     assert all(isinstance(o, list | BackendProtocolError) for o in outcomes)
+
+
+TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+
+
+def _call_piece(index: int, **fields) -> str:
+    piece = {"index": index, **fields}
+    return json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}]})
+
+
+def test_upstream_fields_are_forwarded_and_tool_calls_come_back_whole():
+    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a":1}'}}
+    completion = {
+        "choices": [{"message": {"content": None, "tool_calls": [call]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+    }
+    fields = {"tools": TOOLS, "tool_choice": "required"}
+    with FaultServer([reply(200, json.dumps(completion).encode())]) as server:
+        result = server.model().chat(HI, GenerationParams(upstream_fields=fields))
+    assert server.bodies[0]["tools"] == TOOLS and server.bodies[0]["tool_choice"] == "required"
+    assert result.tool_calls == (call,) and result.text == ""
+
+
+def test_streamed_tool_call_pieces_are_joined_by_index():
+    events = sse(
+        _call_piece(0, id="call_a", type="function", function={"name": "add", "arguments": ""}),
+        _call_piece(1, id="call_b", type="function", function={"name": "add", "arguments": '{"a":'}),
+        _call_piece(0, function={"arguments": '{"a":1}'}),
+        _call_piece(1, function={"arguments": "2}"}),
+        json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        "[DONE]",
+    )
+    with FaultServer([stream(events)]) as server:
+        chunks = list(server.model().stream(HI, GenerationParams(upstream_fields={"tools": TOOLS})))
+    calls = chunks[-1].tool_calls
+    assert [(c["id"], c["function"]["arguments"]) for c in calls] == [("call_a", '{"a":1}'), ("call_b", '{"a":2}')]
+
+
+def test_a_malformed_tool_call_is_a_protocol_error():
+    completion = {"choices": [{"message": {"tool_calls": [{"function": {}}]}, "finish_reason": "tool_calls"}]}
+    with FaultServer([reply(200, json.dumps(completion).encode())]) as server:
+        with pytest.raises(BackendProtocolError, match="malformed completion"):
+            server.model().chat(HI)
