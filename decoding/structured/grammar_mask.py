@@ -156,6 +156,9 @@ class _Budget:
 
     _EVERY = 16
     _MARGIN = 4  # start closing a few tokens early: one token can open a structure that needs more to close
+    # The longest way looked for: a walk costs a mask per token of it, and a request chooses both the schema and
+    # max_tokens, so an answer that cannot close in this many tokens is left to end as `length`.
+    _LONGEST_WAY = 256
 
     def __init__(self, vocab: TokenVocabulary, max_new_tokens: int) -> None:
         self.moves = token_moves(vocab)
@@ -179,9 +182,9 @@ class _Budget:
         """`allowed`, or only the next token of the way to close once the budget calls for it."""
         left = self.max_new_tokens - produced  # tokens this step and the rest may still produce
         if self.plan is None and (produced % self._EVERY == 0 or left <= 2 * self.way_len + self._MARGIN):
-            way = closing_tokens(matcher, self.moves, self.lex, limit=left)
+            way = closing_tokens(matcher, self.moves, self.lex, limit=min(left, self._LONGEST_WAY))
             if way is None:
-                self.way_len = left  # no way that short: keep checking, it may come back into reach
+                self.way_len = 0  # no way that short: look again at the next regular check, not at every token
                 return allowed
             self.way_len = len(way) + 1
             if way and left <= self.way_len + self._MARGIN:  # (an answer already whole may go on, or end)

@@ -95,3 +95,24 @@ def test_a_rambling_answer_still_closes_inside_its_budget(embedded_model):
 def test_without_a_budget_the_mask_does_not_plan(embedded_model):
     processor = GrammarMaskProcessor(_spec(FLAT).grammar, embedded_model.vocabulary())
     assert processor._budget is None
+
+
+def test_the_way_to_close_is_looked_for_within_bounds(embedded_model, monkeypatch):
+    """A request picks the schema and max_tokens: a way too long to take is searched at most `_LONGEST_WAY` deep,
+    and only at the regular checks, not at every token."""
+    from prunekit.decoding.structured import grammar_mask
+
+    limits: list[int] = []
+
+    def no_way(matcher, moves, lex, limit):
+        limits.append(limit)
+        return None
+
+    monkeypatch.setattr(grammar_mask, "closing_tokens", no_way)
+    vocab = embedded_model.vocabulary()
+    processor = GrammarMaskProcessor(_spec(NESTED).grammar, vocab, max_new_tokens=4000)
+    ids = [1, 2, 3]
+    for _ in range(48):
+        token = int(processor(torch.tensor([ids]), torch.zeros(1, vocab.size)).argmax())
+        ids.append(token)
+    assert limits == [256, 256, 256]  # at tokens 0, 16 and 32
