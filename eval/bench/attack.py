@@ -61,9 +61,16 @@ class _Bench:
     timeout: float
     outcomes: list[AttackOutcome] = field(default_factory=list)
 
-    def post(self, path: str, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> Any:
+    def post(
+        self,
+        path: str,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         merged = {**self.headers, **(headers or {})}
-        with httpx.Client(base_url=self.url, timeout=self.timeout) as client:
+        with httpx.Client(base_url=self.url, timeout=timeout or self.timeout) as client:
             if raw is not None:
                 return client.post(path, content=raw, headers={**merged, "content-type": "application/json"})
             return client.post(path, json=body, headers=merged)
@@ -115,6 +122,9 @@ def _tool(name: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ the attacks
+_TEAM_TIMEOUT_S = 600.0
+
+
 def _code_execution(bench: _Bench) -> None:
     """A doctest that runs a shell command and copies the parent's environment to a file (the agents' code domain)."""
     marker = Path(tempfile.gettempdir()) / f"prunekit-attack-{uuid.uuid4().hex}"
@@ -139,7 +149,10 @@ def _code_execution(bench: _Bench) -> None:
             return False, f"the payload wrote {leaked} on the host"
         return True, f"status {response.status_code}; no file written on the host"
 
-    bench.attack("code_execution_doctest", lambda: bench.post("/v1/agents", {"domain": "code", "task": task}), judge)
+    # A five-agent code team on the embedded model runs about two minutes on two CPU cores: wait for its whole run
+    # (what is judged is where the payload ran, not how fast the team was).
+    body = {"domain": "code", "task": task}
+    bench.attack("code_execution_doctest", lambda: bench.post("/v1/agents", body, timeout=_TEAM_TIMEOUT_S), judge)
 
 
 def _format_bombs(bench: _Bench) -> None:
