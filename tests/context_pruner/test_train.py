@@ -9,7 +9,7 @@ from tests.context_pruner.helpers import TINY_ENCODER, write_hotpot_hf, write_sq
 
 def _config(tmp_path, **kw) -> TrainConfig:
     data = (str(write_hotpot_hf(tmp_path / "train.jsonl")), str(write_squad(tmp_path / "train_squad.json")))
-    kw.setdefault("data_root", str(tmp_path))  # never ../shared/data: a fresh clone has none
+    kw.setdefault("data_root", str(tmp_path))  # the tests own their data: a fresh clone has no benchmark folder
     return TrainConfig(
         data=data, out_dir=str(tmp_path / "run"), encoder_config=dict(TINY_ENCODER), num_layers=None,
         max_length=64, batch_size=2, checkpoint_every=1, label_weight=1.0, **kw,
