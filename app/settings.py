@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from prunekit.app.api.middleware import LOOPBACK_NAMES
+from prunekit.app.api.middleware import host_allow_list
 from prunekit.app.databases import DatabaseRegistry, parse_database_list
 from prunekit.decoding.backends.embedded import default_cache_dir
 
@@ -77,11 +77,7 @@ class Settings(BaseSettings):
 
     def host_allow_list(self) -> list[str]:
         """The `Host` names served: as configured, else the loopback names when bound to loopback, else any."""
-        if self.allowed_hosts:
-            return self.allowed_hosts
-        if self.host in LOOPBACK_NAMES or self.host.startswith("127."):
-            return [*LOOPBACK_NAMES, self.host]
-        return ["*"]
+        return host_allow_list(self.host, self.allowed_hosts)
 
     @field_validator("api_keys", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod

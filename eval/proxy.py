@@ -126,10 +126,12 @@ def evaluate_proxy(
     limit: int | None = 20,
     shapes: Sequence[str] = SHAPES,
     max_tokens: int = 24,
+    threshold: float | None = None,
     timeout_s: float = 300.0,
 ) -> EvalResult:
     """Ask every question of `data` (HotpotQA) in each shape, straight to `direct_url` and through `proxy_url`
-    (both OpenAI base URLs, `.../v1`, in front of the same upstream), one request at a time."""
+    (both OpenAI base URLs, `.../v1`, in front of the same upstream), one request at a time. `threshold` is the
+    proxy's, recorded in the result's config."""
     items = load_qa(data, limit)
     records: list[dict[str, Any]] = []
     with httpx.Client(timeout=timeout_s) as client, progress_bar() as bar:
@@ -144,5 +146,5 @@ def evaluate_proxy(
                     records.append(_record(item, index, shape, route, _ask(client, url, body)))
                 bar.advance(task)
     config = {"data": str(data), "limit": limit, "shapes": list(shapes), "max_tokens": max_tokens, "model": model,
-              "direct_url": direct_url, "proxy_url": proxy_url}  # fmt: skip
+              "threshold": threshold, "direct_url": direct_url, "proxy_url": proxy_url}  # fmt: skip
     return EvalResult("proxy", config, _metrics(records, shapes), records)

@@ -14,7 +14,7 @@ from typing import Any
 
 from prunekit.app.api.errors import error_body
 
-__all__ = ["CatchAll", "HostGuard", "RateLimit", "RequestContext", "key_matches"]
+__all__ = ["LOOPBACK_NAMES", "CatchAll", "HostGuard", "RateLimit", "RequestContext", "host_allow_list", "key_matches"]
 
 log = logging.getLogger("prunekit.access")
 
@@ -190,6 +190,16 @@ class CatchAll:
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def host_allow_list(bound_host: str, configured: list[str]) -> list[str]:
+    """The `Host` names a server bound to `bound_host` answers: as configured, else the loopback names when bound
+    to loopback (a web page cannot then reach it by DNS rebinding), else any."""
+    if configured:
+        return configured
+    if bound_host in LOOPBACK_NAMES or bound_host.startswith("127."):
+        return [*LOOPBACK_NAMES, bound_host]
+    return ["*"]
 
 
 class HostGuard:

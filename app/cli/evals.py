@@ -239,6 +239,9 @@ def eval_proxy(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="the model name the upstream knows")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=512, help="answer tokens")] = 24,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", min=0.0, max=1.0, help="the proxy's threshold (default: its own)")
+    ] = None,
 ) -> None:
     """The pruning proxy vs. the same upstream reached directly, on HotpotQA as a user message and as tool results:
     answer F1, prompt tokens reaching the upstream, end-to-end latency."""
@@ -251,10 +254,11 @@ def eval_proxy(
     load_qa(data, 1)  # fail on a bad path before starting servers
     with contextlib.ExitStack() as stack:
         direct = upstream or stack.enter_context(llama_server())
-        proxy_app = create_proxy_app(ProxySettings(upstream=direct))
+        settings = ProxySettings(upstream=direct, **({} if threshold is None else {"threshold": threshold}))
+        proxy_app = create_proxy_app(settings)
         proxy_url = stack.enter_context(serve_in_background(proxy_app)) + "/v1"
         result = evaluate_proxy(direct, proxy_url, data, model=model or LLAMA_SERVER_MODEL, limit=limit,
-                                max_tokens=max_tokens)  # fmt: skip
+                                max_tokens=max_tokens, threshold=settings.threshold)  # fmt: skip
     finish_eval(result, out, as_json)
 
 

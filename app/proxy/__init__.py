@@ -6,7 +6,7 @@ with the context pruner, `gate` decides when pruning pays, `pipeline` fails open
 upstream, `service` is the FastAPI app.
 """
 
-from prunekit.app.proxy.config import CALIBRATED_THRESHOLD, ProxySettings
+from prunekit.app.proxy.config import DEFAULT_THRESHOLD, ProxySettings
 from prunekit.app.proxy.service import create_proxy_app
 
-__all__ = ["CALIBRATED_THRESHOLD", "ProxySettings", "create_proxy_app"]
+__all__ = ["DEFAULT_THRESHOLD", "ProxySettings", "create_proxy_app"]

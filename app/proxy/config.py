@@ -11,15 +11,19 @@ import regex
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from prunekit.app.api.middleware import LOOPBACK_NAMES
+from prunekit.app.api.middleware import host_allow_list
 from prunekit.app.proxy.keep import KeepRules
 from prunekit.decoding.errors import InvalidRequestError
 
-__all__ = ["CALIBRATED_THRESHOLD", "EXTENSION_FIELD", "Mode", "ProxySettings", "RequestOptions", "parse_options"]
+__all__ = ["DEFAULT_THRESHOLD", "EXTENSION_FIELD", "Mode", "ProxySettings", "RequestOptions", "parse_options"]
 
-# The shipped weights' keep-logit bias is calibrated so that this threshold removes about 55 % of the context tokens
-# of HotpotQA training questions (context_pruner/weights/config.json, `context_pruner.calibrate`).
-CALIBRATED_THRESHOLD = 0.1
+# The proxy's operating point, one step leaner than the pruner's calibrated 0.1 (which removes about 55 % of the
+# context of HotpotQA *training* questions): a proxy is there to cut the prompt a paid or busy upstream reads. Chosen
+# on HotpotQA train only (300 questions, ten passages each): 0.1 -> 57 % of context tokens removed, evidence recall
+# 0.954; 0.15 -> 69 % removed, recall 0.927; 0.2 -> 77 %, 0.886. `prunekit eval proxy --data .../train.jsonl
+# --limit 40 --threshold 0.15` against llama-cpp-python's server on the embedded model: 61 % fewer prompt tokens,
+# answer F1 +4.1 points (user message) and +0.2 (tool results) over the unpruned request.
+DEFAULT_THRESHOLD = 0.15
 EXTENSION_FIELD = "prunekit"
 Mode = Literal["auto", "on", "off"]  # auto: prune when the break-even gate says it pays; on: always; off: never
 _MODES = ("auto", "on", "off")
@@ -38,7 +42,7 @@ class ProxySettings(BaseSettings):
     port: int = Field(8100, ge=1, le=65535)
     mode: Mode = "auto"
     key_modes: Annotated[dict[str, Mode], NoDecode] = {}
-    threshold: float = Field(CALIBRATED_THRESHOLD, ge=0.0, le=1.0)
+    threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     min_context_tokens: int = Field(256, ge=0)  # the gate never prunes less context than this
     prune_timeout_s: float = Field(10.0, gt=0.0, le=600.0)  # past it (waiting included): forward unpruned
     max_body_bytes: int = Field(8_000_000, ge=1_000)
@@ -76,11 +80,7 @@ class ProxySettings(BaseSettings):
 
     def host_allow_list(self) -> list[str]:
         """As the service's: the loopback names when bound to loopback, else any, unless configured."""
-        if self.allowed_hosts:
-            return self.allowed_hosts
-        if self.host in LOOPBACK_NAMES or self.host.startswith("127."):
-            return [*LOOPBACK_NAMES, self.host]
-        return ["*"]
+        return host_allow_list(self.host, self.allowed_hosts)
 
     def mode_for_key(self, token: str) -> Mode:
         """The pruning mode of the API key a client sent (compared in constant time), else the default."""
