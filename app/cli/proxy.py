@@ -24,7 +24,7 @@ def proxy(
         str | None, typer.Option("--mode", help="auto (prune when it pays) | on | off; requests may override")
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="the pruner's threshold (default: its calibrated 0.1)")
+        float | None, typer.Option(min=0.0, max=1.0, help="pruning threshold (default: the proxy's 0.15)")
     ] = None,
 ) -> None:
     """Prune the context of OpenAI chat requests for their question, then forward them to --upstream.
