@@ -5,8 +5,8 @@ Kung, Peng 2025, arXiv 2510.03595), and `large`, nested objects, arrays, enums, 
 only). Methods, each on the same prompts, greedy:
 
 - `unconstrained`: no constraint (the same prompt asks for JSON);
-- `llguidance`: the schema's llguidance grammar as a hard mask (`GrammarMaskProcessor`, what the service runs
-  beyond Deco-G's reach);
+- `llguidance`: the schema's llguidance grammar as a hard mask that also steers to a close within `max_tokens`
+  (`GrammarMaskProcessor` with the answer's budget, what the service runs beyond Deco-G's reach);
 - `decog` (small only): Deco-G's HMM lookahead on the schema's format, as `FormatGuide.resolve` picks it;
 - `outlines`: outlines-core's mask over `build_regex_from_schema`'s regex, the other mask library (left out when its
   index does not build within `compile_timeout_s`; `<schema>.outlines.compile_s` says how long it took: 5-7 s for
@@ -125,7 +125,9 @@ def _methods(
     methods: dict[str, Any] = {
         "unconstrained": lambda clock: GenerationParams(max_tokens=max_tokens, logits_processors=(clock,)),
         "llguidance": lambda clock: GenerationParams(
-            max_tokens=max_tokens, logits_processors=(clock, GrammarMaskProcessor(spec.grammar, vocab))
+            # with the answer's budget, as the service runs it: the mask steers to a close within max_tokens
+            max_tokens=max_tokens,
+            logits_processors=(clock, GrammarMaskProcessor(spec.grammar, vocab, max_new_tokens=max_tokens)),
         ),
     }
     if spec.decog_format is not None:
