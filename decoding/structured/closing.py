@@ -5,8 +5,9 @@ A hard mask alone only says what may come next; a small model writing a long str
 mid-structure (`finish_reason: length`, an answer that does not parse). `closing_tokens` walks a copy of the
 llguidance matcher greedily: it takes what the grammar forces (key names, `:`), else, among the tokens the grammar
 allows, the one that leaves the answer outside a string and least deeply nested, preferring plain values (`0`,
-`""`) and short tokens, and commas and openers last. Every grammar the service builds is JSON inside fixed text,
-so JSON's lexical state (in a string or not, how deep) is the measure of "nearer the end"; the grammar itself
+`""`) and short tokens, and commas and openers last; a number once begun is ended, not lengthened digit by digit
+(`0` is a plain value, and `00...` never gets nearer the end). Every grammar the service builds is JSON inside fixed
+text, so JSON's lexical state (in a string or not, how deep) is the measure of "nearer the end"; the grammar itself
 decides what is allowed. The walk is deterministic, so replaying it token by token closes in exactly the length
 it measured. This is the budget half of what Deco-G's lookahead does by probability (Deng, Kung, Peng 2025,
 arXiv 2510.03595), for grammars its automaton does not reach.
@@ -23,7 +24,7 @@ import numpy as np
 
 from prunekit.decoding.decog.vocab import TokenVocabulary
 
-__all__ = ["LexState", "TokenMoves", "closing_tokens", "token_moves"]
+__all__ = ["LexState", "TokenMoves", "closing_tokens", "lengtheners", "token_moves"]
 
 OUTSIDE, IN_STRING, ESCAPED = 0, 1, 2  # where JSON's lexer is: outside a string, in one, just after a backslash
 _PLAIN_VALUES = frozenset({b"0", b"1", b"true", b"false", b"null", b'""', b"[]", b"{}"})
@@ -35,14 +36,18 @@ _LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class LexState:
-    """JSON's lexical state after some text: `where` (OUTSIDE, IN_STRING, ESCAPED) and nesting `depth`."""
+    """JSON's lexical state after some text: `where` (OUTSIDE, IN_STRING, ESCAPED), nesting `depth`, and whether
+    the text ends in a number's digit (`in_number`)."""
 
     where: int = OUTSIDE
     depth: int = 0
+    in_number: bool = False
 
     def after(self, text: bytes) -> LexState:
+        if not text:
+            return self
         where, depth = _scan(text, self.where)
-        return LexState(where, self.depth + depth)
+        return LexState(where, self.depth + depth, where == OUTSIDE and chr(text[-1]).isdigit())
 
 
 def _scan(text: bytes, where: int) -> tuple[int, int]:
@@ -71,6 +76,8 @@ class TokenMoves:
     end: np.ndarray  # (3, vocab) int64
     depth: np.ndarray  # (3, vocab) int64
     tie: np.ndarray  # (vocab,) int64
+    digit_first: np.ndarray  # (vocab,) bool: the token begins with a digit
+    digit_last: np.ndarray  # (vocab,) bool: the token ends with a digit
 
 
 def token_moves(vocab: TokenVocabulary) -> TokenMoves:
@@ -87,14 +94,25 @@ def _build_moves(vocab: TokenVocabulary) -> TokenMoves:
     end = np.zeros((3, vocab.size), dtype=np.int64)
     depth = np.zeros((3, vocab.size), dtype=np.int64)
     tie = np.full(vocab.size, _NEVER, dtype=np.int64)
+    digit_first = np.zeros(vocab.size, dtype=bool)
+    digit_last = np.zeros(vocab.size, dtype=bool)
     for token, text in enumerate(vocab.token_bytes):
         if not text:
             continue
+        digit_first[token], digit_last[token] = chr(text[0]).isdigit(), chr(text[-1]).isdigit()
         for start in (OUTSIDE, IN_STRING, ESCAPED):
             end[start, token], depth[start, token] = _scan(text, start)
         rank = 0 if text in _PLAIN_VALUES else 2 if set(text) & _LENGTHENERS else 1
         tie[token] = rank * 100 + min(len(text), 99)
-    return TokenMoves(end, depth, tie)
+    return TokenMoves(end, depth, tie, digit_first, digit_last)
+
+
+def lengtheners(moves: TokenMoves, state: LexState) -> np.ndarray:
+    """(vocab,) bool: the tokens that, from `state`, open a structure or write a comma, colon or bracket outside a
+    string (each can make the way to close longer: a new element, a required key's value); special tokens too."""
+    where = state.where
+    inside = (where != OUTSIDE) & (moves.end[where] != OUTSIDE)  # begins and ends inside the same string
+    return (moves.depth[where] > 0) | ((moves.tie >= 200) & ~inside)
 
 
 def closing_tokens(matcher: llguidance.LLMatcher, moves: TokenMoves, state: LexState, limit: int) -> list[int] | None:
@@ -105,6 +123,7 @@ def closing_tokens(matcher: llguidance.LLMatcher, moves: TokenMoves, state: LexS
     bitmask = llg_numpy.allocate_token_bitmask(1, vocab_size)
     tokens: list[int] = []
     where, depth = state.where, state.depth
+    in_number = state.in_number  # the answer ends in a number's digit: more digits would not end it
     while not (walk.is_accepting() or walk.is_stopped()):
         if len(tokens) >= limit or walk.is_error():
             return None
@@ -116,6 +135,8 @@ def closing_tokens(matcher: llguidance.LLMatcher, moves: TokenMoves, state: LexS
             allowed = allowed[tie != _NEVER]
             if allowed.size == 0:
                 return None
+            if in_number and not moves.digit_first[allowed].all():
+                allowed = allowed[~moves.digit_first[allowed]]
             # outside a string first, then shallowest, then the tie-break: one integer key, one argmin
             key = moves.end[where, allowed] * 10**9 + (depth + moves.depth[where, allowed] + 10**4) * 10**4
             chosen = [int(allowed[np.argmin(key + moves.tie[allowed])])]
@@ -124,5 +145,6 @@ def closing_tokens(matcher: llguidance.LLMatcher, moves: TokenMoves, state: LexS
             depth += delta
         if not walk.consume_tokens(chosen):
             return None
+        in_number = where == OUTSIDE and bool(moves.digit_last[chosen[-1]])
         tokens += chosen
     return tokens

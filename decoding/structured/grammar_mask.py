@@ -25,7 +25,7 @@ import torch
 
 from prunekit.decoding.decog.errors import FormatSpecError, GuidanceError
 from prunekit.decoding.decog.vocab import TokenVocabulary
-from prunekit.decoding.structured.closing import LexState, closing_tokens, token_moves
+from prunekit.decoding.structured.closing import LexState, closing_tokens, lengtheners, token_moves
 
 __all__ = ["LIMITS", "GrammarMaskProcessor", "check_grammar", "grammar_tokenizer"]
 
@@ -152,7 +152,10 @@ class GrammarMaskProcessor:
 class _Budget:
     """The end of the token budget, for `GrammarMaskProcessor`: when to measure the way to close, and when to
     take it. Measuring walks the grammar (about a mask's time per token of the way), so it runs every
-    `_EVERY` tokens, and at every token once the budget left is within twice the last measured way."""
+    `_EVERY` tokens, and at every token once the budget left is within twice the last measured way. In that last
+    stretch, and after a measure found no way short enough, the answer may no longer open a structure or start a
+    new element or key (`lengtheners`) unless nothing else is allowed: one `{` of an object with required keys can
+    make the way longer than the budget left, and the model would write on until `max_tokens` cut it open."""
 
     _EVERY = 16
     _MARGIN = 4  # start closing a few tokens early: one token can open a structure that needs more to close
@@ -168,6 +171,7 @@ class _Budget:
         self.lex = LexState()  # where the answer so far leaves JSON's lexer
         self.way_len = 0  # the last measured way to close, end-of-sequence included
         self.plan: list[int] | None = None  # the way being taken, once closing has begun
+        self.missed = False  # the last measure found no way within the budget left
 
     def followed(self, token: int) -> None:
         """Note a token the answer took: the plan's next one, while closing."""
@@ -183,14 +187,16 @@ class _Budget:
         left = self.max_new_tokens - produced  # tokens this step and the rest may still produce
         if self.plan is None and (produced % self._EVERY == 0 or left <= 2 * self.way_len + self._MARGIN):
             way = closing_tokens(matcher, self.moves, self.lex, limit=min(left, self._LONGEST_WAY))
+            self.missed = way is None
             if way is None:
                 self.way_len = 0  # no way that short: look again at the next regular check, not at every token
-                return allowed
+                return self._shortening(allowed)
             self.way_len = len(way) + 1
             if way and left <= self.way_len + self._MARGIN:  # (an answer already whole may go on, or end)
                 self.plan = way
         if self.plan is None:
-            return allowed
+            near_end = self.way_len > 0 and left <= 2 * self.way_len + self._MARGIN
+            return self._shortening(allowed) if near_end or self.missed else allowed
         only = np.zeros_like(allowed)
         if self.plan:
             only[self.plan[0]] = 1
@@ -198,3 +204,8 @@ class _Budget:
             eos = self.eos_ids[allowed[self.eos_ids] == 1]
             only[eos[:1] if eos.size else self.eos_ids[:1]] = 1
         return only
+
+    def _shortening(self, allowed: np.ndarray) -> np.ndarray:
+        """`allowed` without the tokens that lengthen the way to close, unless those are all it holds."""
+        kept = allowed & ~lengtheners(self.moves, self.lex)
+        return kept if kept.any() else allowed

@@ -144,15 +144,21 @@ def _calls_valid(calls: Any) -> bool:
     )
 
 
+def _ask_for_calls(client: Any, prompt: str, max_tokens: int, stream: bool = False) -> Any:
+    """The bench's tool request: both functions offered, a call required."""
+    return client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": prompt}],
+        tools=TOOLS,
+        tool_choice="required",
+        max_tokens=max_tokens,
+        stream=stream,
+    )
+
+
 def _tool_request(client: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
     try:
-        reply = client.chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": prompt}],
-            tools=TOOLS,
-            tool_choice="required",
-            max_tokens=max_tokens,
-        )
+        reply = _ask_for_calls(client, prompt, max_tokens)
     except Exception as exc:
         return {"prompt": prompt, "valid": False, "error": str(exc)[:300]}
     choice = reply.choices[0]
@@ -164,14 +170,7 @@ def _tool_request(client: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
 
 def _streamed_calls(client: Any, prompt: str, max_tokens: int) -> list[tuple[str, Any]]:
     parts: dict[int, dict[str, str]] = {}
-    stream = client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": prompt}],
-        tools=TOOLS,
-        tool_choice="required",
-        max_tokens=max_tokens,
-        stream=True,
-    )
+    stream = _ask_for_calls(client, prompt, max_tokens, stream=True)
     for chunk in stream:
         for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
             part = parts.setdefault(delta.index, {"name": "", "arguments": ""})
@@ -183,13 +182,7 @@ def _streamed_calls(client: Any, prompt: str, max_tokens: int) -> list[tuple[str
 
 def _stream_pair(client: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
     try:
-        whole = client.chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": prompt}],
-            tools=TOOLS,
-            tool_choice="required",
-            max_tokens=max_tokens,
-        )
+        whole = _ask_for_calls(client, prompt, max_tokens)
         expected = [(c.function.name, json.loads(c.function.arguments)) for c in whole.choices[0].message.tool_calls]
         streamed = _streamed_calls(client, prompt, max_tokens)
     except Exception as exc:

@@ -9,6 +9,7 @@ import jsonschema
 import openai
 import pytest
 
+from prunekit.eval.bench.openai_structured import TOOLS
 from tests.conftest import SERVICE_KEY
 
 PERSON = {
@@ -31,18 +32,7 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-ADD = {
-    "type": "function",
-    "function": {
-        "name": "add",
-        "description": "Add two numbers",
-        "parameters": {
-            "type": "object",
-            "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-            "required": ["a", "b"],
-        },
-    },
-}
+ADD = next(tool for tool in TOOLS if tool["function"]["name"] == "add")  # the bench's own
 
 
 @pytest.fixture(scope="module")

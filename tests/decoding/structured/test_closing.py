@@ -7,7 +7,14 @@ import json
 import jsonschema
 import llguidance
 
-from prunekit.decoding.structured.closing import IN_STRING, OUTSIDE, LexState, closing_tokens, token_moves
+from prunekit.decoding.structured.closing import (
+    IN_STRING,
+    OUTSIDE,
+    LexState,
+    closing_tokens,
+    lengtheners,
+    token_moves,
+)
 from prunekit.decoding.structured.grammar_mask import LIMITS, grammar_tokenizer
 from prunekit.decoding.structured.json_output import json_output_spec
 
@@ -73,3 +80,30 @@ def test_no_way_within_the_limit_is_none(embedded_model):
     way = closing_tokens(_matcher(vocab), moves, LexState(), limit=200)
     assert way is not None
     jsonschema.validate(json.loads(_spell(vocab, way)), SCHEMA)
+
+
+def test_a_number_is_ended_not_lengthened(embedded_model):
+    """`0` is a plain value: a walk that preferred it after a digit would write `1000...` until its limit."""
+    vocab = embedded_model.vocabulary()
+    schema = {"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "integer"}, "minItems": 3}},
+              "required": ["xs"]}  # fmt: skip
+    matcher = _matcher(vocab, schema)
+    text = '{"xs":[1'
+    prefix = embedded_model.tokenize(text, special=False)
+    assert matcher.consume_tokens(prefix)
+    way = closing_tokens(matcher, token_moves(vocab), LexState().after(text.encode()), limit=16)
+    assert way is not None
+    answer = json.loads(_spell(vocab, prefix + way))
+    jsonschema.validate(answer, schema)
+    assert answer["xs"][0] == 1
+
+
+def test_lengtheners_open_structures_or_add_elements_outside_strings(embedded_model):
+    vocab = embedded_model.vocabulary()
+    moves = token_moves(vocab)
+    (comma,) = embedded_model.tokenize(",", special=False)
+    (brace,) = embedded_model.tokenize("{", special=False)
+    (digit,) = embedded_model.tokenize("7", special=False)
+    outside, in_string = lengtheners(moves, LexState()), lengtheners(moves, LexState(IN_STRING, 1))
+    assert outside[comma] and outside[brace] and not outside[digit]
+    assert not in_string[comma] and not in_string[brace]  # text inside a string value
