@@ -78,6 +78,7 @@ class TokenMoves:
     tie: np.ndarray  # (vocab,) int64
     digit_first: np.ndarray  # (vocab,) bool: the token begins with a digit
     digit_last: np.ndarray  # (vocab,) bool: the token ends with a digit
+    lengthens: np.ndarray  # (3, vocab) bool: from each lexical start, whether the token is one of `lengtheners`
 
 
 def token_moves(vocab: TokenVocabulary) -> TokenMoves:
@@ -104,15 +105,17 @@ def _build_moves(vocab: TokenVocabulary) -> TokenMoves:
             end[start, token], depth[start, token] = _scan(text, start)
         rank = 0 if text in _PLAIN_VALUES else 2 if set(text) & _LENGTHENERS else 1
         tie[token] = rank * 100 + min(len(text), 99)
-    return TokenMoves(end, depth, tie, digit_first, digit_last)
+    # opens a structure, or writes a comma, colon or bracket that is not inside one and the same string
+    within_string = (np.arange(3)[:, None] != OUTSIDE) & (end != OUTSIDE)
+    lengthens = (depth > 0) | ((tie >= 200) & ~within_string)
+    return TokenMoves(end, depth, tie, digit_first, digit_last, lengthens)
 
 
 def lengtheners(moves: TokenMoves, state: LexState) -> np.ndarray:
     """(vocab,) bool: the tokens that, from `state`, open a structure or write a comma, colon or bracket outside a
-    string (each can make the way to close longer: a new element, a required key's value); special tokens too."""
-    where = state.where
-    inside = (where != OUTSIDE) & (moves.end[where] != OUTSIDE)  # begins and ends inside the same string
-    return (moves.depth[where] > 0) | ((moves.tie >= 200) & ~inside)
+    string (each can make the way to close longer: a new element, a required key's value); special tokens too.
+    Built once per vocabulary with the moves: a lookup, cheap at every token."""
+    return moves.lengthens[state.where]
 
 
 def closing_tokens(matcher: llguidance.LLMatcher, moves: TokenMoves, state: LexState, limit: int) -> list[int] | None:

@@ -169,9 +169,8 @@ class _Budget:
         self.eos_ids = np.asarray(vocab.eos_token_ids, dtype=np.int64)
         self.max_new_tokens = max_new_tokens
         self.lex = LexState()  # where the answer so far leaves JSON's lexer
-        self.way_len = 0  # the last measured way to close, end-of-sequence included
+        self.way_len = 0  # the last measured way to close, end-of-sequence included; 0: none found that short
         self.plan: list[int] | None = None  # the way being taken, once closing has begun
-        self.missed = False  # the last measure found no way within the budget left
 
     def followed(self, token: int) -> None:
         """Note a token the answer took: the plan's next one, while closing."""
@@ -185,18 +184,14 @@ class _Budget:
     def narrow(self, matcher: llguidance.LLMatcher, produced: int, allowed: np.ndarray) -> np.ndarray:
         """`allowed`, or only the next token of the way to close once the budget calls for it."""
         left = self.max_new_tokens - produced  # tokens this step and the rest may still produce
-        if self.plan is None and (produced % self._EVERY == 0 or left <= 2 * self.way_len + self._MARGIN):
+        if self.plan is None and (produced % self._EVERY == 0 or self._near_end(left)):
+            # after a miss (way_len 0), look again at the next regular check, not at every token
             way = closing_tokens(matcher, self.moves, self.lex, limit=min(left, self._LONGEST_WAY))
-            self.missed = way is None
-            if way is None:
-                self.way_len = 0  # no way that short: look again at the next regular check, not at every token
-                return self._shortening(allowed)
-            self.way_len = len(way) + 1
+            self.way_len = 0 if way is None else len(way) + 1
             if way and left <= self.way_len + self._MARGIN:  # (an answer already whole may go on, or end)
                 self.plan = way
         if self.plan is None:
-            near_end = self.way_len > 0 and left <= 2 * self.way_len + self._MARGIN
-            return self._shortening(allowed) if near_end or self.missed else allowed
+            return self._shortening(allowed) if self.way_len == 0 or self._near_end(left) else allowed
         only = np.zeros_like(allowed)
         if self.plan:
             only[self.plan[0]] = 1
@@ -204,6 +199,9 @@ class _Budget:
             eos = self.eos_ids[allowed[self.eos_ids] == 1]
             only[eos[:1] if eos.size else self.eos_ids[:1]] = 1
         return only
+
+    def _near_end(self, left: int) -> bool:
+        return left <= 2 * self.way_len + self._MARGIN
 
     def _shortening(self, allowed: np.ndarray) -> np.ndarray:
         """`allowed` without the tokens that lengthen the way to close, unless those are all it holds."""
