@@ -19,6 +19,9 @@ Per subset (`<subset>.<metric>`, and `all.<metric>` over every schema):
   original schema), `<engine>_generated`: how many outputs that share is over, `<engine>_cut`: outputs that hit
   `max_tokens` (a hard mask does not know the budget, so those can stop mid-structure), `<engine>_valid_ended`:
   the valid share among the outputs that ended on their own (what the enforcement itself guarantees).
+  `over_budget`: sampled schemas whose shortest valid answer is longer than `max_tokens` (measured by the budget
+  mask's closing walk from the empty answer, a greedy search, so an upper bound): no engine can answer those in
+  budget, and `<engine>_valid_in_budget` is the valid share over the other schemas' outputs.
 
 Wall times come from a shared machine: treat them as indicative.
 """
@@ -40,7 +43,8 @@ from prunekit.decoding.decog.bounded import CompileBudget
 from prunekit.decoding.decog.errors import FormatSpecError
 from prunekit.decoding.errors import PrunekitError
 from prunekit.decoding.structured import check_json_output, json_output_spec
-from prunekit.decoding.structured.grammar_mask import GrammarMaskProcessor, check_grammar
+from prunekit.decoding.structured.closing import LexState, closing_tokens, token_moves
+from prunekit.decoding.structured.grammar_mask import GrammarMaskProcessor, check_grammar, grammar_tokenizer
 from prunekit.decoding.structured.json_output import GRAMMAR_OPTIONS
 from prunekit.eval.harness import EvalResult, progress_bar, run_concurrently
 from prunekit.eval.jsonschemabench import DEFAULT_DATA, SchemaItem, load_schemas
@@ -60,6 +64,7 @@ DEFAULT_LIMIT_PER_SUBSET = 10  # 100 schemas: with `generate` 2, about 10 minute
 DEFAULT_GENERATE = 2
 DEFAULT_COMPILE_TIMEOUT_S = 5.0
 DEFAULT_MAX_TOKENS = 256
+SHORTEST_WALK_LIMIT = 4096  # how far the shortest answer is looked for (a mask per token: a few seconds at most)
 PROMPT_SCHEMA_CHARS = 3000  # the schema as the prompt shows it (~1k tokens); the constraint is the whole schema
 ENGINES = ("prunekit", "llguidance", "outlines")
 _WARM_UP = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
@@ -148,6 +153,16 @@ def _generate(model: LocalBackend, item: SchemaItem, engine: str, verdicts: dict
     }
 
 
+def shortest_answer_tokens(vocab: Any, schema: Any, limit: int = SHORTEST_WALK_LIMIT) -> int | None:
+    """Tokens of the shortest valid answer to `schema` the budget mask's closing walk finds from an empty answer
+    (end-of-sequence included), or None past `limit`; greedy, so an upper bound on the true shortest."""
+    spec = json_output_spec({"type": "json_schema", "json_schema": {"name": "schema", "schema": schema}})
+    assert spec is not None
+    matcher = llguidance.LLMatcher(grammar_tokenizer(vocab), spec.grammar)
+    way = closing_tokens(matcher, token_moves(vocab), LexState(), limit=limit)
+    return None if way is None else len(way) + 1
+
+
 def _generation_jobs(
     items: Sequence[SchemaItem], verdicts: Sequence[dict[str, Any]], generate: int, seed: int
 ) -> list[tuple[int, str]]:
@@ -179,12 +194,17 @@ def _subset_metrics(records: Sequence[dict[str, Any]]) -> dict[str, float]:
         if times:
             out[f"{engine}_compile_ms_p50"] = statistics.median(times)
             out[f"{engine}_compile_ms_max"] = max(times)
+    out["over_budget"] = float(sum(r.get("over_budget", False) for r in records))
     for engine in ENGINES:
         outputs = [r["generation"][engine] for r in records if engine in r.get("generation", {})]
         out[f"{engine}_generated"] = float(len(outputs))
         if outputs:
             out[f"{engine}_valid"] = _share([o.get("valid", False) for o in outputs])
             out[f"{engine}_cut"] = float(sum(o.get("finish_reason") == "length" for o in outputs))
+            in_budget = [r["generation"][engine] for r in records
+                         if engine in r.get("generation", {}) and not r.get("over_budget")]  # fmt: skip
+            if in_budget:
+                out[f"{engine}_valid_in_budget"] = _share([o.get("valid", False) for o in in_budget])
             ended = [o.get("valid", False) for o in outputs if o.get("finish_reason") == "stop"]
             if ended:
                 out[f"{engine}_valid_ended"] = _share(ended)
@@ -253,6 +273,10 @@ def evaluate_schemas(
         )
     finally:
         guide.budget = before  # the model is the caller's: its service budget is left as it was
+    for i in sorted({i for i, _ in jobs}):
+        shortest = shortest_answer_tokens(local.vocabulary(), items[i].schema)
+        records[i]["shortest_answer_tokens"] = shortest
+        records[i]["over_budget"] = shortest is None or shortest > max_tokens
     for (i, engine), output in zip(jobs, outputs, strict=True):
         if isinstance(output, BaseException):
             output = {"valid": False, "error": f"{type(output).__name__}: {output}"[:300]}

@@ -204,6 +204,11 @@ class _Budget:
         return left <= 2 * self.way_len + self._MARGIN
 
     def _shortening(self, allowed: np.ndarray) -> np.ndarray:
-        """`allowed` without the tokens that lengthen the way to close, unless those are all it holds."""
+        """`allowed` without the tokens that lengthen the way to close, unless those are all it holds. A number is
+        ended first: after a digit, more digits only lengthen it, and a comma that ends it (a required key still to
+        come) is better than a model writing digits until the budget cuts the answer open."""
+        if self.lex.in_number:
+            ending = allowed & ~self.moves.digit_first
+            allowed = ending if ending.any() else allowed
         kept = allowed & ~lengtheners(self.moves, self.lex)
         return kept if kept.any() else allowed

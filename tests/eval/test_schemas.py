@@ -13,7 +13,7 @@ import pytest
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.eval.jsonschemabench import ARCHIVE, load_schemas
 from prunekit.eval.outlines_compile import OutlinesCompiler
-from prunekit.eval.schemas import evaluate_schemas, instance_messages
+from prunekit.eval.schemas import evaluate_schemas, instance_messages, shortest_answer_tokens
 from tests.conftest import require_data
 
 PERSON = {
@@ -69,6 +69,18 @@ def test_a_long_schema_is_cut_in_the_prompt_only():
     assert len(content) < 3_200 and content.endswith("...(cut)")
 
 
+def test_the_shortest_answer_is_measured_in_tokens(embedded_model):
+    """A schema whose every valid answer is long cannot be answered within a small `max_tokens` by any engine: the
+    evaluation measures that length, so those cuts are told apart from failures of enforcement."""
+    vocab = embedded_model.vocabulary()
+    short = shortest_answer_tokens(vocab, PERSON)
+    assert short is not None and short < 20
+    many = {"type": "object", "properties": {f"key_{i}": {"type": "string"} for i in range(40)},
+            "required": [f"key_{i}" for i in range(40)]}  # fmt: skip
+    assert shortest_answer_tokens(vocab, many) > 100
+    assert shortest_answer_tokens(vocab, many, limit=50) is None
+
+
 def test_outlines_is_killed_at_its_deadline_and_the_next_schema_gets_a_fresh_child(embedded_model):
     vocab = embedded_model.vocabulary()
     with OutlinesCompiler(vocab, timeout_s=0.005) as compiler:  # indexing takes ~50 ms over 49k tokens
@@ -88,6 +100,7 @@ def test_a_tiny_run_reports_coverage_and_compliance(tmp_path, embedded_model):
     assert m["Flat.decog"] == 1 and m["Nested.llguidance"] == 1  # PERSON is flat: Deco-G; TAGS nests: llguidance
     assert m["all.prunekit_generated"] == 2 and m["all.prunekit_valid"] == 1.0
     assert m["all.outlines_accepted"] > 0 and "all.outlines_valid" in m
+    assert m["all.over_budget"] == 0 and m["all.prunekit_valid_in_budget"] == 1.0
     refused = next(r for r in result.items if r["id"] == "Flat/refused.json")
     assert "not" in refused["prunekit"]["error"] and "generation" not in refused
     json.dumps(result.to_json())  # the records are plain JSON

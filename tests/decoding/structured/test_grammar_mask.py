@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,6 +91,26 @@ def test_a_rambling_answer_still_closes_inside_its_budget(embedded_model):
         answer = json.loads(b"".join(vocab.token_bytes[t] for t in ids[3:]).decode())
         assert set(answer) == {"story", "tags"}
         assert budget < 20 or len(answer["story"]) > 20  # with room, the story is written until it must end
+
+
+def test_near_the_budget_a_number_is_ended_even_by_a_comma(embedded_model):
+    """After a number's digit, with a required key still to come, the grammar allows more digits or the comma. The
+    comma also starts a new element (a lengthener), so shortening alone would leave only digits, and a model that
+    likes digits would write them until `max_tokens` cut the answer open: the number is ended first."""
+    from prunekit.decoding.structured.closing import LexState
+    from prunekit.decoding.structured.grammar_mask import _Budget
+
+    vocab = embedded_model.vocabulary()
+    budget = _Budget(vocab, max_new_tokens=64)
+    budget.lex = LexState().after(b'{"n":12')
+    (comma,) = embedded_model.tokenize(",", special=False)
+    digits = [embedded_model.tokenize(d, special=False)[0] for d in "037"]
+    allowed = np.zeros(vocab.size, dtype=np.uint8)
+    allowed[[comma, *digits]] = 1
+    kept = budget._shortening(allowed)
+    assert kept[comma] and not kept[digits].any()
+    budget.lex = LexState().after(b'{"s":"12')  # inside a string: digits are text, and the comma is too
+    assert budget._shortening(allowed)[digits].all()
 
 
 def test_without_a_budget_the_mask_does_not_plan(embedded_model):
