@@ -111,9 +111,9 @@ class ContextPruner:
     """Loads a trained pruner (by default the shipped `context_pruner/weights/`) and prunes batches of contexts.
 
     `precision`: `auto` (the default) runs the encoder in bf16 on CPUs with native bf16 (AMX, AVX512-BF16) and
-    with int8 dynamic quantization elsewhere, the fastest faithful path on each (`context_pruner.precision`);
-    `bf16`, `int8` or `fp32` force one. `self.precision` says which one runs; a `model` passed in is converted
-    in place (bf16, fp32) or wrapped (int8), so pass a copy to keep the original.
+    with int8 matrix products on ONNX Runtime elsewhere, the fastest faithful path on each
+    (`context_pruner.precision`); `bf16`, `int8` or `fp32` force one. `self.precision` says which one runs; a
+    `model` passed in is converted in place (bf16, fp32; pass a copy to keep the original) or exported (int8).
     `num_threads` sets torch's intra-op threads (process-wide) when given. The limits bound one `prune` call.
     """
 

@@ -84,8 +84,11 @@ def bench_prune_cmd(
     precision: Annotated[
         str, typer.Option(help="auto | bf16 | int8 | fp32 (auto: bf16 on CPUs with native bf16, else int8)")
     ] = "auto",
+    compare_precisions: Annotated[
+        bool, typer.Option("--compare-precisions", help="also time the same weights in bf16, int8 and fp32")
+    ] = False,
 ) -> None:
-    """Passages/s of the context pruner, beside a DeBERTa-v3-large-sized encoder (Provence's size)."""
+    """Passages/s and tokens/s of the context pruner, beside a DeBERTa-v3-large-sized encoder (Provence's size)."""
     from prunekit.context_pruner.precision import PRECISIONS
     from prunekit.eval.bench.pruner import bench_prune
 
@@ -100,6 +103,7 @@ def bench_prune_cmd(
             deberta_passages=deberta,
             weights=check_pruner_weights(pruner),
             precision=precision,  # type: ignore[arg-type]  # checked against PRECISIONS above
+            compare_precisions=compare_precisions,
         )
     _report("bench prune", figures, as_json)
 

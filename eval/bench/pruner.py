@@ -87,6 +87,14 @@ def _time_deberta(input_ids: torch.Tensor, n_passages: int, batch_size: int) -> 
     return len(ids) / elapsed
 
 
+def _passages_per_s(pruner: ContextPruner, question: str, passages: list[str], batch_size: int) -> float:
+    """`prune` end to end over `passages`, after one warm-up batch (allocator, oneDNN kernels, ONNX Runtime arenas)."""
+    pruner.prune(question, passages[:batch_size], batch_size=batch_size)
+    start = time.perf_counter()
+    pruner.prune(question, passages, batch_size=batch_size)
+    return len(passages) / (time.perf_counter() - start)
+
+
 def bench_prune(
     n_passages: int = 128,
     tokens: int = 256,
@@ -96,12 +104,15 @@ def bench_prune(
     pruner: ContextPruner | None = None,
     precision: Precision = "auto",
     weights: str | Path | None = None,
+    compare_precisions: bool = False,
 ) -> dict[str, Any]:
     """Time `ContextPruner.prune` end to end (splitting, tokenising, encoder, rounding) on synthetic passages.
 
-    Returns passages/s, ms per passage, resident memory after the pruner's run, and the same encoder-only
-    throughput for a DeBERTa-v3-large-sized model on `deberta_passages` of the same inputs (0 skips it).
-    `weights` and `precision`: the pruner to load (default: the shipped weights, `auto`) when no `pruner` is given.
+    Returns passages/s and encoder tokens/s, ms per passage, resident memory after the pruner's run, and the same
+    encoder-only throughput for a DeBERTa-v3-large-sized model on `deberta_passages` of the same inputs (0 skips
+    it). `weights` and `precision`: the pruner to load (default: the shipped weights, `auto`) when no `pruner` is
+    given. `compare_precisions`: also `by_precision`, `weights` (default: the shipped ones) loaded and timed in each
+    of bf16, int8 and fp32 (bf16 is slow where the CPU emulates it).
 
     >>> bench_prune(n_passages=32, deberta_passages=0)["passages_per_s"] > 0
     True
@@ -111,16 +122,13 @@ def bench_prune(
     rss_before = _rss_mb()
     pruner = pruner or ContextPruner(weights, precision=precision)
     question, passages = synthetic_passages(pruner.tokenizer, n_passages, tokens)
-    pruner.prune(question, passages[:batch_size], batch_size=batch_size)  # warm-up (allocator, oneDNN kernels)
-    start = time.perf_counter()
-    results = pruner.prune(question, passages, batch_size=batch_size)
-    elapsed = time.perf_counter() - start
-    measured_tokens = (
-        results[0].tokens_before + 3 + len(pruner.tokenizer(question, add_special_tokens=False)["input_ids"])
-    )
+    measured_tokens = 3 + len(pruner.tokenizer(question, add_special_tokens=False)["input_ids"])
+    measured_tokens += len(pruner.tokenizer(passages[0], add_special_tokens=False)["input_ids"])
+    passages_per_s = _passages_per_s(pruner, question, passages, batch_size)
     report: dict[str, Any] = {
-        "passages_per_s": n_passages / elapsed,
-        "ms_per_passage": 1000 * elapsed / n_passages,
+        "passages_per_s": passages_per_s,
+        "tokens_per_s": passages_per_s * measured_tokens,
+        "ms_per_passage": 1000 / passages_per_s,
         "n_passages": n_passages,
         "tokens": measured_tokens,
         "batch_size": batch_size,
@@ -130,6 +138,11 @@ def bench_prune(
         "rss_mb": _rss_mb(),
         "rss_mb_before_load": rss_before,
     }
+    if compare_precisions:
+        report["by_precision"] = {}
+        for name in ("bf16", "int8", "fp32"):
+            rate = _passages_per_s(ContextPruner(weights, precision=name), question, passages, batch_size)
+            report["by_precision"][name] = {"passages_per_s": rate, "tokens_per_s": rate * measured_tokens}
     if deberta_passages > 0:
         ids = torch.tensor([[1] * tokens] * deberta_passages) + torch.randint(0, 30000, (deberta_passages, tokens))
         deberta = _time_deberta(ids, deberta_passages, min(batch_size, deberta_passages))

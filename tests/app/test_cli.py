@@ -271,6 +271,10 @@ def test_bench_prune_measures_the_pruner_it_is_given(tmp_path):
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["num_layers"] == 1 and figures["passages_per_s"] > 0 and figures["precision"] == "fp32"
+    compared = run(*args, "--compare-precisions")
+    assert compared.returncode == 0, compared.stderr
+    by_precision = json.loads(compared.stdout.strip().splitlines()[-1])["by_precision"]
+    assert set(by_precision) == {"bf16", "int8", "fp32"} and all(f["tokens_per_s"] > 0 for f in by_precision.values())
     bad = run(*args, "--precision", "fp8")
     assert bad.returncode == 2 and "--precision: must be one of auto, bf16, int8, fp32" in bad.stderr
 

@@ -17,4 +17,5 @@ def test_bench_reports_throughput_and_memory():
     report = bench_prune(n_passages=8, tokens=64, batch_size=4, deberta_passages=0, pruner=pruner)
     assert report["passages_per_s"] > 0 and report["rss_mb"] > 0
     assert report["tokens"] == 64 and report["precision"] == "int8"
+    assert report["tokens_per_s"] == report["passages_per_s"] * 64
     assert "deberta_v3_large_passages_per_s" not in report
