@@ -149,7 +149,7 @@ def _generate(model: LocalBackend, item: SchemaItem, engine: str, verdicts: dict
         "finish_reason": result.finish_reason,
         "tokens": result.usage.completion_tokens,
         "seconds": time.perf_counter() - started,
-        "text": result.text[:500],
+        "text": _head_and_tail(result.text),
     }
 
 
@@ -161,6 +161,11 @@ def shortest_answer_tokens(vocab: Any, schema: Any, limit: int = SHORTEST_WALK_L
     matcher = llguidance.LLMatcher(grammar_tokenizer(vocab), spec.grammar)
     way = closing_tokens(matcher, token_moves(vocab), LexState(), limit=limit)
     return None if way is None else len(way) + 1
+
+
+def _head_and_tail(text: str, keep: int = 300) -> str:
+    """An output as the record keeps it: where it started and where it stopped (a cut answer fails at its end)."""
+    return text if len(text) <= 2 * keep else f"{text[:keep]} ...({len(text) - 2 * keep} chars)... {text[-keep:]}"
 
 
 def _generation_jobs(
