@@ -50,7 +50,8 @@ def bench_decode_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON on the last line")] = False,
 ) -> None:
     """Embedded model speed: tokens/s of its default backend (plain, with a per-step hook, with chat's loop guard)
-    vs. plain transformers generate, and time to first token. Deco-G's cost per token: `bench decoding`."""
+    vs. plain transformers generate, time to first token, and prefill tokens/s of one long prompt alone and of 8
+    concurrent ones (with their time to first token). Deco-G's cost per token: `bench decoding`."""
     from prunekit.decoding.backends.loader import load_embedded
     from prunekit.decoding.backends.local import LocalModel
     from prunekit.eval.bench.decode import bench_decode

@@ -14,6 +14,12 @@ rounds of that round's ratio, so machine noise lands on both sides of each compa
   their first word on, so a prompt cache can only hold the chat template's fixed header), with
   `<default>.ttft_prompt_tokens` (that length as the model counts it) and, for a backend that caches prompts,
   `<default>.ttft_reused_tokens` (prompt tokens per trial taken from the cache rather than prefilled);
+- prefill under load, with 1,200-token chat prompts that differ from their first word on (so a prompt cache holds
+  only the chat template's header): `<default>.prefill_1_tok_s`, prompt tokens / time to first token of one prompt
+  alone; `<default>.prefill_8_tok_s`, the 8 prompts' tokens / time until the last of 8 concurrent ones has its first
+  token, each decoding 16 tokens once started (a running stream must not stop prefill, nor prefill stop it); each
+  the best of `rounds` rounds, single and concurrent taking turns; `<default>.ttft_8_p50_s` /
+  `<default>.ttft_8_p99_s`: time to first token of those concurrent requests, over all rounds' requests;
 - `hf_generate.single_tok_s` / `hf_generate.batch8_tok_s`: plain transformers `generate`;
 - `<default>.speedup_single` over `hf_generate`; `<default>.greedy_agreement` with transformers;
 - `<default>.rss_mb`: resident memory of this process with only the default backend loaded and
@@ -23,6 +29,7 @@ rounds of that round's ratio, so machine noise lands on both sides of each compa
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 import threading
 import time
@@ -161,6 +168,7 @@ def bench_decode(
     model.chat(_story(0), GenerationParams(max_tokens=8))  # warm-up: first-call allocations
     figures = _speeds(model, name, max_tokens, requests, batch, rounds, repetition_penalty)
     figures |= _ttft_figures(model, name)
+    figures |= _prefill_figures(model, name, rounds)
     figures[f"{name}.rss_mb"] = rss_mb()
     if load_hf is not None:
         params = GenerationParams(max_tokens=max_tokens)
@@ -221,6 +229,65 @@ def _ttft_figures(model: ChatModel, name: str) -> dict[str, float]:
         reused = (local.reused_prompt_tokens or 0) - reused_before
         figures[f"{name}.ttft_reused_tokens"] = reused / len(ttft_prompts)
     return figures
+
+
+def _first_token_s(model: ChatModel, messages: list[dict[str, str]], max_tokens: int) -> float:
+    """Seconds from the request to its first chunk (text or, for a first token with no text yet, the end); the
+    stream is then read to its end, so the request keeps decoding as a client would make it."""
+    started = time.perf_counter()
+    first = None
+    for _ in model.stream(messages, GenerationParams(max_tokens=max_tokens)):
+        if first is None:
+            first = time.perf_counter() - started
+    return first if first is not None else time.perf_counter() - started
+
+
+def _concurrent_first_tokens(model: ChatModel, prompts: list[list[dict[str, str]]], max_tokens: int) -> list[float]:
+    """Time to first token of each of `prompts`, all sent at once; the last is the concurrent prefill's time."""
+    times = [0.0] * len(prompts)
+
+    def one(i: int) -> None:
+        times[i] = _first_token_s(model, prompts[i], max_tokens)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times
+
+
+def _prompt_tokens(model: ChatModel, messages: list[dict[str, str]], estimate: int) -> int:
+    local = as_local(model)
+    return len(local.encode_chat(messages)) if local is not None else estimate
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: with few samples p99 is the slowest, never an interpolation beyond what was seen."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _prefill_figures(
+    model: ChatModel, name: str, rounds: int, prompt_tokens: int = 1200, concurrent: int = 8, max_tokens: int = 16
+) -> dict[str, float]:
+    """Prompt tokens/s of one long prompt alone and of `concurrent` at once, and the concurrent ones' time to
+    first token (module doc). Every prompt is a new variant, so none is served from the prompt cache."""
+    variants = iter(range(100, 100 + rounds * (concurrent + 1)))
+    single, batched, ttfts = [], [], []
+    for _ in range(rounds):
+        alone = ttft_messages(model, prompt_tokens, next(variants))
+        single.append(_prompt_tokens(model, alone, prompt_tokens) / _first_token_s(model, alone, max_tokens))
+        prompts = [ttft_messages(model, prompt_tokens, next(variants)) for _ in range(concurrent)]
+        times = _concurrent_first_tokens(model, prompts, max_tokens)
+        batched.append(sum(_prompt_tokens(model, p, prompt_tokens) for p in prompts) / max(times))
+        ttfts += times
+    return {
+        f"{name}.prefill_1_tok_s": max(single),
+        f"{name}.prefill_{concurrent}_tok_s": max(batched),
+        f"{name}.ttft_{concurrent}_p50_s": statistics.median(ttfts),
+        f"{name}.ttft_{concurrent}_p99_s": _percentile(ttfts, 99),
+    }
 
 
 def _hf_figures(

@@ -62,3 +62,21 @@ def test_the_loop_guard_is_measured_the_way_chat_runs_it():
     guarded = [p for p in model.seen if p.repetition_penalty == 1.1]
     assert len(guarded) == 2 * 1 + 2 * 2  # single-stream rounds x requests + batch rounds x batch
     assert "default.guard_slowdown" not in bench_decode(CountingModel(), max_tokens=8, requests=1, batch=2)
+
+
+def test_prefill_is_measured_alone_and_with_8_concurrent_prompts():
+    from prunekit.eval.bench.decode import bench_decode
+
+    model = CountingModel()
+    figures = bench_decode(model, max_tokens=8, requests=1, batch=2, rounds=2)
+    for key in ("prefill_1_tok_s", "prefill_8_tok_s", "ttft_8_p50_s", "ttft_8_p99_s"):
+        assert figures[f"default.{key}"] > 0
+    assert figures["default.ttft_8_p99_s"] >= figures["default.ttft_8_p50_s"]
+    assert sum(p.max_tokens == 16 for p in model.seen) == 2 * (1 + 8)  # rounds x (one alone + eight at once)
+
+
+def test_p99_of_few_samples_is_the_slowest_seen():
+    from prunekit.eval.bench.decode import _percentile
+
+    assert _percentile([3.0, 1.0, 2.0, 8.0, 5.0, 4.0, 7.0, 6.0], 99) == 8.0
+    assert _percentile([3.0, 1.0, 2.0, 8.0, 5.0, 4.0, 7.0, 6.0], 50) == 4.0
