@@ -498,6 +498,10 @@ class LlamaCppModel:
         return out
 
     def _decode_step(self, active: list[_Job]) -> None:
+        # In sequence order: with a cache per sequence, llama.cpp packs only consecutive sequence ids into one
+        # micro-batch, so after requests come and go an unsorted step splits into several (8 sequences on the
+        # 2-core EPYC: 108 ms per step unsorted vs 63 ms sorted).
+        active.sort(key=lambda job: job.seq)
         self._decode([(job.generated[-1], job.pos, job.seq, True) for job in active])
         for i, job in enumerate(active):
             job.pos += 1
