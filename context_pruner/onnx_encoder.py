@@ -28,7 +28,7 @@ import torch
 
 from prunekit.context_pruner.model import PrunerModel
 
-__all__ = ["OnnxEncoder", "onnx_encoder", "onnx_runtime_available"]
+__all__ = ["OnnxEncoder", "onnx_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,6 @@ _OUTPUTS = ("token_logits", "rerank")
 _OPSET = 17
 _KEEP_GRAPHS = 8
 _RECIPE = "bert-fused+dynamic-int8-but-ffn-down/v1"  # bump when the build below changes: old cache files then miss
-
-
-def onnx_runtime_available() -> bool:
-    """True when onnxruntime (and onnx, which its quantizer needs) can be imported."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class OnnxEncoder:
@@ -110,7 +100,8 @@ def _fingerprint(model: PrunerModel) -> str:
 
 
 def _build(model: PrunerModel, work: Path) -> Path:
-    """Export (fp32) -> fuse BERT's operators -> quantize every MatMul to int8 with per-tensor dynamic scales."""
+    """Export (fp32) -> fuse BERT's operators -> quantize the MatMuls but the FFN down-projections to int8, with
+    per-tensor dynamic activation scales."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model

@@ -2,7 +2,7 @@
 
 A CPU that multiplies bf16 matrices natively (Intel AMX or AVX512-BF16) runs the whole model in bf16 through
 oneDNN: measured on 2 cores of a Xeon with AMX, 256-token passages, `prunekit bench prune`: bf16 ~110
-passages/s, int8 dynamic quantization ~45, fp32 ~45; and bf16 is also the more faithful of the fast paths
+passages/s, torch's int8 dynamic quantization ~45, fp32 ~45; and bf16 is also the more faithful of the fast paths
 (40 HotpotQA training questions, 400 passages, token keep probabilities against fp32: bf16 mean error 0.0011, 99th
 percentile 0.009). Every other CPU gets int8: ONNX Runtime's fused BERT graph with int8 matrix products
 (`context_pruner.onnx_encoder`, mean error 0.011, 99th percentile 0.089), the fastest option there (bf16 is
