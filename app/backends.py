@@ -61,3 +61,18 @@ def build_chat_model(settings: Settings) -> ChatModel:
     from prunekit.decoding.backends.loader import load_embedded
 
     return load_embedded("hf" if settings.backend == "hf" else "auto", settings.cache_dir, hmm_dir=settings.hmm_dir)
+
+
+def build_sql_model(settings: Settings, chat_model: ChatModel | None = None, adapter: str | None = None) -> ChatModel:
+    """The model the SQL agent runs: the embedded model with the SQL adapter merged in (`adapter`, else
+    `settings.sql_adapter`: shipped, none or a folder); a model of one's own (`PRUNEKIT_MODEL_PATH`, backend openai)
+    or adapter none reuses `chat_model` (built when not given)."""
+    from prunekit.nl2sql.adapter import resolve_adapter
+
+    folder = resolve_adapter(adapter if adapter is not None else settings.sql_adapter)
+    if folder is None or settings.backend == "openai" or settings.model_path is not None:
+        return chat_model if chat_model is not None else build_chat_model(settings)
+    from prunekit.decoding.backends.loader import load_embedded
+
+    backend = "hf" if settings.backend == "hf" else "auto"
+    return load_embedded(backend, settings.cache_dir, hmm_dir=settings.hmm_dir, adapter=folder)

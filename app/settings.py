@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     sql_databases: str = ""  # PRUNEKIT_SQL_DATABASES=name=/path/a.sqlite,...: the allow-list for prunekit-sql
     sql_dir: Path | None = None  # PRUNEKIT_SQL_DIR: every *.sqlite under it is allowed by file stem
     sql_demos: Path | None = None  # PRUNEKIT_SQL_DEMOS: a Spider folder (train_spider_slim.json) for demonstrations
+    # PRUNEKIT_SQL_ADAPTER: the LoRA adapter the SQL agent's embedded model runs with: shipped (LearNAT-trained),
+    # none (the base model), or a peft adapter folder. A model of one's own (path, openai) runs as it is.
+    sql_adapter: str = "shipped"
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
     def vector_store_location(self) -> dict[str, object]:

@@ -34,9 +34,12 @@ def create_app(settings: Settings | None = None, model: ChatModel | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if getattr(app.state, "model", None) is None:
+        # a model handed in (an embedding application, the tests) serves every route as it is; a model the service
+        # builds from the settings gets the SQL-tuned embedded model beside it for the SQL route
+        given = getattr(app.state, "model", None) is not None
+        if not given:
             app.state.model = await run_in_threadpool(build_chat_model, settings)
-        resources = RouterResources.from_settings(settings, app.state.model)
+        resources = RouterResources.from_settings(settings, app.state.model, tuned_sql=not given)
         app.state.resources = resources
         try:
             with open_checkpointer(settings) as checkpointer:

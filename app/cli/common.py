@@ -70,6 +70,29 @@ def load_model(settings: Settings) -> Any:
         return build_chat_model(settings)
 
 
+def load_sql_model(settings: Settings, adapter: str | None = None) -> Any:
+    """The SQL agent's model (`app.backends.build_sql_model`); a bad --adapter is a one-line error."""
+    from prunekit.app.backends import build_sql_model
+
+    try:
+        from prunekit.nl2sql.adapter import resolve_adapter
+
+        resolve_adapter(adapter if adapter is not None else settings.sql_adapter)
+    except InvalidRequestError as err:
+        raise typer.BadParameter(str(err), param_hint="--adapter") from None
+    with stderr.status(f"loading the {settings.backend} model for SQL"):
+        return build_sql_model(settings, adapter=adapter)
+
+
+SqlAdapterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--adapter",
+        help="the SQL agent's LoRA adapter on the embedded model: shipped (LearNAT-trained), none, or a folder "
+        "(default: PRUNEKIT_SQL_ADAPTER, else shipped)",
+    ),
+]
+
 LocalModelOption = Annotated[
     Path | None,
     typer.Option("--model", help="a GGUF file or a transformers model folder (default: the embedded SmolLM2)"),

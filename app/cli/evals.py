@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,11 +29,13 @@ from prunekit.app.cli.common import (
     load_local,
     load_model,
     load_pruner,
+    load_sql_model,
     require_files,
     settings_for,
     stderr,
 )
 from prunekit.decoding.decog.guided import DEFAULT_CANDIDATE_GAP
+from prunekit.decoding.errors import InvalidRequestError
 
 
 @eval_app.command("qa")
@@ -122,23 +125,87 @@ def eval_spider(
     methods: Annotated[
         str, typer.Option("--methods", help="comma-separated: gold,single_shot,single_shot_demos,learnat")
     ] = "gold,single_shot,single_shot_demos,learnat",
+    adapters: Annotated[
+        str | None,
+        typer.Option(
+            "--adapter",
+            help="the embedded model's SQL adapter: shipped, none or a folder; several, comma-separated, run side "
+            "by side (e.g. shipped,none: figures under learnat[shipped] and learnat[none]). Default: "
+            "PRUNEKIT_SQL_ADAPTER, else shipped",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="dev, or train with --databases (held-out ones)")] = "dev",
+    databases: Annotated[
+        str | None,
+        typer.Option(
+            "--databases",
+            help="only these databases: comma-separated ids, or a JSON file with a 'databases' list "
+            "(runs/nl2sql/sft/heldout.json); on train they leave the demonstrations too",
+        ),
+    ] = None,
     out: OutOption = Path("runs/spider"),
     as_json: JsonOption = False,
     concurrency: ConcurrencyOption = 8,
     backend: BackendOption = None,
 ) -> None:
-    """Spider dev: execution accuracy (test-suite semantics), exact-set match, by hardness, per method."""
-    from prunekit.eval.spider import METHODS, evaluate_spider
+    """Spider: execution accuracy (test-suite semantics), exact-set match, by hardness, executable rate, per method."""
+    from prunekit.eval.spider import METHODS, SPLIT_FILES, evaluate_spider
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = set(chosen) - set(METHODS)
     if unknown or not chosen:
         raise typer.BadParameter(f"methods must be among {', '.join(METHODS)}", param_hint="--methods")
-    if not (data / "dev.json").is_file():
-        raise typer.BadParameter(f"{data} has no dev.json", param_hint="--data")
-    model = load_model(settings_for(backend)) if chosen != ("gold",) else None
-    result = evaluate_spider(model, data, limit=limit, seed=seed, methods=chosen, concurrency=concurrency)
+    if split not in SPLIT_FILES:
+        raise typer.BadParameter(f"must be one of {', '.join(SPLIT_FILES)}", param_hint="--split")
+    if split == "train" and databases is None:
+        raise typer.BadParameter("the train split is evaluated on held-out databases only: give --databases")
+    settings = settings_for(backend)
+    choices = [a.strip() for a in (adapters or settings.sql_adapter).split(",") if a.strip()]
+    if not choices or len(set(choices)) != len(choices):
+        raise typer.BadParameter("give distinct adapters, e.g. shipped,none", param_hint="--adapter")
+    for choice in choices:
+        _check_adapter(choice)
+    if not any((data / name).is_file() for name in SPLIT_FILES[split]):
+        raise typer.BadParameter(f"{data} has no {' or '.join(SPLIT_FILES[split])}", param_hint="--data")
+    db_ids = _database_ids(databases) if databases is not None else None
+    models: dict[str, Any] | None = None
+    if chosen != ("gold",):
+        models = {(c if len(choices) > 1 else ""): load_sql_model(settings, c) for c in choices}
+    result = evaluate_spider(
+        models if models is None or len(models) > 1 else models[""],
+        data,
+        limit=limit,
+        seed=seed,
+        methods=chosen,
+        concurrency=concurrency,
+        split=split,
+        databases=db_ids,
+    )
     finish_eval(result, out, as_json)
+
+
+def _check_adapter(choice: str) -> None:
+    from prunekit.nl2sql.adapter import resolve_adapter
+
+    try:
+        resolve_adapter(choice)
+    except InvalidRequestError as err:
+        raise typer.BadParameter(str(err), param_hint="--adapter") from None
+
+
+def _database_ids(value: str) -> list[str]:
+    """--databases: comma-separated ids, or a JSON file with a `databases` list."""
+    path = Path(value)
+    if path.suffix == ".json":
+        try:
+            ids = json.loads(path.read_text())["databases"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise typer.BadParameter(f"{path}: no 'databases' list ({err})", param_hint="--databases") from None
+    else:
+        ids = [d.strip() for d in value.split(",") if d.strip()]
+    if not ids or not all(isinstance(d, str) for d in ids):
+        raise typer.BadParameter("give at least one database id", param_hint="--databases")
+    return ids
 
 
 @eval_app.command("decoding")

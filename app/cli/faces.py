@@ -11,9 +11,10 @@ import typer
 
 from prunekit.app.cli.common import (
     BackendOption,
+    SqlAdapterOption,
     app,
-    load_model,
     load_settings,
+    load_sql_model,
     print_json_last,
     settings_for,
     stderr,
@@ -118,6 +119,7 @@ def sql(
         typer.Option("--demos", help="a Spider folder (train_spider_slim.json) to retrieve demonstrations from"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON on the last line")] = False,
+    adapter: SqlAdapterOption = None,
     backend: BackendOption = None,
 ) -> None:
     """Answer a question on a SQLite database with the LearNAT agent (read-only, with a timeout)."""
@@ -129,7 +131,7 @@ def sql(
         raise typer.BadParameter(f"{db} is not a file", param_hint="--db")
     if demos is not None and not (demos / "train_spider_slim.json").is_file():
         raise typer.BadParameter(f"{demos} has no train_spider_slim.json", param_hint="--demos")
-    model = load_model(settings_for(backend))
+    model = load_sql_model(settings_for(backend), adapter)
     cached = " (cached after the first time)" if demos is not None else ""
     with stderr.status(f"indexing the demonstrations{cached}"):
         index = demonstration_index(demos)

@@ -133,11 +133,19 @@ def train_nl2sql(
         bool, typer.Option("--synthesize", help="search decompositions of training questions")
     ] = False,
     dpo: Annotated[bool, typer.Option("--dpo", help="margin-aware DPO with LoRA on the search's pairs")] = False,
+    sft: Annotated[
+        bool, typer.Option("--sft", help="supervised LoRA on the agent's prompts over Spider train (stage 1)")
+    ] = False,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="--sft: a JSON file of SFTConfig fields (nl2sql/recipes/sft.json)")
+    ] = None,
     data_dir: Annotated[Path, typer.Option("--data", help="the Spider folder")] = Path("../shared/data/spider"),
     trajectories: Annotated[Path, typer.Option("--trajectories", help="the search's JSONL file")] = Path(
         "runs/nl2sql/trajectories.jsonl"
     ),
-    out: Annotated[Path, typer.Option("--out", help="DPO: where the LoRA adapters go")] = Path("runs/nl2sql/dpo"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="where the LoRA adapters go (default runs/nl2sql/sft or /dpo)")
+    ] = None,
     start: Annotated[int, typer.Option("--start", min=0, help="first training question")] = 0,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="training questions to search")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="DPO optimisation steps")] = 100,
@@ -147,14 +155,27 @@ def train_nl2sql(
     concurrency: ConcurrencyOption = 2,
     backend: BackendOption = None,
 ) -> None:
-    """LearNAT training: `--synthesize` (tree search, trajectories JSONL), then `--dpo` (LoRA adapters)."""
-    if synthesize == dpo:
-        raise typer.BadParameter("give exactly one of --synthesize and --dpo")
+    """LearNAT training: `--sft` (supervised LoRA), `--synthesize` (tree search, trajectories JSONL), `--dpo`
+    (margin-aware DPO). Each resumes where it stopped when run again."""
+    if sum((sft, synthesize, dpo)) != 1:
+        raise typer.BadParameter("give exactly one of --sft, --synthesize and --dpo")
+    if (sft or synthesize) and not (data_dir / "train_spider_slim.json").is_file():
+        raise typer.BadParameter(f"{data_dir} has no train_spider_slim.json", param_hint="--data")
+    if sft:
+        from prunekit.decoding.errors import InvalidRequestError
+        from prunekit.nl2sql.train import train_supervised
+
+        if recipe is not None and not recipe.is_file():
+            raise typer.BadParameter(f"{recipe} does not exist", param_hint="--recipe")
+        try:
+            summary = train_supervised(data_dir, out or Path("runs/nl2sql/sft"), recipe=recipe)
+        except (InvalidRequestError, TypeError, ValueError) as err:
+            raise typer.BadParameter(str(err), param_hint="--recipe") from None
+        stderr.print(figures_table("supervised stage", {k: v for k, v in summary.items() if k != "segments"}))
+        return
     if synthesize:
         from prunekit.nl2sql.train import synthesize as run_search
 
-        if not (data_dir / "train_spider_slim.json").is_file():
-            raise typer.BadParameter(f"{data_dir} has no train_spider_slim.json", param_hint="--data")
         stats = run_search(
             data_dir,
             trajectories,
@@ -171,6 +192,7 @@ def train_nl2sql(
 
     if not trajectories.is_file():
         raise typer.BadParameter(f"{trajectories} does not exist: run --synthesize first", param_hint="--trajectories")
+    out = out or Path("runs/nl2sql/dpo")
     stats = train_dpo([trajectories], out, model_path=model_path, config=DPOConfig(steps=steps))
     stderr.print(f"DPO finished: {stats}")
     stderr.print(f"LoRA adapters in {out / 'adapter'}")

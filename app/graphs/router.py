@@ -30,6 +30,7 @@ from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
+from prunekit.app.backends import build_sql_model
 from prunekit.app.databases import DatabaseRegistry
 from prunekit.app.graphs.auto import AutoRouter
 from prunekit.app.graphs.chat import answer_in_context
@@ -85,19 +86,22 @@ class RouterResources:
     default_collection: str = "default"
     embed: Any = None  # texts -> normalised vectors; default: the shared MiniLM encoder
     code_execution: str = "off"  # agents: "sandbox" runs their tests and programs in bubblewrap (see settings)
+    sql_model_factory: Any = None  # () -> the SQL agent's model (the SQL-tuned embedded one); None: `model`
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # guards `_key_locks`
     _key_locks: dict[str, threading.RLock] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, model: ChatModel) -> RouterResources:
+    def from_settings(cls, settings: Settings, model: ChatModel, *, tuned_sql: bool = True) -> RouterResources:
         """The resources the `PRUNEKIT_*` settings describe, around `model`: what the service and LangGraph Studio
-        run. The vector store opens when the rag route first runs."""
+        run. The vector store opens when the rag route first runs. `tuned_sql`: the SQL route runs the embedded
+        model with the SQL adapter (`PRUNEKIT_SQL_ADAPTER`, loaded on first use); False: `model` serves it too."""
         return cls(
             model,
             databases=settings.database_registry(),
             store_factory=partial(_open_vector_store, settings),
             sql_demos=settings.sql_demos,
+            sql_model_factory=partial(build_sql_model, settings, model) if tuned_sql else None,
             default_collection=settings.rag_collection,
             code_execution=settings.code_execution,
         )
@@ -119,6 +123,9 @@ class RouterResources:
         store = self._cache.pop("store", None)
         if store is not None:
             store.close()
+        sql_model = self._cache.pop("sql_model", None)
+        if sql_model is not None and sql_model is not self.model and hasattr(sql_model, "close"):
+            sql_model.close()
 
     def encoder(self) -> Any:
         if self.embed is not None:
@@ -166,9 +173,15 @@ class RouterResources:
 
             # a small model needs examples: the Spider folder's when one is set, else the ones prunekit ships
             index = demonstration_index(self.sql_demos or None, self.encoder())
-            return NL2SQLAgent(self.model, index=index, embed=self.encoder())
+            return NL2SQLAgent(self.sql_model(), index=index, embed=self.encoder())
 
         return self._once("sql", make)
+
+    def sql_model(self) -> ChatModel:
+        """The SQL agent's model: the factory's (loaded on first use), else the chat model."""
+        if self.sql_model_factory is None:
+            return self.model
+        return self._once("sql_model", self.sql_model_factory)
 
     def auto_router(self) -> AutoRouter:
         return self._once("auto", lambda: AutoRouter(self.encoder()))

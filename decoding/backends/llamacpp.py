@@ -59,6 +59,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from prunekit.decoding.backends.embedded import EMBEDDED_MODEL_NAME, default_cache_dir, embedded_gguf_path
 from prunekit.decoding.backends.llamacpp_amx import amx_kernels_work, cpu_has_amx
+from prunekit.decoding.backends.lora_merge import adapter_fingerprint
 from prunekit.decoding.backends.penalties import TokenPenalties
 from prunekit.decoding.backends.sampling import make_generator, pick_next_token, sample_with_logprobs
 from prunekit.decoding.backends.stops import StopMatcher
@@ -104,29 +105,51 @@ def default_quant() -> str:
     return "q4_1" if cpu_has_amx() and amx_kernels_work(embedded_gguf_path()) else "q8_0"
 
 
-def prepare_fast_weights(cache_dir: Path | None = None, quant: str | None = None) -> Path:
+def prepare_fast_weights(cache_dir: Path | None = None, quant: str | None = None, adapter: Path | None = None) -> Path:
     """The embedded model's GGUF for `quant` (default: `default_quant()`): the shipped file for `q4_1`, else a
-    copy in the cache, re-encoded from the shipped Q4_1 once (~2 s)."""
+    copy in the cache, re-encoded from the shipped Q4_1 once (~2 s).
+
+    `adapter`: a LoRA adapter folder (peft) merged into the weights first (`lora_merge`), so the model runs at the
+    base model's speed; the merged file is cached under the adapter's fingerprint (~10 s the first time).
+    """
     quant = quant or default_quant()
     if quant not in QUANTS:
         raise InvalidRequestError(f"quant must be one of {list(QUANTS)}, got {quant!r}")
-    if quant == "q4_1":
+    if adapter is None and quant == "q4_1":
         return embedded_gguf_path()
-    target = (cache_dir or default_cache_dir()) / f"SmolLM2-135M-Instruct.{quant.upper()}.gguf"
+    cache = cache_dir or default_cache_dir()
+    tag = f"+{adapter_fingerprint(adapter)}" if adapter is not None else ""
+    target = cache / f"SmolLM2-135M-Instruct{tag}.{quant.upper()}.gguf"
     if target.is_file():
         return target
     _init_backend()
     target.parent.mkdir(parents=True, exist_ok=True)
+    source = embedded_gguf_path()
+    merged: Path | None = None
+    if adapter is not None:
+        from prunekit.decoding.backends.lora_merge import merge_lora_into_gguf
+
+        merged = merge_lora_into_gguf(source, adapter, target.with_suffix(f".merged{os.getpid()}"))
+        source = merged
+    try:
+        _quantize(source, target, quant)
+    finally:
+        if merged is not None:
+            merged.unlink(missing_ok=True)  # the F32 intermediate is ~450 MB
+    return target
+
+
+def _quantize(source: Path, target: Path, quant: str) -> None:
+    """llama.cpp's quantizer: `source` re-encoded as `quant` into `target` (written whole, then renamed)."""
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     qparams = llama.llama_model_quantize_default_params()
     qparams.ftype = _QUANT_TYPES[quant]
     qparams.allow_requantize = True
     qparams.nthread = os.cpu_count() or 1
-    if llama.llama_model_quantize(str(embedded_gguf_path()).encode(), str(tmp).encode(), qparams) != 0:
+    if llama.llama_model_quantize(str(source).encode(), str(tmp).encode(), qparams) != 0:
         tmp.unlink(missing_ok=True)
-        raise BackendError(f"llama.cpp could not re-encode the embedded model into {target}")
+        raise BackendError(f"llama.cpp could not encode {source} into {target}")
     tmp.rename(target)
-    return target
 
 
 @dataclass(eq=False)
@@ -237,9 +260,13 @@ class LlamaCppModel:
         self._thread.start()
 
     @classmethod
-    def embedded(cls, cache_dir: Path | None = None, quant: str | None = None, **kwargs: Any) -> LlamaCppModel:
-        """The embedded SmolLM2-135M-Instruct in the weights `quant` names (default: the fastest here, module doc)."""
-        return cls(prepare_fast_weights(cache_dir, quant), name=EMBEDDED_MODEL_NAME, **kwargs)
+    def embedded(
+        cls, cache_dir: Path | None = None, quant: str | None = None, adapter: Path | None = None, **kwargs: Any
+    ) -> LlamaCppModel:
+        """The embedded SmolLM2-135M-Instruct in the weights `quant` names (default: the fastest here, module doc),
+        with the LoRA `adapter` merged in when one is given (named `SmolLM2-135M-Instruct+<adapter folder>`)."""
+        name = EMBEDDED_MODEL_NAME + (f"+{Path(adapter).name}" if adapter is not None else "")
+        return cls(prepare_fast_weights(cache_dir, quant, adapter), name=name, **kwargs)
 
     def close(self) -> None:
         """Stop the scheduler (requests still in flight fail with BackendError) and free llama.cpp's memory."""

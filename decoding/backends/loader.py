@@ -23,8 +23,10 @@ def load_embedded(
     cache_dir: Path | None = None,
     quant: str | None = None,
     hmm_dir: Path | None = None,
+    adapter: Path | None = None,
 ) -> LocalBackend:
-    """The embedded SmolLM2-135M-Instruct as a `LocalBackend`.
+    """The embedded SmolLM2-135M-Instruct as a `LocalBackend`, with a LoRA `adapter` (peft folder) merged in when
+    given (e.g. the SQL agent's, `nl2sql.adapter`).
 
     `auto` takes llama.cpp when `llama-cpp-python` imports and falls back to transformers with a
     one-line warning when it does not (e.g. its build failed on this machine). `quant` picks the
@@ -41,10 +43,10 @@ def load_embedded(
             log.warning("llama-cpp-python is not available (%s): using the slower transformers backend", exc)
         else:
             quant = quant or os.environ.get("PRUNEKIT_EMBEDDED_QUANT") or None
-            return LlamaCppModel.embedded(cache_dir, quant, hmm_dir=hmm_dir)
+            return LlamaCppModel.embedded(cache_dir, quant, adapter, hmm_dir=hmm_dir)
     from prunekit.decoding.backends.local import LocalModel
 
-    return LocalModel.embedded(cache_dir, hmm_dir=hmm_dir)
+    return LocalModel.embedded(cache_dir, hmm_dir=hmm_dir, adapter=adapter)
 
 
 def check_model_path(path: Path) -> Path:

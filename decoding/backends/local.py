@@ -70,9 +70,25 @@ class LocalModel:
         self.reused_prompt_tokens: int | None = None  # no prompt cache: every request prefills its whole prompt
 
     @classmethod
-    def embedded(cls, cache_dir: Path | None = None, hmm_dir: str | Path | None = None) -> LocalModel:
-        """The embedded SmolLM2-135M-Instruct (converted from its GGUF on first use)."""
-        return cls(embedded_hf_dir(cache_dir), name=EMBEDDED_MODEL_NAME, hmm_dir=hmm_dir)
+    def embedded(
+        cls, cache_dir: Path | None = None, hmm_dir: str | Path | None = None, adapter: Path | None = None
+    ) -> LocalModel:
+        """The embedded SmolLM2-135M-Instruct (converted from its GGUF on first use), with the LoRA `adapter`
+        (a peft folder) merged into its weights when one is given."""
+        name = EMBEDDED_MODEL_NAME + (f"+{Path(adapter).name}" if adapter is not None else "")
+        model = cls(embedded_hf_dir(cache_dir), name=name, hmm_dir=hmm_dir)
+        if adapter is not None:
+            model.merge_adapter(adapter)
+        return model
+
+    def merge_adapter(self, adapter: str | Path) -> None:
+        """Merge a LoRA adapter (peft folder) into the weights: the model then runs at its usual speed."""
+        from peft import PeftModel
+
+        from prunekit.decoding.backends.lora_merge import adapter_fingerprint
+
+        adapter_fingerprint(adapter)  # a clear error for a folder that is not an adapter
+        self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload().eval()
 
     # ----------------------------------------------------------------- ChatModel
     def chat(self, messages: Sequence[Mapping[str, Any]], params: GenerationParams | None = None) -> ChatResult:

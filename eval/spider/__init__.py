@@ -3,7 +3,7 @@ and the runner that puts methods side by side (`evaluate_spider`)."""
 
 from __future__ import annotations
 
-from prunekit.eval.spider.data import SpiderExample, SpiderSplit, database_path, load_spider, load_tables
+from prunekit.eval.spider.data import SPLIT_FILES, SpiderExample, SpiderSplit, database_path, load_spider, load_tables
 from prunekit.eval.spider.exact_match import exact_match
 from prunekit.eval.spider.exec_match import ExecEvaluator, ExecMatch, GoldExecutionError, exec_match, results_match
 from prunekit.eval.spider.hardness import HARDNESS_LEVELS, count_components, hardness
@@ -12,6 +12,7 @@ from prunekit.eval.spider.run import METHODS, evaluate_examples, evaluate_spider
 __all__ = [
     "HARDNESS_LEVELS",
     "METHODS",
+    "SPLIT_FILES",
     "ExecEvaluator",
     "ExecMatch",
     "GoldExecutionError",

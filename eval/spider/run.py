@@ -27,7 +27,7 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,14 @@ def _gold_result(example: SpiderExample) -> NL2SQLResult:
     return NL2SQLResult(example.question, str(example.db_path), example.query, method="gold")
 
 
+def method_key(method: str, variant: str) -> str:
+    """The name a method's figures go under: `learnat`, or `learnat[base]` when several variants run."""
+    return f"{method}[{variant}]" if variant and method != "gold" else method
+
+
 def evaluate_examples(
     examples: Sequence[SpiderExample],
-    agent: NL2SQLAgent,
+    agent: NL2SQLAgent | Mapping[str, NL2SQLAgent],
     *,
     methods: Sequence[str] = METHODS,
     concurrency: int = 8,
@@ -87,18 +92,24 @@ def evaluate_examples(
     out_items: bool = True,
     description: str = "spider",
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Run `methods` on `examples` with `agent` and score them; returns (metrics, items)."""
+    """Run `methods` on `examples` with `agent` and score them; returns (metrics, items).
+
+    `agent` may be a mapping variant -> agent (e.g. the model with and without an adapter): every method but
+    `gold` then runs once per variant, its figures under `method[variant]` (`method_key`)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
-    runners: dict[str, Callable[[SpiderExample], NL2SQLResult]] = {
-        "gold": _gold_result,
-        "learnat": lambda ex: agent.answer(ex.question, ex.db_path),
-    }
-    for name in BASELINES:
-        runners[name] = lambda ex, name=name: run_baseline(agent, name, ex.question, ex.db_path)
+    agents = dict(agent) if isinstance(agent, Mapping) else {"": agent}
+    runners: dict[str, Callable[[SpiderExample], NL2SQLResult]] = {"gold": _gold_result}
+    for variant, one in agents.items():
+        runners[method_key("learnat", variant)] = lambda ex, one=one: one.answer(ex.question, ex.db_path)
+        for name in BASELINES:
+            runners[method_key(name, variant)] = lambda ex, one=one, name=name: run_baseline(
+                one, name, ex.question, ex.db_path
+            )
+    keys = list(dict.fromkeys(method_key(m, v) for v in agents for m in methods))
     # one task per (example, method), methods interleaved so the batching backend always has mixed work
-    tasks = [(ex, m) for ex in examples for m in methods]
+    tasks = [(ex, m) for ex in examples for m in keys]
 
     def run(task: tuple[SpiderExample, str]) -> NL2SQLResult:
         ex, method = task
@@ -120,10 +131,10 @@ def evaluate_examples(
                 "gold": ex.query,
                 "hardness": level,
             }
-            for j, method in enumerate(methods):
-                item[method] = _score(ex, outputs[i * len(methods) + j], evaluator, schemas)
+            for j, key in enumerate(keys):
+                item[key] = _score(ex, outputs[i * len(keys) + j], evaluator, schemas)
             items.append(item)
-    return metrics_from_items(items, methods), items if out_items else []
+    return metrics_from_items(items, keys), items if out_items else []
 
 
 def metrics_from_items(items: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, float]:
@@ -139,10 +150,27 @@ def metrics_from_items(items: Sequence[dict[str, Any]], methods: Sequence[str]) 
             for key in ("ex", "em", "llm_calls", "tokens", "seconds"):
                 values.setdefault(key, []).append(float(record[key]))
             values.setdefault(f"ex_{it['hardness']}", []).append(float(record["ex"]))
-        for key in ("ex", "em", *(f"ex_{lv}" for lv in HARDNESS_LEVELS), "llm_calls", "tokens", "seconds"):
+            values.setdefault("executable", []).append(float(_executable(record)))
+        for key in (
+            "ex",
+            "em",
+            *(f"ex_{lv}" for lv in HARDNESS_LEVELS),
+            "executable",
+            "llm_calls",
+            "tokens",
+            "seconds",
+        ):
             if values.get(key):
                 metrics[f"{method}.{key}"] = round(statistics.fmean(values[key]), 4)
     return metrics
+
+
+def _executable(record: dict[str, Any]) -> bool:
+    """A prediction that ran on the database (whatever its rows); older records without a reason count by their SQL."""
+    reason = record.get("reason")
+    if reason is None:
+        return bool(record.get("sql"))
+    return bool(record.get("sql")) and not str(reason).startswith(("pred_", "gold_error"))
 
 
 def _score(
@@ -195,21 +223,40 @@ def evaluate_spider(
     agent_config: AgentConfig | None = None,
     cache_dir: str | Path | None = None,
     embed: Any = None,
+    databases: Sequence[str] | None = None,
 ) -> EvalResult:
-    """Evaluate `methods` on Spider `split` (default dev) with `model` (a `ChatModel`).
+    """Evaluate `methods` on Spider `split` (default dev) with `model`: a `ChatModel`, or a mapping variant ->
+    model (e.g. `{"adapter": tuned, "base": base}`) whose figures go under `method[variant]`.
 
     `limit` evaluates a seeded stratified sample (see the module doc). The demonstration index is built
-    from `train_spider_slim.json` (cached under `cache_dir`) unless `index` is given.
+    from `train_spider_slim.json` (cached under `cache_dir`) unless `index` is given. `databases` keeps the
+    questions of those databases only; on the train split (held-out training databases) the index then
+    excludes them, so no question is its own demonstration.
     """
     data_dir = Path(data_dir)
     start = time.monotonic()
     spider = load_spider(data_dir, split)
-    examples = spider.examples if limit is None else stratified_sample(spider.examples, limit, seed)
+    pool = spider.examples
+    if databases is not None:
+        pool = [e for e in pool if e.db_id in set(databases)]
+    examples = pool if limit is None else stratified_sample(pool, limit, seed)
     needs_model = any(m != "gold" for m in methods)
     needs_index = any(m in ("single_shot_demos", "learnat") for m in methods)
     if index is None and needs_index:
         index = DemoIndex.from_spider(data_dir, embed, cache_dir=cache_dir)
-    agent = NL2SQLAgent(model, index=index, embed=embed, config=agent_config) if needs_model else None
+    if index is not None and split == "train":
+        index.exclude(db_ids={e.db_id for e in examples})
+    models = dict(model) if isinstance(model, Mapping) else {"": model}
+    if needs_model and embed is None:  # one encoder for every variant's agent
+        from prunekit.decoding.backends.embeddings import load_embedder
+
+        embed = load_embedder()
+    agents = (
+        {v: NL2SQLAgent(m, index=index, embed=embed, config=agent_config) for v, m in models.items()}
+        if needs_model
+        else {}
+    )
+    agent: Any = (agents if len(agents) > 1 else agents[next(iter(agents))]) if needs_model else None
     schemas = load_tables(data_dir) if (data_dir / "tables.json").is_file() else {}
     if agent is None:
         agent = _GoldOnlyAgent()  # type: ignore[assignment]
@@ -221,11 +268,16 @@ def evaluate_spider(
         schemas=schemas,
         out_items=out_items,  # type: ignore[arg-type]
     )
+    if index is not None and split == "train":
+        index.clear_exclusions()
     config: dict[str, Any] = {
         "data_dir": str(data_dir),
         "split": split,
         "methods": list(methods),
-        "model": model_name(model) if model is not None else None,
+        "model": {v or "model": model_name(m) for v, m in models.items()}
+        if len(models) > 1
+        else (model_name(model) if model is not None else None),
+        "databases": sorted(set(databases)) if databases is not None else None,
         "limit": limit,
         "seed": seed,
         "sampling": "stratified by database, proportional, seeded" if limit is not None else "all runnable",

@@ -130,3 +130,21 @@ def test_a_blank_last_question_is_refused_not_replaced_by_an_earlier_one(graph) 
     with pytest.raises(InvalidRequestError, match="last user message must be non-empty"):
         run(g, messages=messages, route="sql", database="toy")
     assert model.calls == []
+
+
+def test_the_sql_route_runs_the_sql_tuned_embedded_model_unless_told_otherwise() -> None:
+    from prunekit.app.settings import Settings
+
+    class Named:
+        name = "given"
+
+    given = Named()
+    tuned = RouterResources.from_settings(Settings(), given)  # type: ignore[arg-type]
+    model = tuned.sql_model()
+    try:
+        assert model is not given and model.name == "SmolLM2-135M-Instruct+learnat-smollm2"
+        assert tuned.sql_model() is model  # loaded once
+    finally:
+        tuned.close()
+    assert RouterResources.from_settings(Settings(sql_adapter="none"), given).sql_model() is given  # type: ignore[arg-type]
+    assert RouterResources.from_settings(Settings(), given, tuned_sql=False).sql_model() is given  # type: ignore[arg-type]

@@ -128,3 +128,19 @@ def test_small_real_run_with_the_embedded_model(embedded_model) -> None:
         assert 0.0 <= m[f"{method}.ex"] <= 1.0 and m[f"{method}.tokens"] > 0
     assert len(result.items) == 3
     assert load_spider(data).examples[0].db_id  # the split still loads after the run
+
+
+def test_variants_run_side_by_side_under_their_own_names(toy_examples: list[SpiderExample]) -> None:
+    """Two models (e.g. with and without the SQL adapter) in one run: figures under method[variant], gold once."""
+    right = ScriptedModel(lambda messages, params: GOOD)
+    broken = ScriptedModel(lambda messages, params: "SELECT nothing FROM nowhere")
+    agents = {
+        "shipped": NL2SQLAgent(right, embed=bag_of_words, config=AgentConfig(k_demos=0, max_repairs=0)),
+        "none": NL2SQLAgent(broken, embed=bag_of_words, config=AgentConfig(k_demos=0, max_repairs=0)),
+    }
+    metrics, items = evaluate_examples(toy_examples, agents, methods=("gold", "single_shot"), concurrency=2)
+    assert metrics["gold.ex"] == 1.0 and "gold[shipped].ex" not in metrics
+    assert metrics["single_shot[shipped].ex"] == 0.5 and metrics["single_shot[shipped].executable"] == 1.0
+    assert metrics["single_shot[none].ex"] == 0.0 and metrics["single_shot[none].executable"] == 0.0
+    assert set(items[0]) >= {"gold", "single_shot[shipped]", "single_shot[none]"}
+    assert len(right.calls) == len(broken.calls) == 2
