@@ -132,7 +132,8 @@ def build_sft_examples(
     from prunekit.nl2sql.caches import DatabaseCache
 
     data_dir, out_path = Path(data_dir), Path(out_path)
-    examples = [e for e in load_train_examples(data_dir / "train_spider_slim.json") if e.db_id not in set(heldout)]
+    held = set(heldout)
+    examples = [e for e in load_train_examples(data_dir / "train_spider_slim.json") if e.db_id not in held]
     done = {e.index for e in read_sft_examples(out_path)} if out_path.is_file() else set()
     # a seeded shuffle: a file cut short (a stopped run) still covers every database
     todo = [e for e in examples if e.index not in done]

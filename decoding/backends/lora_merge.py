@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -91,21 +90,17 @@ def _rope_rows(delta: np.ndarray, n_head: int) -> np.ndarray:
     return delta.reshape(n_head, 2, head // 2, -1).swapaxes(1, 2).reshape(delta.shape)
 
 
-def _field_value(field: Any) -> Any:
-    return field.contents()
-
-
 def merge_lora_into_gguf(base: str | Path, adapter_dir: str | Path, target: str | Path) -> Path:
     """Write `target`: the GGUF `base` with the adapter's updates merged (adapted matrices in F32)."""
     from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
     from gguf.quants import dequantize
 
     reader = GGUFReader(str(base))
-    arch = _field_value(reader.fields["general.architecture"])
+    arch = reader.fields["general.architecture"].contents()
     if arch != "llama":
         raise InvalidRequestError(f"{base}: merging LoRA is supported for llama-architecture GGUFs, not {arch!r}")
-    n_head = int(_field_value(reader.fields["llama.attention.head_count"]))
-    n_head_kv = int(_field_value(reader.fields["llama.attention.head_count_kv"]))
+    n_head = int(reader.fields["llama.attention.head_count"].contents())
+    n_head_kv = int(reader.fields["llama.attention.head_count_kv"].contents())
     deltas = adapter_deltas(adapter_dir)
     known = {t.name for t in reader.tensors}
     if missing := sorted(set(deltas) - known):
@@ -118,7 +113,7 @@ def merge_lora_into_gguf(base: str | Path, adapter_dir: str | Path, target: str 
             continue  # the writer writes these itself
         vtype = field.types[0]
         sub_type = field.types[-1] if vtype == GGUFValueType.ARRAY else None
-        writer.add_key_value(name, _field_value(field), vtype, sub_type=sub_type)
+        writer.add_key_value(name, field.contents(), vtype, sub_type=sub_type)
     for tensor in reader.tensors:
         delta = deltas.get(tensor.name)
         if delta is None:

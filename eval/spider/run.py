@@ -238,7 +238,8 @@ def evaluate_spider(
     spider = load_spider(data_dir, split)
     pool = spider.examples
     if databases is not None:
-        pool = [e for e in pool if e.db_id in set(databases)]
+        wanted = set(databases)
+        pool = [e for e in pool if e.db_id in wanted]
     examples = pool if limit is None else stratified_sample(pool, limit, seed)
     needs_model = any(m != "gold" for m in methods)
     needs_index = any(m in ("single_shot_demos", "learnat") for m in methods)

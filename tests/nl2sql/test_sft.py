@@ -52,6 +52,14 @@ def local():
     return LocalModel.embedded()
 
 
+def _fresh_model() -> tuple:
+    """A newly loaded embedded model and its tokenizer, from one load: LoRA is injected into the model in place."""
+    from prunekit.decoding.backends.local import LocalModel
+
+    loaded = LocalModel.embedded()
+    return loaded.model, loaded.tokenizer
+
+
 def test_micro_batches_keep_every_example_within_the_token_bound() -> None:
     batch = [([1] * n, [2] * 5) for n in (40, 3, 20, 90, 10)]
     groups = micro_batches(batch, 64)
@@ -86,11 +94,9 @@ def test_config_is_checked(tmp_path: Path) -> None:
 
 
 def test_a_stopped_run_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from prunekit.decoding.backends.local import LocalModel
 
     whole = train_sft(
-        LocalModel.embedded().model,
-        LocalModel.embedded().tokenizer,
+        *_fresh_model(),
         EXAMPLES,
         tmp_path / "a",
         config=TINY,
@@ -110,8 +116,7 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(sft, "_lr_at", stop_at_third_step)
     with pytest.raises(KeyboardInterrupt):
         train_sft(
-            LocalModel.embedded().model,
-            LocalModel.embedded().tokenizer,
+            *_fresh_model(),
             EXAMPLES,
             tmp_path / "b",
             config=TINY,
@@ -119,8 +124,7 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pyt
         )
     monkeypatch.setattr(sft, "_lr_at", real_lr)
     resumed = train_sft(
-        LocalModel.embedded().model,
-        LocalModel.embedded().tokenizer,
+        *_fresh_model(),
         EXAMPLES,
         tmp_path / "b",
         config=TINY,
@@ -130,8 +134,7 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pyt
     assert resumed.losses == pytest.approx(whole.losses, rel=1e-3)  # same data order, same optimizer state
     with pytest.raises(InvalidRequestError, match="another recipe"):
         train_sft(
-            LocalModel.embedded().model,
-            LocalModel.embedded().tokenizer,
+            *_fresh_model(),
             EXAMPLES,
             tmp_path / "b",
             config=SFTConfig(**{**TINY.__dict__, "lr": 5e-4}),
