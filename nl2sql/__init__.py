@@ -16,7 +16,8 @@ LearNAT's LLM side (arXiv 2504.02327), imported on first use (LangGraph is heavy
   execution and choice by agreement), `identifiers` (repair of unknown names), `caches` (per-database contexts).
 - `baselines`: `single_shot` and `single_shot_demos` through the agent's code path.
 
-Training (`synthesis`, `dpo`, `train`) is never imported from here: import those modules directly.
+Training (`sft_data`, `sft`, `pair_mining`, `synthesis`, `dpo`, `train`) is never imported from here: import those
+modules directly.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import torch
 from prunekit.decoding.errors import InvalidRequestError
 from prunekit.nl2sql.sft_data import FORMATS, SFTExample
 
-__all__ = ["SFTConfig", "SFTStats", "encode_example", "lm_loss", "train_sft"]
+__all__ = ["SFTConfig", "SFTStats", "encode_example", "lm_loss", "native_bf16", "train_sft", "use_bf16"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class SFTConfig:
     grad_clip: float = 1.0
     micro_batch_tokens: int = 4096  # padded tokens a forward pass may hold (memory); a batch takes several
     checkpoint_every: int = 20
+    # steps whose adapter is kept beside the last one (`<out>/adapter-step<N>`), to choose on held-out databases
+    keep_adapters: tuple[int, ...] = ()
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     torch_threads: int | None = None
@@ -90,13 +92,15 @@ class SFTStats:
         return asdict(self)
 
 
-def _native_bf16() -> bool:
+def native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AMX or AVX512-BF16)."""
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch's private probes; absent means no
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def use_bf16(config: SFTConfig) -> bool:
-    return config.precision == "bf16" or (config.precision == "auto" and _native_bf16())
+def use_bf16(precision: str) -> bool:
+    """bf16 autocast for a recipe's `precision`: always for bf16, never for fp32, where native for auto."""
+    return precision == "bf16" or (precision == "auto" and native_bf16())
 
 
 def encode_example(tokenizer: Any, example: SFTExample, config: SFTConfig) -> tuple[list[int], list[int]]:
@@ -248,7 +252,7 @@ def _train(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [encode_example(tokenizer, e, config) for e in examples]
     lengths = [len(p) + len(a) for p, a in encoded]
-    bf16 = use_bf16(config)
+    bf16 = use_bf16(config.precision)
     bar: Any = None
     if progress:
         from tqdm import tqdm
@@ -281,6 +285,8 @@ def _train(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{sum(stats.losses[-20:]) / len(stats.losses[-20:]):.3f}")
+        if step + 1 in config.keep_adapters:
+            _save_adapter(policy, out / f"adapter-step{step + 1}", provenance, config, stats)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             _segment(stats, segment_start, step + 1, began)
             _save_checkpoint(policy, optimizer, ckpt, step + 1, stats, rng, batches, config)
@@ -290,14 +296,17 @@ def _train(
     _segment(stats, segment_start, stats.steps, began)
     policy.eval()
     adapter = out / "adapter"
-    policy.save_pretrained(adapter, safe_serialization=True)
-    (adapter / "provenance.json").write_text(
-        json.dumps({**provenance, "stage": "sft", "recipe": _jsonable(config), "stats": _summary(stats)}, indent=1)
-    )
+    _save_adapter(policy, adapter, provenance, config, stats)
     _save_checkpoint(policy, optimizer, ckpt, stats.steps, stats, rng, batches, config)
     stats.adapter_dir = str(adapter)
     (out / "stats.json").write_text(json.dumps(stats.to_dict(), indent=1))
     return stats
+
+
+def _save_adapter(policy: Any, folder: Path, provenance: dict[str, Any], config: SFTConfig, stats: SFTStats) -> None:
+    policy.save_pretrained(folder, safe_serialization=True)
+    summary = {**provenance, "stage": "sft", "recipe": _jsonable(config), "stats": _summary(stats)}
+    (folder / "provenance.json").write_text(json.dumps(summary, indent=1))
 
 
 def _segment(stats: SFTStats, first: int, last: int, began: float) -> None:

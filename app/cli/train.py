@@ -136,15 +136,23 @@ def train_nl2sql(
     sft: Annotated[
         bool, typer.Option("--sft", help="supervised LoRA on the agent's prompts over Spider train (stage 1)")
     ] = False,
+    preference: Annotated[
+        bool,
+        typer.Option("--preference", help="stage 2: pairs mined from stage 1's answers, margin-aware DPO on top"),
+    ] = False,
     recipe: Annotated[
-        Path | None, typer.Option("--recipe", help="--sft: a JSON file of SFTConfig fields (nl2sql/recipes/sft.json)")
+        Path | None,
+        typer.Option(
+            "--recipe", help="--sft / --preference: a JSON recipe (nl2sql/recipes/sft.json, nl2sql/recipes/dpo.json)"
+        ),
     ] = None,
     data_dir: Annotated[Path, typer.Option("--data", help="the Spider folder")] = Path("../shared/data/spider"),
     trajectories: Annotated[Path, typer.Option("--trajectories", help="the search's JSONL file")] = Path(
         "runs/nl2sql/trajectories.jsonl"
     ),
     out: Annotated[
-        Path | None, typer.Option("--out", help="where the LoRA adapters go (default runs/nl2sql/sft or /dpo)")
+        Path | None,
+        typer.Option("--out", help="where the LoRA adapters go (default runs/nl2sql/sft, /pref or /dpo)"),
     ] = None,
     start: Annotated[int, typer.Option("--start", min=0, help="first training question")] = 0,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="training questions to search")] = None,
@@ -155,18 +163,33 @@ def train_nl2sql(
     concurrency: ConcurrencyOption = 2,
     backend: BackendOption = None,
 ) -> None:
-    """LearNAT training: `--sft` (supervised LoRA), `--synthesize` (tree search, trajectories JSONL), `--dpo`
-    (margin-aware DPO). Each resumes where it stopped when run again."""
-    if sum((sft, synthesize, dpo)) != 1:
-        raise typer.BadParameter("give exactly one of --sft, --synthesize and --dpo")
-    if (sft or synthesize) and not (data_dir / "train_spider_slim.json").is_file():
+    """LearNAT training: `--sft` (stage 1, supervised LoRA), `--preference` (stage 2, margin-aware DPO on pairs
+    mined from stage 1's answers), `--synthesize` (tree search, trajectories JSONL), `--dpo` (margin-aware DPO
+    on the search's pairs). Each resumes where it stopped when run again."""
+    if sum((sft, preference, synthesize, dpo)) != 1:
+        raise typer.BadParameter("give exactly one of --sft, --preference, --synthesize and --dpo")
+    if recipe is not None and not recipe.is_file():
+        raise typer.BadParameter(f"{recipe} does not exist", param_hint="--recipe")
+    if (sft or preference or synthesize) and not (data_dir / "train_spider_slim.json").is_file():
         raise typer.BadParameter(f"{data_dir} has no train_spider_slim.json", param_hint="--data")
+    if preference:
+        from prunekit.decoding.errors import InvalidRequestError
+        from prunekit.nl2sql.retrieval import RetrievalError
+        from prunekit.nl2sql.train import train_preference
+
+        try:
+            summary = train_preference(data_dir, out or Path("runs/nl2sql/pref"), recipe=recipe)
+        except RetrievalError as err:  # stage 1 is missing where the recipe's sft_dir points
+            raise typer.BadParameter(str(err), param_hint="--recipe's sft_dir") from None
+        except (InvalidRequestError, TypeError, ValueError) as err:
+            raise typer.BadParameter(str(err), param_hint="--recipe") from None
+        mined = {f"mining: {k}": v for k, v in summary.pop("mining").items()}
+        stderr.print(figures_table("preference stage", {**mined, **summary}))
+        return
     if sft:
         from prunekit.decoding.errors import InvalidRequestError
         from prunekit.nl2sql.train import train_supervised
 
-        if recipe is not None and not recipe.is_file():
-            raise typer.BadParameter(f"{recipe} does not exist", param_hint="--recipe")
         try:
             summary = train_supervised(data_dir, out or Path("runs/nl2sql/sft"), recipe=recipe)
         except (InvalidRequestError, TypeError, ValueError) as err:

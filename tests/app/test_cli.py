@@ -48,6 +48,8 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (["train", "nl2sql"], "--synthesize"),
         (["train", "nl2sql", "--dpo", "--trajectories", "/nope.jsonl"], "--synthesize first"),
         (["train", "nl2sql", "--sft", "--dpo"], "exactly one"),
+        (["train", "nl2sql", "--sft", "--preference"], "exactly one"),
+        (["train", "nl2sql", "--preference", "--recipe", "/nope.json"], "does not exist"),
         (["train", "nl2sql", "--sft", "--data", "/nope"], "train_spider_slim.json"),
         (["eval", "spider", "--split", "train"], "held-out databases"),
         (["eval", "spider", "--split", "test"], "--split"),

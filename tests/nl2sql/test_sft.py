@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -42,6 +43,7 @@ TINY = SFTConfig(
     precision="fp32",
     torch_threads=1,
     micro_batch_tokens=64,
+    keep_adapters=(2,),
 )
 
 
@@ -105,6 +107,8 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pyt
     assert whole.steps == 3 and all(math.isfinite(x) for x in whole.losses)
     assert (tmp_path / "a" / "adapter" / "adapter_model.safetensors").is_file()
     assert "recipe" in (tmp_path / "a" / "adapter" / "provenance.json").read_text()
+    kept = json.loads((tmp_path / "a" / "adapter-step2" / "provenance.json").read_text())
+    assert kept["stats"]["steps"] == 2  # the adapter kept on the way, to choose on held-out databases
 
     real_lr = sft._lr_at
 

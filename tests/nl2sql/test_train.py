@@ -91,3 +91,69 @@ def test_train_dpo_reads_pairs_from_trajectories(data_dir: Path, tmp_path: Path)
     assert torch.get_num_threads() == before  # the thread setting is restored
     assert stats.steps == 1 and (tmp_path / "dpo" / "adapter" / "adapter_config.json").is_file()
     assert json.loads((tmp_path / "dpo" / "stats.json").read_text())["steps"] == 1
+
+
+def _stage_one(folder: Path) -> Path:
+    """A finished stage 1 for the toy data: its example file, and an adapter on the embedded model (peft's own
+    initialisation, so stage 1 is the base model; what matters here is that every part runs for real)."""
+    from peft import LoraConfig, get_peft_model
+
+    from prunekit.decoding.backends.local import LocalModel
+    from prunekit.nl2sql.prompts import direct_messages
+    from prunekit.nl2sql.sft_data import SFTExample
+
+    schema = "CREATE TABLE singer (\n  singer_id INT PRIMARY KEY,\n  name TEXT,\n  country TEXT,\n  age INT\n);"
+    questions = [
+        (0, "How many singers are from France?", GOLD),
+        (1, "How many singers are there?", "SELECT count(*) FROM singer"),
+    ]
+    examples = [SFTExample(i, "toy", "direct", direct_messages(schema, q), sql) for i, q, sql in questions]
+    folder.mkdir(parents=True)
+    (folder / "sft_examples.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in examples))
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(LocalModel.embedded().model, lora).save_pretrained(folder / "adapter", safe_serialization=True)
+    return folder
+
+
+def test_the_preference_stage_mines_trains_and_stacks(data_dir: Path, tmp_path: Path) -> None:
+    from prunekit.nl2sql.train import train_preference
+
+    sft_dir = _stage_one(tmp_path / "sft")
+    recipe = tmp_path / "dpo.json"
+    recipe.write_text(
+        json.dumps(
+            {
+                "_doc": "keys starting with _ are comments",
+                "sft_dir": str(sft_dir),
+                "prompts": 2,
+                "formats": ["direct"],
+                "format_weights": [1.0],
+                "mining": {"samples": 2, "temperature": 1.5},  # hot: wrong answers to learn from
+                "dpo": {"lora_r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "batch_size": 2, "steps": 1},
+            }
+        )
+    )
+    out = tmp_path / "pref"
+    summary = train_preference(data_dir, out, recipe=recipe, progress=False)
+    assert summary["mining"]["mined"] == 2 and summary["pairs"] >= 1 and summary["dpo_steps"] == 1
+    records = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert {r["gold"] for r in records} == {GOLD, "SELECT count(*) FROM singer"}
+    stacked = Path(summary["adapter"])
+    config = json.loads((stacked / "adapter_config.json").read_text())
+    assert config["r"] == 4 and set(config["target_modules"]) == {"q_proj", "v_proj"}
+    provenance = json.loads((stacked / "provenance.json").read_text())
+    assert provenance["stage"] == "sft+dpo" and provenance["stage2"]["pairs"] == summary["pairs"]
+    # run again: nothing is mined twice, and the finished DPO run is not trained again
+    again = train_preference(data_dir, out, recipe=recipe, progress=False)
+    assert again["mining"]["mined"] == 0 and again["mining"]["skipped"] == 2 and again["dpo_steps"] == 1
+
+
+def test_the_preference_stage_needs_a_finished_stage_one(data_dir: Path, tmp_path: Path) -> None:
+    from prunekit.nl2sql.train import PreferenceRecipe, train_preference
+
+    recipe = tmp_path / "dpo.json"
+    recipe.write_text(json.dumps({"sft_dir": str(tmp_path / "nothing")}))
+    with pytest.raises(RetrievalError, match="no finished stage 1"):
+        train_preference(data_dir, tmp_path / "pref", recipe=recipe, progress=False)
+    shipped = PreferenceRecipe.from_file(Path(__file__).parents[2] / "nl2sql" / "recipes" / "dpo.json")
+    assert shipped.dpo.steps > 0 and shipped.mining.samples > 1
