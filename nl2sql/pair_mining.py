@@ -47,6 +47,7 @@ __all__ = [
     "mine_prompt",
     "mined_prompts",
     "reward_answer",
+    "summarize_file",
 ]
 
 
@@ -170,6 +171,23 @@ def mined_prompts(path: str | Path) -> set[tuple[int, str]]:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             continue  # a torn last line: that prompt is mined again
     return done
+
+
+def summarize_file(path: str | Path) -> dict[str, Any]:
+    """What a pairs file holds: prompts, pairs, prompts with a right sample, prompts always answered right."""
+    records = []
+    for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return {
+        "prompts": len(records),
+        "pairs": sum(len(r["pairs"]) for r in records),
+        "some_sample_right": sum(any(s["reward"] >= 1.0 for s in r["samples"]) for r in records),
+        "every_sample_right": sum(all(s["reward"] >= 1.0 for s in r["samples"]) for r in records),
+        "samples": sum(len(r["samples"]) for r in records),
+    }
 
 
 def mine_file(

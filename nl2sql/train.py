@@ -214,7 +214,7 @@ def train_preference(
     from prunekit.decoding.backends.loader import load_embedded
     from prunekit.decoding.backends.local import LocalModel
     from prunekit.decoding.backends.lora_stack import stack_adapters
-    from prunekit.nl2sql.pair_mining import choose_prompts, mine_file, mined_prompts
+    from prunekit.nl2sql.pair_mining import choose_prompts, mine_file, mined_prompts, summarize_file
     from prunekit.nl2sql.sft_data import read_sft_examples
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -268,8 +268,7 @@ def train_preference(
                 "stage2": {
                     "recipe_file": str(recipe) if recipe is not None else None,
                     "recipe": config.to_dict(),
-                    "mining": mined,
-                    "pairs": len(pairs),
+                    "mining": {**summarize_file(pairs_path), "seconds_last_run": mined.get("seconds", 0)},
                     "dpo": {
                         "steps": stats.steps,
                         "loss_first_10": _mean(stats.losses[:10]),

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from prunekit.decoding.errors import InvalidRequestError
-from prunekit.nl2sql.pair_mining import MiningConfig, answer_sql, choose_prompts, mine_file, mine_prompt, reward_answer
+from prunekit.nl2sql.pair_mining import (
+    MiningConfig,
+    answer_sql,
+    choose_prompts,
+    mine_file,
+    mine_prompt,
+    reward_answer,
+    summarize_file,
+)
 from prunekit.nl2sql.sft_data import SFTExample
 from prunekit.nl2sql.synthesis import load_pairs
 
@@ -99,6 +107,13 @@ def test_mining_appends_resumes_and_survives_a_torn_line(db: Path, tmp_path: Pat
     assert again["mined"] == 1 and again["skipped"] == 2
     assert sorted(json.loads(line)["index"] for line in out.read_text().splitlines()) == [0, 1, 2]
     assert len(load_pairs([out])) == 3
+    assert summarize_file(out) == {
+        "prompts": 3,
+        "pairs": 3,
+        "some_sample_right": 3,
+        "every_sample_right": 0,
+        "samples": 6,
+    }
 
 
 def test_prompts_are_a_seeded_draw_in_the_formats_weights() -> None:

@@ -142,7 +142,7 @@ def test_the_preference_stage_mines_trains_and_stacks(data_dir: Path, tmp_path: 
     config = json.loads((stacked / "adapter_config.json").read_text())
     assert config["r"] == 4 and set(config["target_modules"]) == {"q_proj", "v_proj"}
     provenance = json.loads((stacked / "provenance.json").read_text())
-    assert provenance["stage"] == "sft+dpo" and provenance["stage2"]["pairs"] == summary["pairs"]
+    assert provenance["stage"] == "sft+dpo" and provenance["stage2"]["mining"]["pairs"] == summary["pairs"]
     # run again: nothing is mined twice, and the finished DPO run is not trained again
     again = train_preference(data_dir, out, recipe=recipe, progress=False)
     assert again["mining"]["mined"] == 0 and again["mining"]["skipped"] == 2 and again["dpo_steps"] == 1
