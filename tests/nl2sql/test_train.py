@@ -128,7 +128,7 @@ def test_the_preference_stage_mines_trains_and_stacks(data_dir: Path, tmp_path: 
                 "prompts": 2,
                 "formats": ["direct"],
                 "format_weights": [1.0],
-                "mining": {"samples": 2, "temperature": 1.5},  # hot: wrong answers to learn from
+                "mining": {"samples": 2, "temperature": 1.5, "max_tokens_direct": 24},  # hot: wrong answers
                 "dpo": {"lora_r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "batch_size": 2, "steps": 1},
             }
         )
