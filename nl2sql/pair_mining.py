@@ -19,12 +19,10 @@ rerun continues; `synthesis.load_pairs` reads the pairs back.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from prunekit.nl2sql import prompts
 from prunekit.nl2sql.ast_margin import step_reward
 from prunekit.nl2sql.candidates import Candidate, execute_candidates, result_signature
 from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.jsonl_runs import append_records, drop_torn_tail, read_records
 from prunekit.nl2sql.sft_data import SFTExample
 from prunekit.nl2sql.synthesis import PreferencePair
 
@@ -160,27 +159,16 @@ def choose_prompts(
 
 def mined_prompts(path: str | Path) -> set[tuple[int, str]]:
     """(question index, format) of the prompts already in a pairs file."""
-    path = Path(path)
     done: set[tuple[int, str]] = set()
-    if not path.is_file():
-        return done
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
+    for record in read_records(path):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
             done.add((int(record["index"]), str(record["format"])))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # a torn last line: that prompt is mined again
     return done
 
 
 def summarize_file(path: str | Path) -> dict[str, Any]:
     """What a pairs file holds: prompts, pairs, prompts with a right sample, prompts always answered right."""
-    records = []
-    for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    records = read_records(path)
     return {
         "prompts": len(records),
         "pairs": sum(len(r["pairs"]) for r in records),
@@ -205,39 +193,32 @@ def mine_file(
     config = config or MiningConfig()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.is_file() and not out.read_bytes().endswith(b"\n"):  # a run killed mid-line: drop the torn line
-        data = out.read_bytes()
-        out.write_bytes(data[: data.rfind(b"\n") + 1])
+    drop_torn_tail(out)
     done = mined_prompts(out)
     todo = [e for e in examples if (e.index, e.format) not in done]
     stats = {"mined": 0, "skipped": len(examples) - len(todo), "pairs": 0, "self_chosen": 0, "all_right": 0}
     began = time.monotonic()
-    lock = threading.Lock()
-    bar: Any = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc="mining preference pairs", unit="prompt")
-
-    def work(example: SFTExample) -> None:
+    def work(example: SFTExample) -> dict[str, Any]:
         seed = config.seed + 1000 * example.index
-        record = mine_prompt(model, example, gold_of(example.index), db_path_of(example.db_id), config, seed)
-        with lock:
-            with out.open("a") as f:
-                f.write(json.dumps(record, default=str) + "\n")
-            stats["mined"] += 1
-            stats["pairs"] += len(record["pairs"])
-            stats["self_chosen"] += int(any(s["reward"] >= 1.0 for s in record["samples"]) and bool(record["pairs"]))
-            stats["all_right"] += int(all(s["reward"] >= 1.0 for s in record["samples"]))
-            if bar is not None:
-                bar.update(1)
+        return mine_prompt(model, example, gold_of(example.index), db_path_of(example.db_id), config, seed)
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            for future in [pool.submit(work, e) for e in todo]:
-                future.result()
-    finally:
-        if bar is not None:
-            bar.close()
+    def count(record: dict[str, Any]) -> None:
+        right = [s["reward"] >= 1.0 for s in record["samples"]]
+        stats["mined"] += 1
+        stats["pairs"] += len(record["pairs"])
+        stats["self_chosen"] += int(any(right) and bool(record["pairs"]))
+        stats["all_right"] += int(all(right))
+
+    append_records(
+        todo,
+        work,
+        out,
+        on_record=count,
+        concurrency=concurrency,
+        desc="mining preference pairs",
+        unit="prompt",
+        progress=progress,
+    )
     stats["seconds"] = round(time.monotonic() - began)
     return stats

@@ -33,6 +33,7 @@ from prunekit.decoding.types import Message
 from prunekit.nl2sql import prompts
 from prunekit.nl2sql.decompose import decompose
 from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.jsonl_runs import read_records
 from prunekit.nl2sql.retrieval import DemoIndex, TrainExample, load_train_examples
 from prunekit.nl2sql.schema import Schema, link_schema, render_schema
 from prunekit.nl2sql.sqlast import parse_sql
@@ -178,11 +179,4 @@ def build_sft_examples(
 
 def read_sft_examples(path: str | Path) -> list[SFTExample]:
     """The examples of a JSONL file written by `build_sft_examples` (a torn last line is ignored)."""
-    out: list[SFTExample] = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        out.append(SFTExample(**data))
-    return out
+    return [SFTExample(**data) for data in read_records(path)]

@@ -27,10 +27,8 @@ run stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +43,7 @@ from prunekit.nl2sql import prompts
 from prunekit.nl2sql.ast_margin import step_reward
 from prunekit.nl2sql.decompose import is_partial_subtree
 from prunekit.nl2sql.errors import SQLError
+from prunekit.nl2sql.jsonl_runs import append_records, drop_torn_tail, read_records
 from prunekit.nl2sql.schema import Schema, render_schema
 from prunekit.nl2sql.sqlast import canonical_sql
 
@@ -352,27 +351,10 @@ def search_question(
 def read_done(path: str | Path) -> set[int]:
     """Indices already searched in a trajectories file (a torn last line is ignored)."""
     done: set[int] = set()
-    p = Path(path)
-    if not p.is_file():
-        return done
-    for line in p.read_text().splitlines():
-        try:
-            done.add(int(json.loads(line)["index"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
+    for record in read_records(path):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            done.add(int(record["index"]))
     return done
-
-
-def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line without its newline (a run killed mid-write), so the next line starts clean."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        log.warning("dropping a torn last line of %s (%d bytes)", path, len(data) - keep)
-        with path.open("r+b") as f:
-            f.truncate(keep)
 
 
 def synthesize_file(
@@ -396,54 +378,44 @@ def synthesize_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     if not resume and out.exists():
         out.unlink()
-    _drop_torn_tail(out)
+    drop_torn_tail(out)
     done = read_done(out)
     todo = [e for e in examples if e[0] not in done]
     stats = {"searched": 0, "skipped": len(done), "complete": 0, "pairs": 0, "llm_calls": 0, "tokens": 0}
-    lock = threading.Lock()
-    bar: Any = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="synthesising decompositions", unit="question")
     proposal_pool = ThreadPoolExecutor(max_workers=max(1, concurrency) * config.n_children)
 
-    def work(example: tuple[int, str, str, str]) -> None:
+    def work(example: tuple[int, str, str, str]) -> dict[str, Any]:
         idx, db_id, question, gold = example
         result = search_question(
             model, question, gold, schema_of(db_id), config=config, index=idx, db_id=db_id, pool=proposal_pool
         )
-        line = json.dumps(result.to_dict(), default=str)
-        with lock:  # one writer at a time: every line is whole
-            with out.open("a") as f:
-                f.write(line + "\n")
-            stats["searched"] += 1
-            stats["complete"] += int(result.complete)
-            stats["pairs"] += len(result.pairs)
-            stats["llm_calls"] += result.llm_calls
-            stats["tokens"] += result.tokens
-            if bar is not None:
-                bar.update(1)
+        return result.to_dict()
+
+    def count(record: dict[str, Any]) -> None:
+        stats["searched"] += 1
+        stats["complete"] += int(record["complete"])
+        stats["pairs"] += len(record["pairs"])
+        stats["llm_calls"] += record["llm_calls"]
+        stats["tokens"] += record["tokens"]
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as questions:
-            for future in [questions.submit(work, e) for e in todo]:
-                future.result()
+        append_records(
+            todo,
+            work,
+            out,
+            on_record=count,
+            concurrency=concurrency,
+            desc="synthesising decompositions",
+            unit="question",
+            progress=progress,
+        )
     finally:
         proposal_pool.shutdown()
-        if bar is not None:
-            bar.close()
     return stats
 
 
 def load_pairs(paths: Sequence[str | Path]) -> list[PreferencePair]:
     """Every preference pair of one or more trajectories files."""
-    pairs: list[PreferencePair] = []
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            pairs += [PreferencePair.from_dict(p) for p in record.get("pairs", [])]
-    return pairs
+    return [
+        PreferencePair.from_dict(p) for path in paths for record in read_records(path) for p in record.get("pairs", [])
+    ]
