@@ -214,8 +214,10 @@ def train_preference(
     from prunekit.decoding.backends.loader import load_embedded
     from prunekit.decoding.backends.local import LocalModel
     from prunekit.decoding.backends.lora_stack import stack_adapters
+    from prunekit.nl2sql.jsonl_runs import read_records
     from prunekit.nl2sql.pair_mining import choose_prompts, mine_file, mined_prompts, summarize_file
     from prunekit.nl2sql.sft_data import read_sft_examples
+    from prunekit.nl2sql.synthesis import PreferencePair
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = PreferenceRecipe.from_file(recipe) if recipe is not None else PreferenceRecipe()
@@ -248,7 +250,9 @@ def train_preference(
             )
         finally:
             sampler.close()
-    pairs = load_pairs([pairs_path])
+    wanted = {(e.index, e.format) for e in chosen}  # a file from a larger earlier draw may hold more prompts
+    records = [r for r in read_records(pairs_path) if (r["index"], r["format"]) in wanted]
+    pairs = [PreferencePair.from_dict(p) for r in records for p in r["pairs"]]
     local = LocalModel.embedded()
     reference = PeftModel.from_pretrained(local.model, sft_adapter).merge_and_unload()  # stage 1's model
     _, stats = train_margin_dpo(reference, local.tokenizer, pairs, out_dir, config=config.dpo, progress=progress)
@@ -269,6 +273,7 @@ def train_preference(
                     "recipe_file": str(recipe) if recipe is not None else None,
                     "recipe": config.to_dict(),
                     "mining": {**summarize_file(pairs_path), "seconds_last_run": mined.get("seconds", 0)},
+                    "pairs_trained_on": len(pairs),
                     "dpo": {
                         "steps": stats.steps,
                         "loss_first_10": _mean(stats.losses[:10]),
