@@ -6,10 +6,10 @@ bad answers, each scored by its AST distance to the gold. Here the prompts are t
 sampled from the model that stage produced:
 
 - each prompt gets `samples` answers at `temperature`;
-- an answer's reward is 1.0 when its final SQL returns the gold's result on the database (read-only,
+- an answer's reward is 1.0 when its final SQL returns the gold's rows on the database (as a bag, read-only,
   `nl2sql.candidates`), else LearNAT's AST step reward against the gold (`ast_margin.step_reward`) scaled
   by `wrong_scale`, so that a wrong query never ties a right one; an answer that writes no query gets 0;
-- chosen is the best right answer the model wrote itself, else the gold answer (the supervised target);
+- chosen is the first right answer the model wrote itself, else the gold answer (the supervised target);
   rejected are up to `pairs_per_prompt` distinct wrong answers, each one pair; a prompt the model always
   answers right gives no pair.
 
